@@ -1,0 +1,60 @@
+/** The facts the audit reads from each module, and what it reports. */
+import type { AllocationStatus } from '../inventory/inventory.types.js';
+
+export interface AuditSnapshot {
+  readonly productId: string;
+  readonly stocked: number;
+  readonly remaining: number;
+  readonly perBuyerLimit: number | null;
+  readonly allocations: readonly {
+    readonly id: string;
+    readonly buyerId: string;
+    readonly quantity: number;
+    readonly status: AllocationStatus;
+    /** Still inside its hold window by the store's clock (its order may not be recorded yet). */
+    readonly insideHold: boolean;
+  }[];
+}
+
+export interface AuditOrder {
+  readonly id: string;
+  readonly buyerId: string;
+  readonly quantity: number;
+  readonly status: AllocationStatus;
+}
+
+export type ViolationKind =
+  | 'OVERSOLD'
+  | 'STOCK_MISMATCH'
+  | 'NEGATIVE_REMAINING'
+  | 'BUYER_OVER_LIMIT'
+  | 'ALLOCATION_WITHOUT_ORDER'
+  | 'ORDER_WITHOUT_ALLOCATION'
+  | 'PAID_WITHOUT_SALE';
+
+export interface Violation {
+  readonly productId: string;
+  readonly kind: ViolationKind;
+  readonly detail: string;
+  /** The numbers behind the finding (units oversold, buyer and units, order id, …). */
+  readonly facts: Readonly<Record<string, string | number>>;
+}
+
+export interface ProductAudit {
+  readonly productId: string;
+  readonly stocked: number;
+  readonly held: number;
+  readonly paid: number;
+  readonly remaining: number;
+  readonly expired: number;
+  readonly cancelled: number;
+  readonly orders: number;
+  /** Units held or paid beyond the stock (0 when correct). */
+  readonly oversold: number;
+}
+
+export interface AuditReport {
+  readonly ok: boolean;
+  readonly products: readonly ProductAudit[];
+  readonly violations: readonly Violation[];
+}

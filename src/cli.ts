@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+/**
+ * The `flashsale` command: `serve` (the API), `migrate` (apply migrations and exit).
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { isStrategyName } from './inventory/strategy-names.js';
+import { migrateAll, openStores } from './system.js';
+import { startServer } from './server.js';
+
+const USAGE = `usage: flashsale <command> [options]
+
+commands:
+  serve     start the API (embedded PostgreSQL unless DATABASE_URL is set)
+  migrate   apply pending migrations to every module database and exit
+
+options:
+  --port N          listen port (PORT, default 3000)
+  --host H          listen address (HOST, default 127.0.0.1)
+  --strategy NAME   default stock strategy (STRATEGY, default atomic)
+  -h, --help        this text`;
+
+function overridesFrom(values: { port?: string; host?: string; strategy?: string }): Partial<Config> {
+  const overrides: { -readonly [K in keyof Config]?: Config[K] } = {};
+  const problems: string[] = [];
+  if (values.port !== undefined) {
+    const port = Number(values.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push(`--port must be 0–65535, got "${values.port}"`);
+    else overrides.port = port;
+  }
+  if (values.host !== undefined) overrides.host = values.host;
+  if (values.strategy !== undefined) {
+    if (!isStrategyName(values.strategy)) problems.push(`--strategy: unknown strategy "${values.strategy}"`);
+    else overrides.strategy = values.strategy;
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return overrides;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      strategy: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || command === undefined) {
+    console.log(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  const config = loadConfig(process.env, overridesFrom(values));
+  switch (command) {
+    case 'serve':
+      return serve(config);
+    case 'migrate':
+      return migrateOnly(config);
+    default:
+      console.error(`unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function serve(config: Config): Promise<number> {
+  const server = await startServer(config);
+  const { system } = server;
+  console.log(`flashsale listening on ${server.url} (default strategy: ${config.strategy})`);
+  if (system.adminTokenGenerated) {
+    console.log(`admin token (generated, kept in ${config.dataDir}/admin-token): ${system.adminToken}`);
+  } else if (config.adminToken === undefined) {
+    console.log(`admin token: in ${config.dataDir}/admin-token`);
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      console.log(`${signal}: finishing in-flight requests, then stopping`);
+      server.close().then(resolve, (error: unknown) => {
+        console.error('shutdown failed', error);
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  return 0;
+}
+
+async function migrateOnly(config: Config): Promise<number> {
+  const stores = await openStores(config, console);
+  try {
+    const applied = await migrateAll(stores.databases);
+    console.log(applied.length === 0 ? 'migrations: up to date' : `migrations applied:\n  ${applied.join('\n  ')}`);
+    return 0;
+  } finally {
+    await stores.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof ConfigError) console.error(error.message);
+    else console.error(error);
+    process.exitCode = 1;
+  },
+);

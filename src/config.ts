@@ -1,0 +1,136 @@
+/**
+ * All configuration, read in one place. Only this file reads `process.env`: it validates every
+ * variable, reports every bad one at once, and returns one typed, frozen object.
+ */
+import { STRATEGY_NAMES, type StrategyName } from './inventory/strategy-names.js';
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  /** A server the app connects to; `undefined` starts the embedded PostgreSQL. */
+  readonly databaseUrl: string | undefined;
+  /** Per-module overrides of `databaseUrl` (each names the module's own database). */
+  readonly moduleDatabaseUrls: Readonly<Record<ModuleName, string | undefined>>;
+  /** Prefix of the module databases created on `databaseUrl`: `<prefix>users`, … */
+  readonly databasePrefix: string;
+  readonly dataDir: string;
+  readonly adminToken: string | undefined;
+  readonly tokenSecret: string | undefined;
+  readonly strategy: StrategyName;
+  readonly holdSeconds: number;
+  readonly paymentDelayMs: number;
+  readonly maxInFlight: number;
+  readonly dbPoolSize: number;
+  readonly sweepIntervalMs: number;
+  /** Purchases a buyer may start per second; 0 turns the limiter off (the default). */
+  readonly rateLimitPerSecond: number;
+  readonly naiveGapMs: number;
+  readonly optimisticRetries: number;
+  readonly redisUrl: string | undefined;
+  readonly amqpUrl: string | undefined;
+  readonly seedDemo: boolean;
+  readonly logLevel: string;
+}
+
+export type ModuleName = 'users' | 'inventory' | 'orders';
+export const MODULE_NAMES: readonly ModuleName[] = ['users', 'inventory', 'orders'];
+
+/** Thrown with every problem found, so a bad start-up names all the variables at once. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Reads and validates the configuration from `env` (default `process.env`); `overrides` (from
+ * CLI flags) win over the environment.
+ */
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const problems: string[] = [];
+  const text = (name: string): string | undefined => {
+    const value = env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = text(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+      return fallback;
+    }
+    return value;
+  };
+  const url = (name: string, protocols: readonly string[]): string | undefined => {
+    const raw = text(name);
+    if (raw === undefined) return undefined;
+    try {
+      const parsed = new URL(raw);
+      if (!protocols.includes(parsed.protocol)) {
+        problems.push(`${name} must be a ${protocols.join(' or ')} URL, got "${parsed.protocol}"`);
+      }
+    } catch {
+      problems.push(`${name} is not a valid URL`);
+    }
+    return raw;
+  };
+  const pgProtocols = ['postgres:', 'postgresql:'];
+
+  const strategyRaw = text('STRATEGY') ?? 'atomic';
+  if (!(STRATEGY_NAMES as readonly string[]).includes(strategyRaw)) {
+    problems.push(`STRATEGY must be one of ${STRATEGY_NAMES.join(', ')}, got "${strategyRaw}"`);
+  }
+  const adminToken = text('ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 16) {
+    problems.push('ADMIN_TOKEN must be at least 16 characters');
+  }
+  const tokenSecret = text('TOKEN_SECRET');
+  if (tokenSecret !== undefined && tokenSecret.length < 32) {
+    problems.push('TOKEN_SECRET must be at least 32 characters');
+  }
+  const prefix = text('DATABASE_PREFIX') ?? 'flashsale_';
+  if (!/^[a-z_][a-z0-9_]{0,40}$/.test(prefix)) {
+    problems.push(`DATABASE_PREFIX must be lower-case letters, digits and _ (at most 41), got "${prefix}"`);
+  }
+  const seed = text('SEED_DEMO') ?? 'true';
+  if (!['true', 'false', '1', '0'].includes(seed)) problems.push(`SEED_DEMO must be true or false, got "${seed}"`);
+  const logLevel = text('LOG_LEVEL') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${logLevel}"`);
+  }
+
+  const config: Config = {
+    port: integer('PORT', 3000, 0, 65535),
+    host: text('HOST') ?? '127.0.0.1',
+    databaseUrl: url('DATABASE_URL', pgProtocols),
+    moduleDatabaseUrls: {
+      users: url('USERS_DATABASE_URL', pgProtocols),
+      inventory: url('INVENTORY_DATABASE_URL', pgProtocols),
+      orders: url('ORDERS_DATABASE_URL', pgProtocols),
+    },
+    databasePrefix: prefix,
+    dataDir: text('FLASHSALE_DATA_DIR') ?? '.flashsale',
+    adminToken,
+    tokenSecret,
+    strategy: strategyRaw as StrategyName,
+    holdSeconds: integer('HOLD_SECONDS', 300, 1, 86_400),
+    paymentDelayMs: integer('PAYMENT_DELAY_MS', 0, 0, 60_000),
+    maxInFlight: integer('MAX_IN_FLIGHT', 20_000, 1, 1_000_000),
+    dbPoolSize: integer('DB_POOL_SIZE', 20, 1, 500),
+    sweepIntervalMs: integer('SWEEP_INTERVAL_MS', 1000, 50, 60_000),
+    rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+    naiveGapMs: integer('NAIVE_GAP_MS', 5, 0, 10_000),
+    optimisticRetries: integer('OPTIMISTIC_RETRIES', 3, 0, 100),
+    redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
+    amqpUrl: url('AMQP_URL', ['amqp:', 'amqps:']),
+    seedDemo: seed === 'true' || seed === '1',
+    logLevel,
+    ...overrides,
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}

@@ -1,0 +1,146 @@
+/**
+ * Builds the HTTP app from its dependencies, without listening: tests drive it with `inject`
+ * or `listen({ port: 0 })`; only `server.ts` listens for real.
+ */
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { auditProducts } from '../audit/audit.js';
+import type { InventoryClient } from '../inventory/inventory.client.js';
+import { inventoryRoutes } from '../inventory/inventory.routes.js';
+import type { StrategyName } from '../inventory/strategy-names.js';
+import type { Tokens } from '../infra/tokens.js';
+import type { OrdersClient } from '../orders/orders.client.js';
+import { ordersRoutes } from '../orders/orders.routes.js';
+import type { UsersClient } from '../users/users.client.js';
+import { usersRoutes } from '../users/users.routes.js';
+import { requireAdmin, requireBuyer } from './auth.js';
+import { registerOverloadGuard, type OverloadGuard } from './overload.js';
+import { problem, registerProblemHandlers, sendProblem } from './problem.js';
+import { bearerSecurity, uuid } from './schemas.js';
+
+export interface AppDeps {
+  readonly users: UsersClient;
+  readonly inventory: InventoryClient;
+  readonly orders: OrdersClient;
+  readonly tokens: Tokens;
+  readonly adminToken: string;
+  readonly defaultStrategy: StrategyName;
+  readonly availableStrategies: () => StrategyName[];
+  /** Resolves with the stores that did not answer (empty: ready). */
+  readonly checkStores: () => Promise<string[]>;
+  readonly maxInFlight: number;
+  readonly logLevel: string;
+}
+
+export type App = FastifyInstance & { overload: OverloadGuard };
+
+export function buildApp(deps: AppDeps): App {
+  const app = Fastify({
+    logger: { level: deps.logLevel },
+    // One line per request would cost more than the purchase itself under a storm.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Large enough for the order-id check of a 10,000-buyer run; purchases are tiny.
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
+  });
+  registerProblemHandlers(app);
+  // OpenAPI generated from the route schemas; the UI at /docs, the document at /docs/json.
+  void app.register(swagger, {
+    openapi: {
+      info: { title: 'flashsale', version: '0.1.0', description: 'Flash-sale and ticket-drop API' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  void app.register(swaggerUi, { routePrefix: '/docs' });
+  const overload = registerOverloadGuard(app, deps.maxInFlight);
+
+  const buyer = requireBuyer(deps.tokens);
+  const admin = requireAdmin(deps.adminToken, deps.tokens);
+
+  // Registered as plugins so the OpenAPI hook sees every route.
+  void app.register((scope, _options, done) => {
+    scope.get('/healthz', { schema: { tags: ['operations'], summary: 'Liveness, and the default strategy' } }, async () => ({
+      status: 'ok',
+      strategy: deps.defaultStrategy,
+      strategies: deps.availableStrategies(),
+      inFlight: overload.inFlight(),
+    }));
+
+    scope.get('/readyz', { schema: { tags: ['operations'], summary: 'Readiness: every store answers' } }, async (_request, reply) => {
+      const down = await deps.checkStores();
+      if (down.length === 0) return { status: 'ready' };
+      return sendProblem(reply, problem('NOT_READY', `not reachable: ${down.join(', ')}`, { down }), 1);
+    });
+
+    scope.get(
+      '/v1/me',
+      { preHandler: buyer, schema: { tags: ['users'], summary: 'Your balance and orders', security: bearerSecurity } },
+      async (request) => {
+        const [user, orders] = await Promise.all([
+          deps.users.getUser(request.buyerId),
+          deps.orders.listForBuyer(request.buyerId),
+        ]);
+        return { ...user, orders };
+      },
+    );
+
+    scope.get<{ Querystring: { productId: string | string[] } }>(
+      '/v1/admin/audit',
+      {
+        preHandler: admin,
+        schema: {
+          tags: ['admin'],
+          summary: 'Audit products: stocked = held + paid + remaining, no buyer over the limit, no order lost',
+          security: bearerSecurity,
+          querystring: {
+            type: 'object',
+            required: ['productId'],
+            additionalProperties: false,
+            properties: { productId: { anyOf: [uuid, { type: 'array', items: uuid, minItems: 1, maxItems: 100 }] } },
+          },
+        },
+      },
+      async (request) => {
+        const ids = ([] as string[]).concat(request.query.productId);
+        return auditProducts(
+          { auditSnapshot: (id) => deps.inventory.auditSnapshot(id), auditOrders: (id) => deps.orders.auditOrders(id) },
+          ids,
+        );
+      },
+    );
+    done();
+  });
+
+  void app.register((scope, _options, done) => {
+    scope.post<{ Body: { ids: string[] } }>(
+      '/v1/admin/orders/missing',
+      {
+        preHandler: admin,
+        schema: {
+          tags: ['admin'],
+          summary: 'Which of these order ids have no order (bench checks every 2xx has its order)',
+          security: bearerSecurity,
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['ids'],
+            properties: { ids: { type: 'array', items: uuid, maxItems: 20_000 } },
+          },
+        },
+      },
+      async (request) => {
+        const found = await deps.orders.existing(request.body.ids);
+        return { missing: request.body.ids.filter((id) => !found.has(id)) };
+      },
+    );
+    done();
+  });
+
+  void app.register(usersRoutes(deps.users, admin));
+  void app.register(inventoryRoutes(deps.inventory, admin));
+  void app.register(ordersRoutes(deps.orders, buyer));
+
+  return Object.assign(app, { overload });
+}

@@ -1,0 +1,93 @@
+/**
+ * The one error handler: turns any error into `application/problem+json` (RFC 9457) with a
+ * stable `code`. Domain errors keep their code; Fastify's own (validation, bad JSON, wrong media
+ * type, too large) map to theirs; anything else is `INTERNAL` and logged at error level.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DomainError, ERROR_CODES, type ErrorCode, type ProblemExtras } from '../infra/errors.js';
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+
+export interface Problem {
+  readonly type: string;
+  readonly title: string;
+  readonly status: number;
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly instance?: string;
+  readonly [extra: string]: unknown;
+}
+
+export function problemType(code: ErrorCode): string {
+  return `urn:flashsale:problem:${code.toLowerCase().replaceAll('_', '-')}`;
+}
+
+export function problem(code: ErrorCode, detail: string, extras: ProblemExtras = {}, instance?: string): Problem {
+  const entry = ERROR_CODES[code];
+  return {
+    ...extras,
+    type: problemType(code),
+    title: entry.title,
+    status: entry.status,
+    code,
+    detail,
+    ...(instance === undefined ? {} : { instance }),
+  };
+}
+
+/** Sends a problem document; `Retry-After` when the refusal says when to come back. */
+export function sendProblem(reply: FastifyReply, body: Problem, retryAfterSeconds?: number): FastifyReply {
+  if (retryAfterSeconds !== undefined) void reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterSeconds))));
+  return reply.status(body.status).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
+}
+
+interface Classified {
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly extras: ProblemExtras;
+  readonly retryAfterSeconds?: number;
+}
+
+function classify(error: FastifyError | DomainError | Error): Classified {
+  if (error instanceof DomainError) {
+    return { code: error.code, detail: error.message, extras: error.extras, retryAfterSeconds: error.retryAfterSeconds };
+  }
+  const fastifyError = error as FastifyError;
+  if (fastifyError.validation) {
+    const errors = fastifyError.validation.map((issue) => ({
+      field: `${fastifyError.validationContext ?? 'body'}${issue.instancePath.replaceAll('/', '.')}` +
+        (typeof issue.params['missingProperty'] === 'string' ? `.${issue.params['missingProperty']}` : '') +
+        (typeof issue.params['additionalProperty'] === 'string' ? `.${issue.params['additionalProperty']}` : ''),
+      message: issue.message ?? 'is invalid',
+    }));
+    return { code: 'VALIDATION_FAILED', detail: fastifyError.message, extras: { errors } };
+  }
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: 'send the body as application/json', extras: {} };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { code: 'PAYLOAD_TOO_LARGE', detail: fastifyError.message, extras: {} };
+    default:
+      break;
+  }
+  if (fastifyError.statusCode === 400) {
+    return { code: 'VALIDATION_FAILED', detail: fastifyError.message, extras: { errors: [] } };
+  }
+  if (fastifyError.statusCode === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: fastifyError.message, extras: {} };
+  if (fastifyError.statusCode === 413) return { code: 'PAYLOAD_TOO_LARGE', detail: fastifyError.message, extras: {} };
+  return { code: 'INTERNAL', detail: 'an unexpected error occurred', extras: {} };
+}
+
+export function registerProblemHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | DomainError, request: FastifyRequest, reply: FastifyReply) => {
+    const found = classify(error);
+    const status = ERROR_CODES[found.code].status;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    else request.log.info({ code: found.code }, found.detail);
+    return sendProblem(reply, problem(found.code, found.detail, found.extras, request.url), found.retryAfterSeconds);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, problem('NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`)),
+  );
+}

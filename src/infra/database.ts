@@ -1,0 +1,108 @@
+/**
+ * Opens the module databases. Each module (users, inventory, orders) owns its own database; on a
+ * shared server they are `<prefix>users`, `<prefix>inventory`, `<prefix>orders`, created if missing.
+ * This is the one place connections are opened; `close()` is the one place they are closed.
+ */
+import postgres from 'postgres';
+import { MODULE_NAMES, type ModuleName } from '../config.js';
+
+export type Sql = postgres.Sql;
+
+export type ModuleDatabases = Readonly<Record<ModuleName, Sql>> & {
+  /** URLs actually used, per module (for `migrate` and for the audit's own connections). */
+  readonly urls: Readonly<Record<ModuleName, string>>;
+  close(): Promise<void>;
+};
+
+export interface OpenOptions {
+  /** Server to create the module databases on. */
+  readonly baseUrl: string;
+  readonly prefix: string;
+  readonly overrides?: Readonly<Partial<Record<ModuleName, string | undefined>>>;
+  readonly poolSize: number;
+  /** Name shown in `pg_stat_activity`, so operators and bench can tell our sessions apart. */
+  readonly applicationName?: string;
+}
+
+/** int8 (counts, cents) arrive as JS numbers: every value we store fits in 2^53. */
+const int8AsNumber = {
+  to: 20,
+  from: [20],
+  serialize: (value: number) => String(value),
+  parse: (value: string) => Number(value),
+};
+
+/** Opens one connection pool on `url`. */
+export function connect(url: string, poolSize: number, applicationName = 'flashsale'): Sql {
+  return postgres(url, {
+    max: poolSize,
+    idle_timeout: 30,
+    connect_timeout: 30,
+    onnotice: () => undefined,
+    types: { bigint: int8AsNumber },
+    connection: { application_name: applicationName },
+  });
+}
+
+/** Creates the module databases that are missing on `baseUrl` and opens a pool on each. */
+export async function openModuleDatabases(options: OpenOptions): Promise<ModuleDatabases> {
+  const urls = {} as Record<ModuleName, string>;
+  for (const module of MODULE_NAMES) {
+    const override = options.overrides?.[module];
+    urls[module] = override ?? databaseUrl(options.baseUrl, `${options.prefix}${module}`);
+  }
+  const toCreate = MODULE_NAMES.filter((module) => options.overrides?.[module] === undefined);
+  if (toCreate.length > 0) {
+    await ensureDatabases(options.baseUrl, toCreate.map((module) => `${options.prefix}${module}`));
+  }
+  const app = options.applicationName ?? 'flashsale';
+  const pools = {
+    users: connect(urls.users, Math.max(2, Math.ceil(options.poolSize / 2)), `${app}:users`),
+    inventory: connect(urls.inventory, options.poolSize, `${app}:inventory`),
+    orders: connect(urls.orders, options.poolSize, `${app}:orders`),
+  };
+  return {
+    ...pools,
+    urls,
+    close: async () => {
+      await Promise.all(Object.values(pools).map((sql) => sql.end({ timeout: 5 })));
+    },
+  };
+}
+
+/** The same server as `baseUrl`, another database. */
+export function databaseUrl(baseUrl: string, database: string): string {
+  const url = new URL(baseUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/** Creates each database that does not exist yet; safe when several processes race to do it. */
+export async function ensureDatabases(baseUrl: string, names: readonly string[]): Promise<void> {
+  const admin = connect(baseUrl, 1, 'flashsale:admin');
+  try {
+    for (const name of names) {
+      const [found] = await admin`select 1 as found from pg_database where datname = ${name}`;
+      if (found) continue;
+      try {
+        await admin.unsafe(`create database "${name}"`);
+      } catch (error) {
+        // 42P04 duplicate_database, 23505 unique_violation: another process created it first.
+        const code = (error as { code?: string }).code;
+        if (code !== '42P04' && code !== '23505') throw error;
+      }
+    }
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
+/** Drops databases (tests and bench clean up after themselves with this). */
+export async function dropDatabases(baseUrl: string, names: readonly string[]): Promise<void> {
+  const admin = connect(baseUrl, 1, 'flashsale:admin');
+  try {
+    for (const name of names) await admin.unsafe(`drop database if exists "${name}" with (force)`);
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}

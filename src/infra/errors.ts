@@ -1,0 +1,58 @@
+/**
+ * The one registry of error codes. Every refusal the API can give is listed here with its HTTP
+ * status and a one-line meaning; the README's table is checked against this list by a test.
+ *
+ * Domain code throws {@link DomainError} with one of these codes, never an HTTP error; the HTTP
+ * shell (`http/error-handler.ts`) turns it into `application/problem+json`.
+ */
+export const ERROR_CODES = {
+  SOLD_OUT: { status: 409, title: 'Sold out', meaning: 'Not enough units remain for the whole quantity (all or nothing); `remaining` says how many are left.' },
+  PRODUCT_NOT_FOUND: { status: 404, title: 'Product not found', meaning: 'No product has this id.' },
+  SALE_NOT_OPEN: { status: 409, title: 'Sale not open', meaning: 'The sale window has not opened yet; `opensAt` says when it does.' },
+  SALE_ENDED: { status: 409, title: 'Sale ended', meaning: 'The sale window has closed, or an admin ended the sale.' },
+  LIMIT_EXCEEDED: { status: 409, title: 'Limit exceeded', meaning: 'This buyer would hold more units of the product than its per-buyer limit allows.' },
+  CONTENTION: { status: 409, title: 'Contention', meaning: 'The strategy gave up under contention before it could decide; retry after `Retry-After` seconds.' },
+  VALIDATION_FAILED: { status: 400, title: 'Validation failed', meaning: 'The request body, query or path is malformed; `errors` lists what is wrong.' },
+  UNAUTHORIZED: { status: 401, title: 'Unauthorized', meaning: 'The bearer token is missing, malformed or forged.' },
+  FORBIDDEN: { status: 403, title: 'Forbidden', meaning: 'The token is valid but not allowed here (admin routes need the admin token).' },
+  NOT_FOUND: { status: 404, title: 'Not found', meaning: 'No route matches this method and path.' },
+  ORDER_NOT_FOUND: { status: 404, title: 'Order not found', meaning: 'No order with this id belongs to this buyer.' },
+  USER_NOT_FOUND: { status: 404, title: 'User not found', meaning: 'The token names a user that does not exist.' },
+  INVALID_STOCK_CHANGE: { status: 409, title: 'Invalid stock change', meaning: 'The change would leave fewer units stocked than are already held or paid.' },
+  STRATEGY_UNAVAILABLE: { status: 400, title: 'Strategy unavailable', meaning: 'The strategy is unknown, or the store it needs is not configured.' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large', meaning: 'The request body is larger than the server accepts.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', meaning: 'The body must be `application/json`.' },
+  OVERLOADED: { status: 503, title: 'Overloaded', meaning: 'The server is at its in-flight limit and refused the request at once; retry after `Retry-After` seconds.' },
+  NOT_READY: { status: 503, title: 'Not ready', meaning: 'A store the server needs is unreachable.' },
+  INTERNAL: { status: 500, title: 'Internal error', meaning: 'An unexpected fault; the log has the details. Nothing was half-done: every step is keyed by the order id.' },
+} as const satisfies Record<string, { status: number; title: string; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Extra members of a problem document (RFC 9457 allows any), e.g. `remaining` for `SOLD_OUT`. */
+export type ProblemExtras = Readonly<Record<string, unknown>>;
+
+/**
+ * A refusal or fault that the domain knows how to name. `extras` become members of the problem
+ * document; `retryAfterSeconds` becomes the `Retry-After` header.
+ */
+export class DomainError extends Error {
+  override readonly name = 'DomainError';
+  readonly status: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    readonly extras: ProblemExtras = {},
+    readonly retryAfterSeconds?: number,
+    options?: ErrorOptions,
+  ) {
+    super(message ?? ERROR_CODES[code].meaning, options);
+    this.status = ERROR_CODES[code].status;
+  }
+}
+
+/** True when `value` is one of the registered codes (used when a code crosses an HTTP boundary). */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}

@@ -1,0 +1,111 @@
+/** Inventory's HTTP routes: the product catalogue (buyers) and product administration. */
+import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
+import { DomainError } from '../infra/errors.js';
+import { bearerSecurity, idParams, instant } from '../http/schemas.js';
+import type { InventoryClient } from './inventory.client.js';
+import type { NewProduct, ProductChange } from './inventory.types.js';
+import { STRATEGY_NAMES } from './strategy-names.js';
+
+const MAX_STOCK = 10_000_000;
+
+const productFields = {
+  name: { type: 'string', minLength: 1, maxLength: 200 },
+  priceCents: { type: 'integer', minimum: 0, maximum: 100_000_000_000 },
+  perBuyerLimit: { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 },
+  holdSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
+  opensAt: instant,
+  closesAt: { anyOf: [instant, { type: 'null' }] },
+} as const;
+
+const newProductBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'priceCents', 'stock'],
+  properties: {
+    ...productFields,
+    stock: { type: 'integer', minimum: 0, maximum: MAX_STOCK },
+    strategy: { type: 'string', enum: [...STRATEGY_NAMES] },
+  },
+} as const;
+
+const productChangeBody = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    ...productFields,
+    addStock: { type: 'integer', minimum: -MAX_STOCK, maximum: MAX_STOCK },
+  },
+} as const;
+
+/** The schema's pattern admits "2026-13-45T…"; the calendar check happens here. */
+function assertInstants(body: { opensAt?: string; closesAt?: string | null }): void {
+  for (const field of ['opensAt', 'closesAt'] as const) {
+    const value = body[field];
+    if (typeof value === 'string' && Number.isNaN(Date.parse(value))) {
+      throw new DomainError('VALIDATION_FAILED', `${field} is not a real date`, {
+        errors: [{ field: `body.${field}`, message: 'is not a real date' }],
+      });
+    }
+  }
+}
+
+export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHookHandler) {
+  return (app: FastifyInstance): void => {
+    app.get('/v1/products', { schema: { tags: ['products'], summary: 'List products with live remaining stock' } }, async () => ({
+      products: await inventory.listProducts(),
+    }));
+
+    app.get<{ Params: { id: string } }>(
+      '/v1/products/:id',
+      { schema: { tags: ['products'], summary: 'One product with live remaining stock', params: idParams } },
+      async (request) => inventory.getProduct(request.params.id),
+    );
+
+    app.post<{ Body: NewProduct }>(
+      '/v1/admin/products',
+      {
+        preHandler: admin,
+        schema: { tags: ['admin'], summary: 'Create a product', body: newProductBody, security: bearerSecurity },
+      },
+      async (request, reply) => {
+        assertInstants(request.body);
+        const product = await inventory.createProduct(request.body);
+        return reply.status(201).send(product);
+      },
+    );
+
+    app.patch<{ Params: { id: string }; Body: ProductChange }>(
+      '/v1/admin/products/:id',
+      {
+        preHandler: admin,
+        schema: {
+          tags: ['admin'],
+          summary: 'Add stock, edit the window or limits (never below what is allocated)',
+          params: idParams,
+          body: productChangeBody,
+          security: bearerSecurity,
+        },
+      },
+      async (request) => {
+        assertInstants(request.body);
+        return inventory.updateProduct(request.params.id, request.body);
+      },
+    );
+
+    app.post<{ Params: { id: string } }>(
+      '/v1/admin/products/:id/end',
+      { preHandler: admin, schema: { tags: ['admin'], summary: 'End the sale now', params: idParams, security: bearerSecurity } },
+      async (request) => inventory.endSale(request.params.id),
+    );
+
+    app.get<{ Params: { id: string } }>(
+      '/v1/admin/products/:id/stats',
+      {
+        preHandler: admin,
+        schema: { tags: ['admin'], summary: 'Units by state', params: idParams, security: bearerSecurity },
+      },
+      async (request) => inventory.stats(request.params.id),
+    );
+  };
+}

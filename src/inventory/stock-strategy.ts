@@ -1,0 +1,49 @@
+/**
+ * The stock-strategy interface: the one place a concurrency strategy plugs into inventory.
+ *
+ * What every strategy must guarantee:
+ * - Never oversell: after any interleaving of `reserve`, `release` and `confirm`, units held plus
+ *   units paid never exceed units stocked, and no buyer holds more than the product's limit
+ *   (the `naive` strategy breaks this on purpose, and is marked `safe: false`).
+ * - All or nothing: a reservation of `quantity` units takes all of them or none.
+ * - Idempotent by allocation id: reserving again under an id that already holds returns that
+ *   allocation and takes nothing more; releasing or confirming twice changes nothing the second time.
+ * - A refusal names its reason (`SOLD_OUT`, `PRODUCT_NOT_FOUND`, `SALE_NOT_OPEN`, `SALE_ENDED`,
+ *   `LIMIT_EXCEEDED`, `CONTENTION`), never an opaque "0 rows".
+ * - A database connection or lock is held only for the stock step itself: nothing slow (payment,
+ *   think time) ever runs inside a strategy call.
+ * - Expiry is judged by the store's clock, never the app's.
+ *
+ * What is deliberately left out: recording the order (orders does that after a successful
+ * reserve), money (users), and fairness between buyers (only the `queue` strategy promises FCFS).
+ */
+import type { StrategyName } from './strategy-names.js';
+import type { Allocation, ReserveOutcome, ReserveRequest } from './inventory.types.js';
+
+export interface ReleasedAllocation {
+  readonly productId: string;
+  readonly buyerId: string;
+  readonly quantity: number;
+}
+
+export type ConfirmOutcome =
+  | { readonly ok: true; readonly allocation: Allocation }
+  | { readonly ok: false; readonly reason: 'NOT_FOUND' | 'EXPIRED' | 'CANCELLED' };
+
+export type ReleaseStatus = 'cancelled' | 'expired';
+
+export interface StockStrategy {
+  readonly name: StrategyName;
+  /** `false` only for `naive`, which exists to show the audit catching an oversell. */
+  readonly safe: boolean;
+  /** Takes `quantity` units for the buyer under `allocationId`, or says why not. */
+  reserve(request: ReserveRequest): Promise<ReserveOutcome>;
+  /**
+   * Ends a held allocation and returns its units to stock and to the buyer's limit.
+   * With `onlyIfExpired`, only when its expiry has passed by the store's clock.
+   * Returns what was released, or `null` when the allocation was not held (already settled).
+   */
+  release(allocationId: string, status: ReleaseStatus, onlyIfExpired: boolean): Promise<ReleasedAllocation | null>;
+  /** Turns a hold into a sale, unless it expired by the store's clock or was cancelled. */
+  confirm(allocationId: string): Promise<ConfirmOutcome>;
+}

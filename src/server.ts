@@ -1,0 +1,84 @@
+/**
+ * Starts the whole system in one process and listens: opens and migrates the stores, seeds the
+ * demo product, runs the expiry sweeper, and shuts down in order on SIGTERM/SIGINT (stop
+ * accepting, finish in-flight requests, close pools, stop the embedded database).
+ */
+import { readFileSync } from 'node:fs';
+import type { Config } from './config.js';
+import { appFor, createSystem, migrateAll, openStores, type System } from './system.js';
+import type { App } from './http/app.js';
+
+export interface RunningServer {
+  readonly url: string;
+  readonly app: App;
+  readonly system: System;
+  close(): Promise<void>;
+}
+
+/** The OS caps the listen backlog at `somaxconn`; ask for that much so a storm is queued, not dropped. */
+export function listenBacklog(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim()) || 511;
+  } catch {
+    return 511;
+  }
+}
+
+export async function startServer(config: Config): Promise<RunningServer> {
+  const bootLog = {
+    info: (message: string) => console.log(message),
+    warn: (message: string) => console.warn(message),
+    error: (object: unknown, message?: string) => console.error(message ?? '', object),
+  };
+  const stores = await openStores(config, bootLog);
+  let app: App | undefined;
+  try {
+    await migrateAll(stores.databases);
+    const system = await createSystem(config, stores, bootLog);
+    app = appFor(system);
+    if (config.seedDemo) await seedDemoProduct(system);
+    const sweeper = startSweeper(system, app);
+    app.addHook('onClose', async () => {
+      sweeper.stop();
+      await stores.close();
+    });
+    const url = await app.listen({ port: config.port, host: config.host, backlog: listenBacklog() });
+    const running = app;
+    return { url, app: running, system, close: () => running.close() };
+  } catch (error) {
+    if (app) await app.close().catch(() => undefined);
+    else await stores.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** A product to try the API with, created once on an empty install. */
+async function seedDemoProduct(system: System): Promise<void> {
+  const existing = await system.inventory.listProducts();
+  if (existing.length > 0) return;
+  await system.inventory.createProduct({ name: 'Demo concert ticket', priceCents: 2500, stock: 100, perBuyerLimit: 2 });
+}
+
+/**
+ * Returns expired holds to stock every `sweepIntervalMs`, starting at once (holds that expired
+ * while the server was down come back at start-up). One sweep at a time.
+ */
+function startSweeper(system: System, app: App): { stop(): void } {
+  let running = false;
+  const sweep = async (): Promise<void> => {
+    if (running) return;
+    running = true;
+    try {
+      const released = await system.inventory.sweepExpired();
+      if (released.length > 0) app.log.info({ holds: released.length }, 'expired holds returned to stock');
+    } catch (error) {
+      app.log.error({ err: error }, 'expiry sweep failed');
+    } finally {
+      running = false;
+    }
+  };
+  void sweep();
+  const timer = setInterval(() => void sweep(), system.config.sweepIntervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}

@@ -1,0 +1,137 @@
+/**
+ * The composition root: opens the stores, migrates them, and wires the three modules together
+ * in one process (a client is a direct call). The split mode replaces a client with its HTTP
+ * implementation here, and nowhere else.
+ */
+import { v7 as uuidv7 } from 'uuid';
+import type { FastifyBaseLogger } from 'fastify';
+import { MODULE_NAMES, type Config } from './config.js';
+import { openModuleDatabases, type ModuleDatabases } from './infra/database.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-postgres.js';
+import { migrate } from './infra/migrate.js';
+import { keptSecret } from './infra/secrets.js';
+import { Tokens } from './infra/tokens.js';
+import { InventoryService } from './inventory/inventory.service.js';
+import { buildStrategies, type StrategyRegistry } from './inventory/strategies/index.js';
+import { OrdersService } from './orders/orders.service.js';
+import { UsersService } from './users/users.service.js';
+import { buildApp, type App } from './http/app.js';
+import { join } from 'node:path';
+
+export interface Stores {
+  readonly databases: ModuleDatabases;
+  readonly embedded: EmbeddedDatabase | undefined;
+  /** Closes pools, then stops the embedded server if we started it. */
+  close(): Promise<void>;
+}
+
+export interface System {
+  readonly config: Config;
+  readonly stores: Stores;
+  readonly users: UsersService;
+  readonly inventory: InventoryService;
+  readonly orders: OrdersService;
+  readonly strategies: StrategyRegistry;
+  readonly tokens: Tokens;
+  readonly adminToken: string;
+  /** True when this start generated the admin token (so `serve` prints it). */
+  readonly adminTokenGenerated: boolean;
+}
+
+export type Log = Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>;
+
+/** Starts the embedded server when no `DATABASE_URL` is set, then opens the module databases. */
+export async function openStores(config: Config, log: Log): Promise<Stores> {
+  let embedded: EmbeddedDatabase | undefined;
+  let baseUrl = config.databaseUrl;
+  if (baseUrl === undefined) {
+    log.info(`starting the embedded PostgreSQL under ${join(config.dataDir, 'pg')}`);
+    embedded = await startEmbeddedPostgres({ directory: join(config.dataDir, 'pg') });
+    baseUrl = embedded.url;
+  }
+  try {
+    const databases = await openModuleDatabases({
+      baseUrl,
+      prefix: config.databasePrefix,
+      overrides: config.moduleDatabaseUrls,
+      poolSize: config.dbPoolSize,
+    });
+    return {
+      databases,
+      embedded,
+      close: async () => {
+        await databases.close();
+        await embedded?.stop();
+      },
+    };
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+}
+
+export async function migrateAll(databases: ModuleDatabases): Promise<string[]> {
+  const applied: string[] = [];
+  for (const module of MODULE_NAMES) {
+    for (const migration of await migrate(databases[module], module)) applied.push(`${module}/${migration.name}`);
+  }
+  return applied;
+}
+
+export async function createSystem(config: Config, stores: Stores, log: Log): Promise<System> {
+  const { databases } = stores;
+  const tokenSecret = await keptSecret(config.dataDir, 'token-secret', config.tokenSecret);
+  const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
+  const tokens = new Tokens(tokenSecret.value);
+  const newId = (): string => uuidv7();
+  const strategies = buildStrategies({ inventorySql: databases.inventory });
+  const users = new UsersService({ sql: databases.users, tokens, newId });
+  const inventory = new InventoryService({
+    sql: databases.inventory,
+    strategies,
+    defaultStrategy: config.strategy,
+    defaultHoldSeconds: config.holdSeconds,
+    newId,
+    warn: (message) => log.warn(message),
+  });
+  const orders = new OrdersService({ sql: databases.orders, inventory, newId, log });
+  return {
+    config,
+    stores,
+    users,
+    inventory,
+    orders,
+    strategies,
+    tokens,
+    adminToken: admin.value,
+    adminTokenGenerated: admin.generated,
+  };
+}
+
+export function appFor(system: System): App {
+  const { databases } = system.stores;
+  return buildApp({
+    users: system.users,
+    inventory: system.inventory,
+    orders: system.orders,
+    tokens: system.tokens,
+    adminToken: system.adminToken,
+    defaultStrategy: system.config.strategy,
+    availableStrategies: () => system.strategies.available(),
+    checkStores: async () => {
+      const results = await Promise.all(
+        MODULE_NAMES.map(async (module) => {
+          try {
+            await databases[module]`select 1`;
+            return null;
+          } catch {
+            return `postgres:${module}`;
+          }
+        }),
+      );
+      return results.filter((down): down is string => down !== null);
+    },
+    maxInFlight: system.config.maxInFlight,
+    logLevel: system.config.logLevel,
+  });
+}

@@ -1,0 +1,55 @@
+/** Users' HTTP routes: sign-up, and bulk creation of buyers for drills and bench. */
+import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
+import { bearerSecurity } from '../http/schemas.js';
+import type { UsersClient } from './users.client.js';
+
+/** Enough for the 10,000-buyer stampede in one call. */
+export const MAX_USERS_PER_CALL = 20_000;
+
+export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
+  return (app: FastifyInstance): void => {
+    app.post<{ Body: { name: string } }>(
+      '/v1/users',
+      {
+        schema: {
+          tags: ['users'],
+          summary: 'Sign up; returns the buyer token',
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name'],
+            properties: { name: { type: 'string', minLength: 1, maxLength: 100, pattern: '\\S' } },
+          },
+        },
+      },
+      async (request, reply) => reply.status(201).send(await users.signUp(request.body.name.trim())),
+    );
+
+    app.post<{ Body: { count: number; balanceCents: number; namePrefix?: string } }>(
+      '/v1/admin/users',
+      {
+        preHandler: admin,
+        // Bulk creation returns one token per buyer: allow a larger body in the reply, not the request.
+        schema: {
+          tags: ['admin'],
+          summary: 'Create many buyers at once, with a balance',
+          security: bearerSecurity,
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['count', 'balanceCents'],
+            properties: {
+              count: { type: 'integer', minimum: 1, maximum: MAX_USERS_PER_CALL },
+              balanceCents: { type: 'integer', minimum: 0, maximum: 100_000_000_000 },
+              namePrefix: { type: 'string', minLength: 1, maxLength: 50 },
+            },
+          },
+        },
+      },
+      async (request, reply) => {
+        const { count, balanceCents, namePrefix } = request.body;
+        return reply.status(201).send({ users: await users.createMany(count, balanceCents, namePrefix ?? 'buyer-') });
+      },
+    );
+  };
+}
