@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('configuration', () => {
+  it('has working defaults with nothing set', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({ port: 3000, host: '127.0.0.1', strategy: 'atomic', databaseUrl: undefined });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('names every bad variable at once', () => {
+    let error: unknown;
+    try {
+      loadConfig({ PORT: 'eighty', STRATEGY: 'yolo', DATABASE_URL: 'mysql://x', ADMIN_TOKEN: 'short', HOLD_SECONDS: '0' });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    for (const name of ['PORT', 'STRATEGY', 'DATABASE_URL', 'ADMIN_TOKEN', 'HOLD_SECONDS']) expect(message).toContain(name);
+  });
+});
