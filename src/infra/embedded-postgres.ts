@@ -7,7 +7,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, rm, readdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rm, readdir, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -67,12 +68,40 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   } else if (asRoot) {
     await handToPostgresUser(directory);
   }
+  await stopOrphanedServer(directory, log);
   await server.start();
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
     stop: () => server.stop(),
   };
+}
+
+/**
+ * A flashsale process that was killed outright (SIGKILL, a crash) leaves its server running on
+ * this data directory, which would refuse a second server. That orphan is ours: ask it to stop
+ * (SIGINT, PostgreSQL's fast shutdown) and wait for it.
+ */
+async function stopOrphanedServer(directory: string, log: (line: string) => void): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(resolve(directory, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  log(`stopping an orphaned embedded PostgreSQL (pid ${pid}) left on ${directory}`);
+  process.kill(pid, 'SIGINT');
+  for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) await sleep(100);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The server runs as `postgres`: it must be able to pass through the folder above its data. */
