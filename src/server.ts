@@ -61,16 +61,29 @@ async function seedDemoProduct(system: System): Promise<void> {
 
 /**
  * Returns expired holds to stock every `sweepIntervalMs`, starting at once (holds that expired
- * while the server was down come back at start-up). One sweep at a time.
+ * while the server was down come back at start-up). One sweep at a time. Orders sweeps first
+ * (it asks inventory to expire each held order's allocation and marks the order `expired`);
+ * inventory's own sweep then returns holds that have no order (a crash before it was recorded).
+ * Idempotency keys older than 24 hours are removed once a minute.
  */
+const KEY_CLEANUP_INTERVAL_MS = 60_000;
+
 function startSweeper(system: System, app: App): { stop(): void } {
   let running = false;
+  let lastCleanup = 0;
   const sweep = async (): Promise<void> => {
     if (running) return;
     running = true;
     try {
+      const expired = await system.orders.sweepExpired();
+      if (expired > 0) app.log.info({ orders: expired }, 'expired orders: holds returned to stock');
       const released = await system.inventory.sweepExpired();
       if (released.length > 0) app.log.info({ holds: released.length }, 'expired holds returned to stock');
+      if (Date.now() - lastCleanup >= KEY_CLEANUP_INTERVAL_MS) {
+        lastCleanup = Date.now();
+        const removed = await system.orders.idempotency.cleanup();
+        if (removed > 0) app.log.info({ keys: removed }, 'old idempotency keys removed');
+      }
     } catch (error) {
       app.log.error({ err: error }, 'expiry sweep failed');
     } finally {

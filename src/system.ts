@@ -94,7 +94,14 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     newId,
     warn: (message) => log.warn(message),
   });
-  const orders = new OrdersService({ sql: databases.orders, inventory, newId, log });
+  const orders = new OrdersService({
+    sql: databases.orders,
+    inventory,
+    users,
+    newId,
+    paymentDelayMs: config.paymentDelayMs,
+    log,
+  });
   return {
     config,
     stores,
@@ -135,3 +142,5 @@ export function appFor(system: System): App {
     logLevel: system.config.logLevel,
   });
 }
+    rateLimitPerSecond: system.config.rateLimitPerSecond,
+    holdsExpired: () => system.orders.expiredTotal,

@@ -15,7 +15,9 @@ import { ordersRoutes } from '../orders/orders.routes.js';
 import type { UsersClient } from '../users/users.client.js';
 import { usersRoutes } from '../users/users.routes.js';
 import { requireAdmin, requireBuyer } from './auth.js';
+import { registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
+import { perBuyerRateLimit } from './rate-limit.js';
 import { problem, registerProblemHandlers, sendProblem } from './problem.js';
 import { bearerSecurity, uuid } from './schemas.js';
 
@@ -31,9 +33,13 @@ export interface AppDeps {
   readonly checkStores: () => Promise<string[]>;
   readonly maxInFlight: number;
   readonly logLevel: string;
+  /** Purchases and payments per buyer per second; 0: no limit. */
+  readonly rateLimitPerSecond?: number;
+  /** Held orders expired since start (for `/metrics`). */
+  readonly holdsExpired?: () => number;
 }
 
-export type App = FastifyInstance & { overload: OverloadGuard };
+export type App = FastifyInstance & { overload: OverloadGuard; metrics: Metrics };
 
 export function buildApp(deps: AppDeps): App {
   const app = Fastify({
@@ -55,6 +61,10 @@ export function buildApp(deps: AppDeps): App {
   });
   void app.register(swaggerUi, { routePrefix: '/docs' });
   const overload = registerOverloadGuard(app, deps.maxInFlight);
+  const metrics = registerMetrics(app, {
+    products: () => deps.inventory.listProducts(),
+    holdsExpired: deps.holdsExpired ?? (() => 0),
+  });
 
   const buyer = requireBuyer(deps.tokens);
   const admin = requireAdmin(deps.adminToken, deps.tokens);
@@ -67,6 +77,10 @@ export function buildApp(deps: AppDeps): App {
       strategies: deps.availableStrategies(),
       inFlight: overload.inFlight(),
     }));
+
+    scope.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
+      reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
 
     scope.get('/readyz', { schema: { tags: ['operations'], summary: 'Readiness: every store answers' } }, async (_request, reply) => {
       const down = await deps.checkStores();
@@ -140,7 +154,8 @@ export function buildApp(deps: AppDeps): App {
 
   void app.register(usersRoutes(deps.users, admin));
   void app.register(inventoryRoutes(deps.inventory, admin));
-  void app.register(ordersRoutes(deps.orders, buyer));
+  const rateLimit = perBuyerRateLimit(deps.rateLimitPerSecond ?? 0);
+  void app.register(ordersRoutes(deps.orders, { buyer, admin, ...(rateLimit ? { rateLimit } : {}) }));
 
-  return Object.assign(app, { overload });
+  return Object.assign(app, { overload, metrics });
 }

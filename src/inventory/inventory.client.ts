@@ -6,6 +6,7 @@
 import type { AuditSnapshot } from '../audit/audit.types.js';
 import type { ConfirmOutcome, ReleasedAllocation } from './stock-strategy.js';
 import type {
+  Allocation,
   NewProduct,
   Product,
   ProductChange,
@@ -30,6 +31,8 @@ export interface InventoryClient {
   /** Expires a hold if its expiry passed by the store's clock; `null` when it did not. */
   expire(allocationId: string): Promise<ReleasedAllocation | null>;
   confirm(allocationId: string): Promise<ConfirmOutcome>;
+  /** The allocation made under this id (the order id), or `null`: orders reconciles with it. */
+  allocation(allocationId: string): Promise<Allocation | null>;
   /** Everything the audit needs to know about one product's stock. */
   auditSnapshot(productId: string): Promise<AuditSnapshot>;
 }

@@ -7,6 +7,7 @@ import { DomainError } from '../infra/errors.js';
 import type { AuditSnapshot } from '../audit/audit.types.js';
 import type { InventoryClient } from './inventory.client.js';
 import type {
+  Allocation,
   AllocationStatus,
   NewProduct,
   Product,
@@ -187,6 +188,22 @@ export class InventoryService implements InventoryClient {
   async confirm(allocationId: string): Promise<ConfirmOutcome> {
     const strategy = await this.strategyOfAllocation(allocationId);
     return strategy ? strategy.confirm(allocationId) : { ok: false, reason: 'NOT_FOUND' };
+  }
+
+  async allocation(allocationId: string): Promise<Allocation | null> {
+    const [row] = await this.sql<
+      { id: string; product_id: string; buyer_id: string; quantity: number; amount_cents: number; status: AllocationStatus; expires_at: Date }[]
+    >`select id, product_id, buyer_id, quantity, amount_cents, status, expires_at from allocations where id = ${allocationId}`;
+    if (!row) return null;
+    return {
+      id: row.id,
+      productId: row.product_id,
+      buyerId: row.buyer_id,
+      quantity: row.quantity,
+      amountCents: row.amount_cents,
+      status: row.status,
+      expiresAt: row.expires_at.toISOString(),
+    };
   }
 
   /**

@@ -1,6 +1,7 @@
 /** What the HTTP shell and the audit may ask of orders. */
 import type { AuditOrder } from '../audit/audit.types.js';
 import type { AllocationStatus } from '../inventory/inventory.types.js';
+import type { IdempotencyStore } from './idempotency.js';
 
 export type OrderStatus = AllocationStatus;
 
@@ -18,18 +19,39 @@ export interface Order {
 export interface PurchaseRequest {
   readonly productId: string;
   readonly quantity: number;
+  /** Instant mode: reserve and pay in one call (the hold is released if the debit fails). */
+  readonly pay?: boolean;
+}
+
+/** One page of a product's orders, newest first; `nextOffset` is `null` on the last page. */
+export interface OrdersPage {
+  readonly orders: readonly Order[];
+  readonly total: number;
+  readonly nextOffset: number | null;
 }
 
 export interface OrdersClient {
   /**
-   * Mints the order id, has inventory reserve under it, records the order `held`. Throws a
-   * `DomainError` naming the refusal (`SOLD_OUT`, `LIMIT_EXCEEDED`, …).
+   * Mints the order id, has inventory reserve under it, records the order `held` (and with
+   * `pay`, pays it). Throws a `DomainError` naming the refusal (`SOLD_OUT`, `LIMIT_EXCEEDED`, …).
    */
   purchase(buyerId: string, request: PurchaseRequest): Promise<Order>;
+  /**
+   * Debits the buyer (once per order), confirms the hold, marks the order `paid`. Throws
+   * `INSUFFICIENT_FUNDS` (the hold stays), `HOLD_EXPIRED` (refunded, unit back in stock),
+   * `ORDER_NOT_PAYABLE`, `ORDER_ALREADY_PAID`, `ORDER_NOT_FOUND`.
+   */
+  pay(buyerId: string, orderId: string): Promise<Order>;
+  /** Releases a held order's units at once. Throws `ORDER_NOT_CANCELLABLE`, `ORDER_NOT_FOUND`. */
+  cancel(buyerId: string, orderId: string): Promise<Order>;
   /** The buyer's own order; another buyer's is `ORDER_NOT_FOUND`. */
   getOrder(buyerId: string, orderId: string): Promise<Order>;
   listForBuyer(buyerId: string, limit?: number): Promise<Order[]>;
+  /** A product's orders for the admin, newest first. Throws `PRODUCT_NOT_FOUND`. */
+  listForProduct(productId: string, page: { limit: number; offset: number; status?: OrderStatus }): Promise<OrdersPage>;
   /** Orders that exist among `ids` (bench checks every 2xx has its order). */
   existing(ids: readonly string[]): Promise<Set<string>>;
   auditOrders(productId: string): Promise<readonly AuditOrder[]>;
+  /** Buyer-scoped idempotency keys of purchases and payments. */
+  readonly idempotency: IdempotencyStore;
 }

@@ -1,10 +1,19 @@
-/** Orders' HTTP routes: the purchase, and the buyer's own orders. */
-import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
+/**
+ * Orders' HTTP routes: the purchase (optionally instant: reserve and pay), pay, cancel, the
+ * buyer's own orders, and the admin's list of a product's orders. Purchase and pay honour an
+ * `Idempotency-Key` scoped to the buyer; without one they cost nothing extra.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import { DomainError } from '../infra/errors.js';
+import { problem, PROBLEM_CONTENT_TYPE } from '../http/problem.js';
 import { bearerSecurity, idParams, uuid } from '../http/schemas.js';
-import type { OrdersClient, PurchaseRequest } from './orders.client.js';
+import { requestHash } from './idempotency.js';
+import type { Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
 
 /** Larger quantities are malformed requests, not "sold out". */
 export const MAX_QUANTITY = 1000;
+/** Largest page of the admin's order list. */
+export const MAX_PAGE = 500;
 
 const purchaseBody = {
   type: 'object',
@@ -13,32 +22,170 @@ const purchaseBody = {
   properties: {
     productId: uuid,
     quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY },
+    pay: { type: 'boolean' },
   },
 } as const;
 
-export function ordersRoutes(orders: OrdersClient, buyer: preHandlerHookHandler) {
+/** `Idempotency-Key`: 1–200 visible ASCII characters (a UUID is the usual choice). */
+const idempotencyHeaders = {
+  type: 'object',
+  properties: { 'idempotency-key': { type: 'string', minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7E]+$' } },
+} as const;
+
+/** Query strings arrive as strings (no type coercion): numbers are checked by pattern, then parsed. */
+const productOrdersQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' },
+    offset: { type: 'string', pattern: '^(0|[1-9][0-9]{0,8})$' },
+    status: { type: 'string', enum: ['held', 'paid', 'expired', 'cancelled'] },
+  },
+} as const;
+
+export interface OrdersRouteGuards {
+  readonly buyer: preHandlerHookHandler;
+  readonly admin: preHandlerHookHandler;
+  /** Per-buyer rate limit on purchase and pay; absent when the limiter is off. */
+  readonly rateLimit?: preHandlerHookHandler;
+}
+
+interface Answer {
+  readonly statusCode: number;
+  readonly body: unknown;
+}
+
+/** A refusal that a retry with the same key must be allowed to redo (never stored). */
+function isDefinitive(error: DomainError): boolean {
+  return error.status < 500 && error.code !== 'CONTENTION' && error.code !== 'RATE_LIMITED';
+}
+
+/**
+ * Runs `work` once per (buyer, key): a repeat of the same request gets the stored first answer.
+ * Without a key it simply runs.
+ */
+async function idempotent(
+  orders: OrdersClient,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  scope: string,
+  work: () => Promise<Answer>,
+): Promise<FastifyReply> {
+  const header = request.headers['idempotency-key'];
+  const key = typeof header === 'string' ? header : undefined;
+  if (key === undefined) {
+    const answer = await work();
+    return reply.status(answer.statusCode).send(answer.body);
+  }
+  const store = orders.idempotency;
+  const claim = await store.claim(request.buyerId, key, scope, requestHash(scope, request.body ?? null));
+  if (claim.kind === 'replay') {
+    void reply.header('idempotent-replayed', 'true');
+    if (claim.statusCode >= 400) {
+      return reply.status(claim.statusCode).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(claim.response));
+    }
+    return reply.status(claim.statusCode).send(claim.response);
+  }
+  let answer: Answer;
+  try {
+    answer = await work();
+  } catch (error) {
+    if (error instanceof DomainError && isDefinitive(error)) {
+      await store.complete(request.buyerId, key, error.status, problem(error.code, error.message, error.extras, request.url));
+    } else {
+      await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
+        request.log.error({ err: abandonError }, 'could not release an idempotency key');
+      });
+    }
+    throw error;
+  }
+  await store.complete(request.buyerId, key, answer.statusCode, answer.body);
+  return reply.status(answer.statusCode).send(answer.body);
+}
+
+export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
+  const { buyer, admin } = guards;
+  const limited = guards.rateLimit ? [buyer, guards.rateLimit] : [buyer];
   return (app: FastifyInstance): void => {
     app.post<{ Body: PurchaseRequest }>(
       '/v1/purchases',
       {
-        preHandler: buyer,
+        preHandler: limited,
         schema: {
           tags: ['purchases'],
-          summary: 'Reserve units: 201 with a held order, or a problem naming the refusal',
+          summary: 'Reserve units: 201 with a held order (or, with "pay": true, a paid one), or a problem naming the refusal',
           body: purchaseBody,
+          headers: idempotencyHeaders,
           security: bearerSecurity,
         },
       },
-      async (request, reply) => {
-        const order = await orders.purchase(request.buyerId, request.body);
-        return reply.status(201).send({ order });
+      async (request, reply) =>
+        idempotent(orders, request, reply, 'purchase', async () => ({
+          statusCode: 201,
+          body: { order: await orders.purchase(request.buyerId, request.body) },
+        })),
+    );
+
+    app.post<{ Params: { id: string } }>(
+      '/v1/orders/:id/pay',
+      {
+        preHandler: limited,
+        schema: {
+          tags: ['orders'],
+          summary: 'Pay a held order: debit the balance, confirm the hold → paid',
+          params: idParams,
+          headers: idempotencyHeaders,
+          security: bearerSecurity,
+        },
       },
+      async (request, reply) =>
+        idempotent(orders, request, reply, `pay:${request.params.id}`, async () => ({
+          statusCode: 200,
+          body: { order: await orders.pay(request.buyerId, request.params.id) },
+        })),
+    );
+
+    app.post<{ Params: { id: string } }>(
+      '/v1/orders/:id/cancel',
+      {
+        preHandler: buyer,
+        schema: { tags: ['orders'], summary: 'Cancel a held order: its units go back at once', params: idParams, security: bearerSecurity },
+      },
+      async (request) => ({ order: await orders.cancel(request.buyerId, request.params.id) }),
     );
 
     app.get<{ Params: { id: string } }>(
       '/v1/orders/:id',
       { preHandler: buyer, schema: { tags: ['orders'], summary: 'One of your orders', params: idParams, security: bearerSecurity } },
       async (request) => ({ order: await orders.getOrder(request.buyerId, request.params.id) }),
+    );
+
+    app.get<{ Params: { id: string }; Querystring: { limit?: string; offset?: string; status?: OrderStatus } }>(
+      '/v1/admin/products/:id/orders',
+      {
+        preHandler: admin,
+        schema: {
+          tags: ['admin'],
+          summary: "A product's orders, newest first (limit 1–500, default 100; offset; status)",
+          params: idParams,
+          querystring: productOrdersQuery,
+          security: bearerSecurity,
+        },
+      },
+      async (request) => {
+        const limit = Number(request.query.limit ?? '100');
+        if (limit > MAX_PAGE) {
+          throw new DomainError('VALIDATION_FAILED', `limit must be at most ${MAX_PAGE}`, {
+            errors: [{ field: 'querystring.limit', message: `must be at most ${MAX_PAGE}` }],
+          });
+        }
+        const page = await orders.listForProduct(request.params.id, {
+          limit,
+          offset: Number(request.query.offset ?? '0'),
+          ...(request.query.status === undefined ? {} : { status: request.query.status }),
+        });
+        return page satisfies { orders: readonly Order[] };
+      },
     );
   };
 }

@@ -2,12 +2,24 @@
  * The orders module: the checkout. A purchase mints the order id first, has inventory reserve
  * under it, then records the order `held`. An allocation whose order was never recorded (a crash
  * in between) simply expires back to stock: no buyer was told "yes" for it.
+ *
+ * Pay: users debits (a ledger row keyed by the order id, so a retry debits once) → inventory
+ * confirms the hold → the order is marked `paid`. When the confirm fails the debit is refunded
+ * (also keyed by the order id), so money is never kept for a hold that was not sold. Inventory's
+ * allocation is the truth of a hold's state; orders reconciles with it (`reconcile`) whenever the
+ * two may have drifted (a crash between steps, a race with the sweeper or a cancel).
+ *
+ * @remarks Orders calls inventory and users, never the other way round: the expiry of a held
+ * order is driven from here (`sweepExpired`), asking inventory to expire the allocation.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import type { AuditOrder } from '../audit/audit.types.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
-import type { Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
+import type { UsersClient } from '../users/users.client.js';
+import { PostgresIdempotencyStore, type IdempotencyStore } from './idempotency.js';
+import type { Order, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
 import { refusalError } from './refusals.js';
 
 interface OrderRow {
@@ -24,7 +36,10 @@ interface OrderRow {
 export interface OrdersOptions {
   readonly sql: Sql;
   readonly inventory: InventoryClient;
+  readonly users: UsersClient;
   readonly newId: () => string;
+  /** Simulated payment-gateway latency inside pay, outside any stock step. */
+  readonly paymentDelayMs?: number;
   readonly log: { error(object: unknown, message: string): void };
 }
 
@@ -42,13 +57,132 @@ export function toOrder(row: OrderRow): Order {
 }
 
 export class OrdersService implements OrdersClient {
+  readonly idempotency: IdempotencyStore;
   private readonly sql: Sql;
+  private expired = 0;
 
   constructor(private readonly options: OrdersOptions) {
     this.sql = options.sql;
+    this.idempotency = new PostgresIdempotencyStore(options.sql);
+  }
+
+  /** Held orders that have become `expired` since start (any path), for the metrics. */
+  get expiredTotal(): number {
+    return this.expired;
   }
 
   async purchase(buyerId: string, request: PurchaseRequest): Promise<Order> {
+    const held = await this.hold(buyerId, request);
+    if (request.pay !== true) return toOrder(held);
+    try {
+      return await this.settle(held);
+    } catch (error) {
+      // Instant mode answers "no" as a whole: the unit must not stay held for a buyer who was
+      // refused. `cancelHeld` is a no-op when the hold was already settled.
+      await this.cancelHeld(held).catch((cancelError: unknown) => {
+        this.options.log.error({ err: cancelError, orderId: held.id }, 'could not release the hold of an unpaid instant purchase');
+      });
+      throw error;
+    }
+  }
+
+  async pay(buyerId: string, orderId: string): Promise<Order> {
+    const [row] = await this.sql<(OrderRow & { lapsed: boolean })[]>`
+      select *, expires_at <= now() as lapsed from orders where id = ${orderId} and buyer_id = ${buyerId}`;
+    if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
+    let current: OrderRow = row;
+    if (row.status === 'held' && row.lapsed) {
+      // Past its expiry by the database's clock: expire it now rather than take money for it.
+      current = await this.expireHeld(row);
+    }
+    switch (current.status) {
+      case 'held':
+        return this.settle(current);
+      case 'paid':
+        // A concurrent attempt finished while this one started: the same outcome, not a second sale.
+        if (current !== row) return toOrder(current);
+        throw new DomainError('ORDER_ALREADY_PAID', undefined, { orderId, orderStatus: 'paid' });
+      case 'cancelled':
+        throw new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled', { orderId, orderStatus: 'cancelled' });
+      case 'expired':
+        throw holdExpired(orderId);
+    }
+  }
+
+  async cancel(buyerId: string, orderId: string): Promise<Order> {
+    const row = await this.find(buyerId, orderId);
+    const after = row.status === 'held' ? await this.cancelHeld(row) : row;
+    if (after.status === 'cancelled') return toOrder(after);
+    throw new DomainError('ORDER_NOT_CANCELLABLE', `the order is ${after.status}`, { orderId, orderStatus: after.status });
+  }
+
+  async getOrder(buyerId: string, orderId: string): Promise<Order> {
+    return toOrder(await this.find(buyerId, orderId));
+  }
+
+  async listForBuyer(buyerId: string, limit = 100): Promise<Order[]> {
+    const rows = await this.sql<OrderRow[]>`
+      select * from orders where buyer_id = ${buyerId} order by created_at desc, id limit ${limit}`;
+    return rows.map(toOrder);
+  }
+
+  async listForProduct(
+    productId: string,
+    page: { limit: number; offset: number; status?: OrderStatus },
+  ): Promise<OrdersPage> {
+    await this.options.inventory.getProduct(productId);
+    const status = page.status ?? null;
+    const [rows, [count]] = await Promise.all([
+      this.sql<OrderRow[]>`
+        select * from orders
+         where product_id = ${productId} and (${status}::text is null or status = ${status}::text)
+         order by created_at desc, id desc limit ${page.limit} offset ${page.offset}`,
+      this.sql<{ total: number }[]>`
+        select count(*)::int8 as total from orders
+         where product_id = ${productId} and (${status}::text is null or status = ${status}::text)`,
+    ]);
+    const total = count?.total ?? 0;
+    const next = page.offset + rows.length;
+    return { orders: rows.map(toOrder), total, nextOffset: next < total && rows.length > 0 ? next : null };
+  }
+
+  async existing(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.sql<{ id: string }[]>`select id from orders where id = any(${this.sql.array([...ids])}::uuid[])`;
+    return new Set(rows.map((row) => row.id));
+  }
+
+  async auditOrders(productId: string): Promise<readonly AuditOrder[]> {
+    const rows = await this.sql<{ id: string; buyer_id: string; quantity: number; status: OrderStatus }[]>`
+      select id, buyer_id, quantity, status from orders where product_id = ${productId}`;
+    return rows.map((row) => ({ id: row.id, buyerId: row.buyer_id, quantity: row.quantity, status: row.status }));
+  }
+
+  /**
+   * Expires every held order whose expiry has passed by the orders database's clock: asks
+   * inventory to expire its hold (the units go back to stock), refunds any debit of an attempt
+   * that never finished, and marks the order `expired` — or reconciles it with what inventory
+   * says happened. Run every second and at start-up, so holds that lapsed while the server was
+   * down come back. Returns how many orders it expired.
+   */
+  async sweepExpired(batchSize = 500): Promise<number> {
+    let expired = 0;
+    for (;;) {
+      const due = await this.sql<OrderRow[]>`
+        select * from orders where status = 'held' and expires_at <= now() order by expires_at limit ${batchSize}`;
+      let changed = 0;
+      for (const row of due) {
+        const after = await this.expireHeld(row);
+        if (after.status !== 'held') changed += 1;
+        if (after.status === 'expired') expired += 1;
+      }
+      // Rows inventory still holds (its clock is behind ours) stay for the next sweep.
+      if (due.length < batchSize || changed === 0) return expired;
+    }
+  }
+
+  /** Reserves under a fresh order id and records the order `held`. */
+  private async hold(buyerId: string, request: PurchaseRequest): Promise<OrderRow> {
     const orderId = this.options.newId();
     const outcome = await this.options.inventory.reserve({
       allocationId: orderId,
@@ -65,7 +199,7 @@ export class OrdersService implements OrdersClient {
                 ${allocation.amountCents}, 'held', ${allocation.expiresAt})
         returning *`;
       if (!row) throw new Error('insert returned no order');
-      return toOrder(row);
+      return row;
     } catch (error) {
       // The buyer is told "no", so the unit must not stay held: give it back now rather than at
       // expiry. If this fails too, the sweeper returns it when the hold expires.
@@ -76,27 +210,98 @@ export class OrdersService implements OrdersClient {
     }
   }
 
-  async getOrder(buyerId: string, orderId: string): Promise<Order> {
+  /** Debit → confirm → paid, for an order that is held; compensates when the confirm fails. */
+  private async settle(row: OrderRow): Promise<Order> {
+    const delay = this.options.paymentDelayMs ?? 0;
+    if (delay > 0) await sleep(delay);
+    const movement = { userId: row.buyer_id, orderId: row.id, amountCents: row.amount_cents };
+    const debit = await this.options.users.debit(movement);
+    if (!debit.ok) {
+      throw new DomainError(
+        'INSUFFICIENT_FUNDS',
+        `the balance (${debit.balanceCents} cents) does not cover the order (${row.amount_cents} cents)`,
+        { orderId: row.id, balanceCents: debit.balanceCents, amountCents: row.amount_cents },
+      );
+    }
+    const confirmed = await this.options.inventory.confirm(row.id);
+    if (confirmed.ok) return toOrder(await this.mark(row.id, 'paid'));
+    await this.options.users.refund(movement);
+    switch (confirmed.reason) {
+      case 'CANCELLED':
+        await this.mark(row.id, 'cancelled');
+        throw new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled; the payment was refunded', {
+          orderId: row.id,
+          orderStatus: 'cancelled',
+        });
+      case 'EXPIRED':
+      case 'NOT_FOUND':
+        await this.options.inventory.expire(row.id);
+        await this.mark(row.id, 'expired');
+        throw holdExpired(row.id);
+    }
+  }
+
+  /** Releases a held order's units at once and marks it cancelled (or reconciles it). */
+  private async cancelHeld(row: OrderRow): Promise<OrderRow> {
+    const released = await this.options.inventory.release(row.id);
+    if (!released) return this.reconcile(row);
+    // A pay that debited and died before its confirm: give the money back.
+    await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
+    return this.mark(row.id, 'cancelled');
+  }
+
+  /** Expires a held order whose expiry passed (or reconciles it, when inventory says otherwise). */
+  private async expireHeld(row: OrderRow): Promise<OrderRow> {
+    const released = await this.options.inventory.expire(row.id);
+    if (!released) return this.reconcile(row);
+    await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
+    return this.mark(row.id, 'expired');
+  }
+
+  /** Brings a held order in line with its allocation, inventory's truth. */
+  private async reconcile(row: OrderRow): Promise<OrderRow> {
+    const allocation = await this.options.inventory.allocation(row.id);
+    const status: OrderStatus = allocation?.status ?? 'expired';
+    switch (status) {
+      case 'held':
+        return row;
+      case 'paid':
+        return this.mark(row.id, 'paid');
+      case 'cancelled':
+      case 'expired':
+        await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
+        return this.mark(row.id, status);
+    }
+  }
+
+  /**
+   * Moves a held order to `status` and returns the row as it now is. `paid` follows a confirmed
+   * allocation, which is final, so it wins over whatever orders recorded meanwhile.
+   */
+  private async mark(orderId: string, status: Exclude<OrderStatus, 'held'>): Promise<OrderRow> {
+    const [row] = await this.sql<OrderRow[]>`
+      update orders set status = ${status}, updated_at = now()
+       where id = ${orderId} and (status = 'held' or (${status} = 'paid' and status <> 'paid'))
+      returning *`;
+    if (row) {
+      if (status === 'expired') this.expired += 1;
+      return row;
+    }
+    const [current] = await this.sql<OrderRow[]>`select * from orders where id = ${orderId}`;
+    if (!current) throw new Error(`order ${orderId} vanished`);
+    return current;
+  }
+
+  private async find(buyerId: string, orderId: string): Promise<OrderRow> {
     const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${orderId} and buyer_id = ${buyerId}`;
     if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
-    return toOrder(row);
+    return row;
   }
+}
 
-  async listForBuyer(buyerId: string, limit = 100): Promise<Order[]> {
-    const rows = await this.sql<OrderRow[]>`
-      select * from orders where buyer_id = ${buyerId} order by created_at desc, id limit ${limit}`;
-    return rows.map(toOrder);
-  }
-
-  async existing(ids: readonly string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set();
-    const rows = await this.sql<{ id: string }[]>`select id from orders where id = any(${this.sql.array([...ids])}::uuid[])`;
-    return new Set(rows.map((row) => row.id));
-  }
-
-  async auditOrders(productId: string): Promise<readonly AuditOrder[]> {
-    const rows = await this.sql<{ id: string; buyer_id: string; quantity: number; status: OrderStatus }[]>`
-      select id, buyer_id, quantity, status from orders where product_id = ${productId}`;
-    return rows.map((row) => ({ id: row.id, buyerId: row.buyer_id, quantity: row.quantity, status: row.status }));
-  }
+function holdExpired(orderId: string): DomainError {
+  return new DomainError('HOLD_EXPIRED', 'the hold expired before it was paid; the unit is back in stock', {
+    orderId,
+    orderStatus: 'expired',
+  });
 }

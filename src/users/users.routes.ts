@@ -1,6 +1,6 @@
-/** Users' HTTP routes: sign-up, and bulk creation of buyers for drills and bench. */
+/** Users' HTTP routes: sign-up, bulk creation of buyers for drills and bench, and admin credits. */
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
-import { bearerSecurity } from '../http/schemas.js';
+import { bearerSecurity, idParams } from '../http/schemas.js';
 import type { UsersClient } from './users.client.js';
 
 /** Enough for the 10,000-buyer stampede in one call. */
@@ -50,6 +50,26 @@ export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
         const { count, balanceCents, namePrefix } = request.body;
         return reply.status(201).send({ users: await users.createMany(count, balanceCents, namePrefix ?? 'buyer-') });
       },
+    );
+
+    app.post<{ Params: { id: string }; Body: { amountCents: number } }>(
+      '/v1/admin/users/:id/credit',
+      {
+        preHandler: admin,
+        schema: {
+          tags: ['admin'],
+          summary: "Credit a buyer's balance (a ledger `credit` row); returns the user",
+          security: bearerSecurity,
+          params: idParams,
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['amountCents'],
+            properties: { amountCents: { type: 'integer', minimum: 1, maximum: 100_000_000_000 } },
+          },
+        },
+      },
+      async (request) => ({ user: await users.credit(request.params.id, request.body.amountCents) }),
     );
   };
 }

@@ -1,8 +1,12 @@
-/** The users module: accounts, balances in integer cents, and bearer tokens. */
+/**
+ * The users module: accounts, balances in integer cents, the append-only ledger, and bearer
+ * tokens. Every change of a balance is one ledger row written in the same transaction; a debit
+ * and its refund are keyed by the order id (`unique (order_id, kind)`), so retries happen once.
+ */
 import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import type { Tokens } from '../infra/tokens.js';
-import type { IssuedUser, User, UsersClient } from './users.client.js';
+import type { DebitOutcome, IssuedUser, LedgerMovement, User, UsersClient } from './users.client.js';
 
 interface UserRow {
   id: string;
@@ -15,6 +19,18 @@ export interface UsersOptions {
   readonly sql: Sql;
   readonly tokens: Tokens;
   readonly newId: () => string;
+}
+
+/** Thrown inside a transaction to roll it back with a refusal rather than a fault. */
+class Refused extends Error {
+  override readonly name = 'Refused';
+  constructor(readonly balanceCents: number) {
+    super('insufficient funds');
+  }
+}
+
+function toUser(row: UserRow): User {
+  return { id: row.id, name: row.name, balanceCents: row.balance_cents, createdAt: row.created_at.toISOString() };
 }
 
 export class UsersService implements UsersClient {
@@ -40,6 +56,61 @@ export class UsersService implements UsersClient {
   async getUser(id: string): Promise<User> {
     const [row] = await this.options.sql<UserRow[]>`select * from users where id = ${id}`;
     if (!row) throw new DomainError('USER_NOT_FOUND', undefined, { userId: id });
-    return { id: row.id, name: row.name, balanceCents: row.balance_cents, createdAt: row.created_at.toISOString() };
+    return toUser(row);
+  }
+
+  async debit({ userId, orderId, amountCents }: LedgerMovement): Promise<DebitOutcome> {
+    if (amountCents === 0) return { ok: true, balanceCents: (await this.getUser(userId)).balanceCents };
+    try {
+      return await this.options.sql.begin(async (tx) => {
+        // The ledger row first: a concurrent debit of the same order waits here on the unique key,
+        // then finds it taken and takes nothing more.
+        const [entry] = await tx<{ id: number }[]>`
+          insert into ledger_entries (user_id, kind, order_id, amount_cents)
+          select ${userId}, 'debit', ${orderId}, ${amountCents} where exists (select 1 from users where id = ${userId})
+          on conflict (order_id, kind) do nothing
+          returning id`;
+        if (!entry) {
+          // Either no such user, or this order was debited already (a retry): nothing more to take.
+          const [user] = await tx<{ balance_cents: number }[]>`select balance_cents from users where id = ${userId}`;
+          if (!user) throw new DomainError('USER_NOT_FOUND', undefined, { userId });
+          return { ok: true, balanceCents: user.balance_cents };
+        }
+        const [user] = await tx<{ balance_cents: number }[]>`
+          update users set balance_cents = balance_cents - ${amountCents}
+           where id = ${userId} and balance_cents >= ${amountCents}
+          returning balance_cents`;
+        if (user) return { ok: true, balanceCents: user.balance_cents };
+        const [current] = await tx<{ balance_cents: number }[]>`select balance_cents from users where id = ${userId}`;
+        throw new Refused(current?.balance_cents ?? 0);
+      });
+    } catch (error) {
+      if (error instanceof Refused) return { ok: false, reason: 'INSUFFICIENT_FUNDS', balanceCents: error.balanceCents };
+      throw error;
+    }
+  }
+
+  async refund({ userId, orderId }: Pick<LedgerMovement, 'userId' | 'orderId'>): Promise<number> {
+    return this.options.sql.begin(async (tx) => {
+      const [entry] = await tx<{ amount_cents: number }[]>`
+        insert into ledger_entries (user_id, kind, order_id, amount_cents)
+        select user_id, 'refund', order_id, amount_cents from ledger_entries
+         where order_id = ${orderId} and kind = 'debit' and user_id = ${userId}
+        on conflict (order_id, kind) do nothing
+        returning amount_cents`;
+      if (!entry) return 0;
+      await tx`update users set balance_cents = balance_cents + ${entry.amount_cents} where id = ${userId}`;
+      return entry.amount_cents;
+    });
+  }
+
+  async credit(userId: string, amountCents: number): Promise<User> {
+    return this.options.sql.begin(async (tx) => {
+      const [row] = await tx<UserRow[]>`
+        update users set balance_cents = balance_cents + ${amountCents} where id = ${userId} returning *`;
+      if (!row) throw new DomainError('USER_NOT_FOUND', undefined, { userId });
+      await tx`insert into ledger_entries (user_id, kind, amount_cents) values (${userId}, 'credit', ${amountCents})`;
+      return toUser(row);
+    });
   }
 }
