@@ -140,7 +140,7 @@ export function appFor(system: System): App {
     },
     maxInFlight: system.config.maxInFlight,
     logLevel: system.config.logLevel,
-  });
-}
     rateLimitPerSecond: system.config.rateLimitPerSecond,
     holdsExpired: () => system.orders.expiredTotal,
+  });
+}
