@@ -7,12 +7,14 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { isStrategyName } from './inventory/strategy-names.js';
 import { migrateAll, openStores } from './system.js';
 import { startServer } from './server.js';
+import { benchCommand } from './bench/bench.command.js';
 
 const USAGE = `usage: flashsale <command> [options]
 
 commands:
   serve     start the API (embedded PostgreSQL unless DATABASE_URL is set)
   migrate   apply pending migrations to every module database and exit
+  bench     replay a load scenario against every strategy and audit it (bench --help)
 
 options:
   --port N          listen port (PORT, default 3000)
@@ -38,6 +40,8 @@ function overridesFrom(values: { port?: string; host?: string; strategy?: string
 }
 
 async function main(argv: string[]): Promise<number> {
+  // bench has flags of its own (--strategy all, --target, …): it parses them itself.
+  if (argv[0] === 'bench') return benchCommand(argv.slice(1), process.env);
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -1,0 +1,328 @@
+/**
+ * The bench engine, in-process: against a running server (`target`), per strategy and run, it
+ * creates a product and its buyers through the admin API, fires the scenario, lets the server
+ * settle, audits, and measures; the floor storm runs first in each round. The CLI
+ * (`bench.command.ts`) adds the child server and the reports; tests call {@link runBench} directly.
+ */
+import { cpus, release, totalmem, type as osType } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { AdminApi, type Buyer } from './client.js';
+import { auditRun, settle, type RunAudit } from './audit.js';
+import { watchDatabases, type DbWork } from './db-stats.js';
+import type { ChildEndpoint } from './floor.js';
+import { abandons, fire, newProgress, RETRY_ROUND, type Progress } from './runner.js';
+import type { Scenario } from './scenarios.js';
+import {
+  fairnessOf,
+  latencyOf,
+  outcomesOf,
+  wallSecondsOf,
+  type LatencySummary,
+  type Outcomes,
+  type RequestRecord,
+} from './stats.js';
+
+export interface TargetInfo {
+  readonly url: string;
+  readonly adminToken: string;
+  readonly db: { readonly baseUrl: string; readonly prefix: string } | undefined;
+}
+
+export interface BenchHooks {
+  /** After the product and buyers exist, before the barrier (tests corrupt a stock row here). */
+  afterSetup?(context: { productId: string; strategy: string }): Promise<void>;
+  /** After the run settled, before the audit (tests delete an order here). */
+  beforeAudit?(context: { productId: string; strategy: string; records: readonly RequestRecord[] }): Promise<void>;
+}
+
+export interface BenchOptions {
+  readonly scenario: Scenario;
+  /** `'all'`: every strategy the server has available (`/healthz` → `strategies`). */
+  readonly strategies: 'all' | readonly string[];
+  readonly target: TargetInfo;
+  readonly runs?: number;
+  /** Starts the floor endpoint for each round; `undefined`: no floor. */
+  readonly floor?: () => Promise<ChildEndpoint>;
+  /** Called about 4 times a second with a one-line status, and with `final: true` at the end of a run. */
+  readonly progress?: (line: string, final: boolean) => void;
+  readonly hooks?: BenchHooks;
+}
+
+export interface CheckoutFigures {
+  readonly payAvailable: boolean;
+  /** Units paid at the end (the audit's `paid`). */
+  readonly sold: number;
+  readonly expired: number;
+  /** Purchases won by a buyer who had been told `SOLD_OUT` first: units that came back and sold again. */
+  readonly resold: number;
+  readonly abandoned: number;
+  readonly payAnswers: Readonly<Record<string, number>>;
+}
+
+export interface RunResult {
+  readonly strategy: string;
+  readonly run: number;
+  readonly productId: string;
+  readonly buyers: number;
+  readonly stock: number;
+  readonly outcomes: Outcomes;
+  readonly latency: LatencySummary;
+  readonly wallSeconds: number;
+  readonly answersPerSecond: number;
+  readonly salesPerSecond: number;
+  readonly fairness: number | null;
+  readonly audit: RunAudit;
+  readonly db: DbWork | null;
+  readonly checkout: CheckoutFigures | null;
+  /** This run's p99 over the floor's p99 in the same round (`null` without a floor). */
+  readonly floorRatioP99: number | null;
+  readonly notes: readonly string[];
+}
+
+export interface FloorRun {
+  readonly run: number;
+  readonly outcomes: Outcomes;
+  readonly latency: LatencySummary;
+  readonly wallSeconds: number;
+  readonly answersPerSecond: number;
+}
+
+export interface Machine {
+  readonly cpus: number;
+  readonly cpuModel: string;
+  readonly memoryGb: number;
+  readonly os: string;
+  readonly node: string;
+  readonly somaxconn: string;
+  readonly tcpMaxSynBacklog: string;
+}
+
+export interface BenchReport {
+  readonly scenario: Scenario;
+  readonly startedAt: string;
+  readonly machine: Machine;
+  readonly target: string;
+  readonly strategies: readonly string[];
+  /** Strategies asked for that the server does not have (yet). */
+  readonly unavailable: readonly string[];
+  readonly runs: number;
+  readonly floor: readonly FloorRun[];
+  readonly results: readonly RunResult[];
+  /** Per strategy, the run with the median p99 (with one run: that run). */
+  readonly summary: readonly RunResult[];
+  readonly floorSummary: FloorRun | null;
+}
+
+const BALANCE_CENTS = 10_000_000;
+const PRICE_CENTS = 1000;
+
+export function describeMachine(): Machine {
+  const read = (path: string): string => {
+    try {
+      return readFileSync(path, 'utf8').trim();
+    } catch {
+      return 'n/a';
+    }
+  };
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryGb: Math.round(totalmem() / 1024 ** 3),
+    os: `${osType()} ${release()}`,
+    node: process.version,
+    somaxconn: read('/proc/sys/net/core/somaxconn'),
+    tcpMaxSynBacklog: read('/proc/sys/net/ipv4/tcp_max_syn_backlog'),
+  };
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  const { scenario, target } = options;
+  const runs = Math.max(1, options.runs ?? 1);
+  const admin = new AdminApi(target.url, target.adminToken);
+  const db = target.db ? watchDatabases(target.db.baseUrl, target.db.prefix) : undefined;
+  const startedAt = new Date().toISOString();
+  try {
+    const health = await admin.health();
+    const available = health.strategies;
+    const asked = options.strategies === 'all' ? available : options.strategies;
+    const strategies = asked.filter((name) => available.includes(name));
+    const unavailable = asked.filter((name) => !available.includes(name));
+    if (strategies.length === 0) {
+      throw new Error(`none of the strategies asked for (${asked.join(', ')}) is available; the server has: ${available.join(', ')}`);
+    }
+    const floor: FloorRun[] = [];
+    const results: RunResult[] = [];
+    for (let run = 1; run <= runs; run += 1) {
+      let floorRun: FloorRun | undefined;
+      if (options.floor) {
+        floorRun = await runFloor(options, options.floor, run, runs);
+        floor.push(floorRun);
+      }
+      for (const strategy of strategies) {
+        const result = await runStrategy(options, admin, db, strategy, run, runs, floorRun);
+        results.push(result);
+      }
+    }
+    return {
+      scenario,
+      startedAt,
+      machine: describeMachine(),
+      target: target.url,
+      strategies,
+      unavailable,
+      runs,
+      floor,
+      results,
+      summary: strategies.map((strategy) => medianByP99(results.filter((result) => result.strategy === strategy))),
+      floorSummary: floor.length > 0 ? medianByP99(floor) : null,
+    };
+  } finally {
+    await db?.close();
+    await admin.close();
+  }
+}
+
+function medianByP99<T extends { latency: LatencySummary }>(runs: readonly T[]): T {
+  const sorted = [...runs].sort((a, b) => a.latency.p99 - b.latency.p99);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (!median) throw new Error('no runs');
+  return median;
+}
+
+/** Ticks the progress line while `work` runs. */
+async function withProgress<T>(
+  options: BenchOptions,
+  label: string,
+  total: number,
+  progress: Progress,
+  work: () => Promise<T>,
+): Promise<T> {
+  const report = options.progress;
+  const started = Date.now();
+  const line = (): string =>
+    `${label}: sent ${progress.sent} · answered ${progress.answered}/${total} · 2xx ${progress.ok} · refused ${progress.refused} · ` +
+    `shed ${progress.shed} · conn errors ${progress.errors} · ${((Date.now() - started) / 1000).toFixed(1)} s`;
+  const timer = report ? setInterval(() => report(line(), false), 250) : undefined;
+  try {
+    return await work();
+  } finally {
+    if (timer) clearInterval(timer);
+    report?.(line(), true);
+  }
+}
+
+async function runFloor(options: BenchOptions, start: () => Promise<ChildEndpoint>, run: number, runs: number): Promise<FloorRun> {
+  const { scenario } = options;
+  const endpoint = await start();
+  try {
+    const fakeBuyers: Buyer[] = Array.from({ length: scenario.buyers }, (_, index) => ({
+      id: String(index),
+      token: 'f'.repeat(180),
+    }));
+    const progress = newProgress();
+    const fired = await withProgress(options, `[${scenario.name}] floor run ${run}/${runs}`, scenario.buyers, progress, () =>
+      fire({
+        target: new URL(endpoint.url),
+        scenario: { ...scenario, kind: scenario.kind === 'hot' ? 'hot' : 'storm' },
+        productId: '00000000-0000-7000-8000-000000000000',
+        buyers: fakeBuyers,
+        progress,
+      }),
+    );
+    const wallSeconds = scenario.kind === 'hot' ? fired.durationSeconds : wallSecondsOf(fired.records);
+    const outcomes = outcomesOf(fired.records, scenario.buyers);
+    return {
+      run,
+      outcomes,
+      latency: latencyOf(fired.records),
+      wallSeconds,
+      answersPerSecond: wallSeconds > 0 ? round(fired.records.length / wallSeconds) : 0,
+    };
+  } finally {
+    await endpoint.stop();
+  }
+}
+
+async function runStrategy(
+  options: BenchOptions,
+  admin: AdminApi,
+  db: ReturnType<typeof watchDatabases> | undefined,
+  strategy: string,
+  run: number,
+  runs: number,
+  floorRun: FloorRun | undefined,
+): Promise<RunResult> {
+  const { scenario } = options;
+  const notes: string[] = [];
+  const product = await admin.createProduct({
+    name: `bench ${scenario.name} ${strategy} run ${run}`,
+    priceCents: PRICE_CENTS,
+    stock: scenario.stock,
+    perBuyerLimit: scenario.perBuyerLimit,
+    holdSeconds: scenario.holdSeconds,
+    strategy,
+  });
+  const buyers = await admin.createBuyers(scenario.buyers, BALANCE_CENTS, `bench-${strategy}-`);
+  await options.hooks?.afterSetup?.({ productId: product.id, strategy });
+
+  await db?.begin();
+  const progress = newProgress();
+  const fired = await withProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, scenario.buyers, progress, () =>
+    fire({ target: new URL(options.target.url), scenario, productId: product.id, buyers, progress }),
+  );
+  await settle(admin);
+  const outcomes = outcomesOf(fired.records, scenario.buyers);
+  const dbWork = db ? await db.end(outcomes.sold) : null;
+  await options.hooks?.beforeAudit?.({ productId: product.id, strategy, records: fired.records });
+  const orderIds = fired.records.flatMap((record) => (record.kind === 'purchase' && record.orderId !== undefined ? [record.orderId] : []));
+  const audit = await auditRun(admin, product.id, orderIds);
+  if (!db) notes.push('DB work n/a: no database URL for this target (pass --db-url)');
+
+  const latency = latencyOf(fired.records.filter((record) => record.kind === 'purchase'));
+  const wallSeconds = scenario.kind === 'hot' ? fired.durationSeconds : wallSecondsOf(fired.records);
+  let checkout: CheckoutFigures | null = null;
+  if (scenario.kind === 'checkout') {
+    const payAnswers: Record<string, number> = {};
+    for (const record of fired.records) {
+      if (record.kind !== 'pay') continue;
+      const key = record.status === 0 ? (record.error ?? 'error') : `${record.status}${record.code ? ` ${record.code}` : ''}`;
+      payAnswers[key] = (payAnswers[key] ?? 0) + 1;
+    }
+    const firstWinners = fired.records.filter((r) => r.kind === 'purchase' && r.orderId !== undefined && r.attempt < RETRY_ROUND);
+    checkout = {
+      payAvailable: !fired.payUnavailable,
+      sold: audit.paid,
+      expired: audit.expired,
+      resold: fired.records.filter((r) => r.kind === 'purchase' && r.orderId !== undefined && r.attempt >= RETRY_ROUND).length,
+      abandoned: firstWinners.filter((r) => abandons(r.buyer, scenario.abandonRate)).length,
+      payAnswers,
+    };
+    if (fired.payUnavailable) {
+      notes.push('pay is not available on this server (POST /v1/orders/:id/pay → 404): no unit was paid; holds expire and are resold');
+    }
+  }
+  const fairness = scenario.kind === 'hot' ? null : fairnessOf(fired.records);
+  const result: RunResult = {
+    strategy,
+    run,
+    productId: product.id,
+    buyers: scenario.buyers,
+    stock: scenario.stock,
+    outcomes,
+    latency,
+    wallSeconds: round(wallSeconds),
+    answersPerSecond: wallSeconds > 0 ? round(outcomes.requests / wallSeconds) : 0,
+    salesPerSecond: wallSeconds > 0 ? round(outcomes.sold / wallSeconds) : 0,
+    fairness: fairness === null ? null : round(fairness),
+    audit,
+    db: dbWork,
+    checkout,
+    floorRatioP99: floorRun && floorRun.latency.p99 > 0 ? round(latency.p99 / floorRun.latency.p99) : null,
+    notes,
+  };
+  return result;
+}
+
+function round(value: number): number {
+  return Math.round(value * 100) / 100;
+}

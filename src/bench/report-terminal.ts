@@ -1,0 +1,82 @@
+/** The terminal table: one row per strategy (median run), the floor beside them, then the notes. */
+import type { BenchReport, RunResult } from './bench.js';
+
+const na = (value: number | null | undefined, digits = 0): string =>
+  value === null || value === undefined ? 'n/a' : value.toFixed(digits);
+
+function rejectedText(result: RunResult): string {
+  const entries = Object.entries(result.outcomes.rejected);
+  return entries.length === 0 ? '0' : entries.map(([key, count]) => `${count} ${key.replace(/^\d+ /, '')}`).join(', ');
+}
+
+function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join('  ');
+  return [line(header), widths.map((width) => '─'.repeat(width)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function renderTerminal(report: BenchReport): string {
+  const { scenario } = report;
+  const header = [
+    'strategy', 'sold', 'rejected', 'shed', '5xx', 'conn err', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms',
+    '×floor p99', 'req/s', 'sales/s', 'oversold', 'lost', 'over limit', 'fairness', 'xacts/sale', 'rollbacks', 'lock waits',
+  ];
+  const rows = report.summary.map((r) => [
+    r.strategy,
+    String(r.outcomes.sold),
+    rejectedText(r),
+    String(r.outcomes.shed),
+    String(r.outcomes.serverErrors),
+    String(r.outcomes.connectionErrors),
+    r.latency.p50.toFixed(1),
+    r.latency.p90.toFixed(1),
+    r.latency.p99.toFixed(1),
+    r.latency.max.toFixed(1),
+    na(r.floorRatioP99, 2),
+    r.answersPerSecond.toFixed(0),
+    r.salesPerSecond.toFixed(0),
+    String(r.audit.oversold),
+    String(r.audit.lost),
+    String(r.audit.buyersOverLimit),
+    na(r.fairness, 2),
+    na(r.db?.xactsPerSale, 2),
+    na(r.db?.rollbacks),
+    r.db ? `${r.db.lockWaitsPeak} peak` : 'n/a',
+  ]);
+  const floor = report.floorSummary;
+  if (floor) {
+    rows.push([
+      'floor (node:http)', '-', `${floor.outcomes.requests - floor.outcomes.connectionErrors} answered`, String(floor.outcomes.shed),
+      String(floor.outcomes.serverErrors), String(floor.outcomes.connectionErrors), floor.latency.p50.toFixed(1),
+      floor.latency.p90.toFixed(1), floor.latency.p99.toFixed(1), floor.latency.max.toFixed(1), '1.00',
+      floor.answersPerSecond.toFixed(0), '-', '-', '-', '-', '-', '-', '-', '-',
+    ]);
+  }
+  const lines = [
+    `${scenario.summary} — ${scenario.buyers} buyers, stock ${scenario.stock}` +
+      (report.runs > 1 ? ` — median of ${report.runs} runs by p99` : ''),
+    `target ${report.target} · ${report.machine.cpus} × ${report.machine.cpuModel} · node ${report.machine.node}`,
+    '',
+    table(header, rows),
+  ];
+  for (const r of report.summary) {
+    if (r.checkout) {
+      const c = r.checkout;
+      lines.push(
+        `${r.strategy} checkout: paid ${c.sold}, expired ${c.expired}, resold ${c.resold}, abandoned ${c.abandoned}, ` +
+          `pay answers ${JSON.stringify(c.payAnswers)}${c.payAvailable ? '' : ' (pay unavailable)'}`,
+      );
+    }
+    const violations = Object.entries(r.audit.violations);
+    if (violations.length > 0) lines.push(`${r.strategy} AUDIT: ${violations.map(([kind, n]) => `${n} ${kind}`).join(', ')}`);
+    if (r.audit.lost > 0) lines.push(`${r.strategy} LOST: ${r.audit.lost} orders answered 2xx are not in the database`);
+    if (r.outcomes.unanswered > 0) lines.push(`${r.strategy}: ${r.outcomes.unanswered} buyers got no definitive answer`);
+    const errors = Object.entries(r.outcomes.connectionErrorsByCode);
+    if (errors.length > 0) lines.push(`${r.strategy} connection errors: ${errors.map(([code, n]) => `${n} ${code}`).join(', ')}`);
+    for (const note of new Set(r.notes)) lines.push(`${r.strategy}: ${note}`);
+  }
+  if (report.unavailable.length > 0) lines.push(`not available on this server (skipped): ${report.unavailable.join(', ')}`);
+  lines.push(`original: ${scenario.original}`);
+  return lines.join('\n');
+}

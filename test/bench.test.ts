@@ -1,0 +1,145 @@
+/**
+ * The bench at CI sizes, in-process against a test server (the `--target` path): every available
+ * strategy sells exactly the stock with every buyer answered, and the bench's audit catches an
+ * oversell and a lost order.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBench, type BenchOptions, type TargetInfo } from '../src/bench/bench.js';
+import { startFloor } from '../src/bench/floor.js';
+import { renderHtml } from '../src/bench/report-html.js';
+import { renderTerminal } from '../src/bench/report-terminal.js';
+import { scenarioFor } from '../src/bench/scenarios.js';
+import { ADMIN_TOKEN, startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
+
+let t: TestServer;
+let target: TargetInfo;
+let available: string[];
+
+beforeAll(async () => {
+  t = await startTestServer({ sweepIntervalMs: 250 });
+  target = { url: t.server.url, adminToken: ADMIN_TOKEN, db: { baseUrl: TEST_DATABASE_URL, prefix: t.config.databasePrefix } };
+  const health = await t.api.call<{ strategies: string[] }>('GET', '/healthz');
+  available = health.body.strategies;
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+const bench = (options: Omit<BenchOptions, 'target'>) => runBench({ target, ...options });
+
+describe('bench', () => {
+  it('sells exactly the stock and answers every buyer on every safe strategy (drop, 200 buyers, 20 units)', async () => {
+    const safe = available.filter((name) => name !== 'naive');
+    const report = await bench({ scenario: scenarioFor('drop', { buyers: 200, stock: 20 }), strategies: safe });
+
+    expect(report.summary.map((result) => result.strategy)).toEqual(safe);
+    for (const result of report.summary) {
+      expect(result.outcomes.sold, result.strategy).toBe(20);
+      expect(result.outcomes.rejected, result.strategy).toEqual({ '409 SOLD_OUT': 180 });
+      expect(result.outcomes.connectionErrors).toBe(0);
+      expect(result.outcomes.serverErrors).toBe(0);
+      expect(result.outcomes.unanswered).toBe(0);
+      expect(result.audit).toMatchObject({ ok: true, oversold: 0, lost: 0, buyersOverLimit: 0, held: 20, remaining: 0 });
+      expect(result.fairness).toBeGreaterThanOrEqual(0);
+      expect(result.fairness).toBeLessThanOrEqual(1);
+      expect(result.latency.p99).toBeGreaterThan(0);
+      expect(result.latency.p50).toBeLessThanOrEqual(result.latency.p99);
+      expect(result.db?.commits).toBeGreaterThanOrEqual(20);
+    }
+    const table = renderTerminal(report);
+    const html = renderHtml(report);
+    for (const name of safe) {
+      expect(table).toContain(name);
+      expect(html).toContain(name);
+    }
+    expect(html).not.toMatch(/<script|https?:\/\/(?!127\.0\.0\.1)/);
+  });
+
+  it('measures the floor in the same run and reports p99 as a ratio to it', async () => {
+    const report = await bench({ scenario: scenarioFor('herd', { buyers: 100 }), strategies: ['atomic'], floor: startFloor });
+    const [result] = report.summary;
+    expect(report.floorSummary?.outcomes.requests).toBe(100);
+    expect(report.floorSummary?.outcomes.connectionErrors).toBe(0);
+    expect(result?.outcomes.sold).toBe(1);
+    expect(result?.fairness === 0 || result?.fairness === 1).toBe(true);
+    expect(result?.floorRatioP99).toBeGreaterThan(0);
+  });
+
+  it('catches an oversell when a stock row is corrupted under the strategy', async () => {
+    const sql = t.server.system.stores.databases.inventory;
+    const report = await bench({
+      scenario: scenarioFor('drop', { buyers: 100, stock: 10 }),
+      strategies: ['atomic'],
+      hooks: {
+        afterSetup: async ({ productId }) => {
+          await sql`update products set remaining = remaining + 5 where id = ${productId}`;
+        },
+      },
+    });
+    const [result] = report.summary;
+    expect(result?.outcomes.sold).toBe(15);
+    expect(result?.audit.ok).toBe(false);
+    expect(result?.audit.oversold).toBe(5);
+    expect(result?.audit.violations['OVERSOLD']).toBe(1);
+  });
+
+  it('catches the naive strategy overselling', async ({ skip }) => {
+    if (!available.includes('naive')) skip('naive is not registered on this server');
+    const report = await bench({ scenario: scenarioFor('drop', { buyers: 200, stock: 10 }), strategies: ['naive'] });
+    const [result] = report.summary;
+    expect(result?.audit.ok).toBe(false);
+    expect((result?.audit.oversold ?? 0) + (result?.audit.violations['STOCK_MISMATCH'] ?? 0)).toBeGreaterThan(0);
+  });
+
+  it('catches a 2xx whose order is missing from the database', async () => {
+    const sql = t.server.system.stores.databases.orders;
+    let deleted: string | undefined;
+    const report = await bench({
+      scenario: scenarioFor('drop', { buyers: 50, stock: 5 }),
+      strategies: ['atomic'],
+      hooks: {
+        beforeAudit: async ({ records }) => {
+          deleted = records.find((record) => record.orderId !== undefined)?.orderId;
+          if (deleted) await sql`delete from orders where id = ${deleted}`;
+        },
+      },
+    });
+    const [result] = report.summary;
+    expect(deleted).toBeDefined();
+    expect(result?.audit.lost).toBe(1);
+    expect(result?.audit.lostOrderIds).toEqual([deleted]);
+    expect(result?.audit.ok).toBe(false);
+  });
+
+  it('runs the hot product for its duration without running out or overselling', async () => {
+    const report = await bench({
+      scenario: scenarioFor('hot', { buyers: 50, durationSeconds: 2, connections: 8 }),
+      strategies: ['atomic'],
+    });
+    const [result] = report.summary;
+    expect(result?.outcomes.sold).toBeGreaterThan(0);
+    expect(result?.outcomes.connectionErrors).toBe(0);
+    expect(result?.audit).toMatchObject({ ok: true, oversold: 0, lost: 0 });
+    expect(result?.salesPerSecond).toBeGreaterThan(0);
+    expect(result?.fairness).toBeNull();
+  });
+
+  it('runs the checkout: winners pay, abandoned holds expire and are resold', async () => {
+    const report = await bench({
+      scenario: { ...scenarioFor('checkout', { buyers: 60, stock: 10, durationSeconds: 5, holdSeconds: 1 }), thinkMs: [50, 200] },
+      strategies: ['atomic'],
+    });
+    const [result] = report.summary;
+    const checkout = result?.checkout;
+    expect(checkout).toBeDefined();
+    expect(result?.audit).toMatchObject({ oversold: 0, lost: 0 });
+    expect((result?.audit.held ?? 0) + (result?.audit.paid ?? 0)).toBeLessThanOrEqual(10);
+    if (checkout?.payAvailable) {
+      expect(checkout.sold).toBeGreaterThan(0);
+      expect(checkout.expired).toBeGreaterThan(0);
+      expect(checkout.resold).toBeGreaterThan(0);
+    } else {
+      expect(result?.notes.join(' ')).toContain('pay is not available');
+    }
+  });
+});
