@@ -1,0 +1,154 @@
+/**
+ * Idempotency keys on purchase and pay, scoped to the buyer, on real PostgreSQL: a repeat gets
+ * the first definitive answer, a concurrent repeat is told to wait, another body is refused, and
+ * a storm of retries makes one order and one debit.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestHash } from '../src/orders/idempotency.js';
+import type { Answer } from './support/api.js';
+import { startTestServer, type TestServer } from './support/server.js';
+import { expectInvariant, storm, tally } from './support/storm.js';
+
+let t: TestServer;
+beforeAll(async () => {
+  t = await startTestServer();
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+const orderId = (answer: Answer): string => (answer.body['order'] as { id: string }).id;
+const keyed = (key: string): Record<string, string> => ({ 'idempotency-key': key });
+
+async function debitsOf(userId: string): Promise<number> {
+  const sql = t.server.system.stores.databases.users;
+  const [row] = await sql<{ n: number }[]>`select count(*)::int8 as n from ledger_entries where user_id = ${userId} and kind = 'debit'`;
+  return row?.n ?? 0;
+}
+
+describe('idempotency keys on purchase', () => {
+  it('returns the first answer to a repeat of the same key and body, and refuses the key for another body', async () => {
+    const [buyer, other] = await t.api.createBuyers(2);
+    if (!buyer || !other) throw new Error('no buyers');
+    const product = await t.api.createProduct({ stock: 5 });
+    const first = await t.api.purchase(buyer.token, product.id, 1, keyed('buy-1'));
+    expect(first.status).toBe(201);
+    const repeat = await t.api.purchase(buyer.token, product.id, 1, keyed('buy-1'));
+    expect(repeat.status).toBe(201);
+    expect(repeat.headers['idempotent-replayed']).toBe('true');
+    expect(orderId(repeat)).toBe(orderId(first));
+
+    const reused = await t.api.purchase(buyer.token, product.id, 2, keyed('buy-1'));
+    expect(reused.status).toBe(422);
+    expect(reused.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+
+    // Scoped to the buyer: another buyer's identical key is another request.
+    const theirs = await t.api.purchase(other.token, product.id, 1, keyed('buy-1'));
+    expect(theirs.status).toBe(201);
+    expect(orderId(theirs)).not.toBe(orderId(first));
+    const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
+    expect(stats.body).toMatchObject({ held: 2, remaining: 3 });
+  });
+
+  it('stores a definitive refusal: a repeat gets the same refusal even after stock is added', async () => {
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ stock: 0 });
+    const first = await t.api.purchase(buyer.token, product.id, 1, keyed('sold-out'));
+    expect(first.body).toMatchObject({ code: 'SOLD_OUT' });
+    await t.api.admin('PATCH', `/v1/admin/products/${product.id}`, { addStock: 1 });
+    const repeat = await t.api.purchase(buyer.token, product.id, 1, keyed('sold-out'));
+    expect(repeat.status).toBe(409);
+    expect(repeat.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(repeat.body).toMatchObject({ code: 'SOLD_OUT' });
+    expect((await t.api.purchase(buyer.token, product.id, 1, keyed('fresh'))).status).toBe(201);
+  });
+
+  it('answers IDEMPOTENCY_IN_PROGRESS while the first request with the key has no answer yet', async () => {
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ stock: 1 });
+    const body = { productId: product.id, quantity: 1 };
+    const sql = t.server.system.stores.databases.orders;
+    await sql`insert into idempotency_keys (buyer_id, key, scope, request_hash)
+              values (${buyer.id}, 'running', 'purchase', ${requestHash('purchase', body)})`;
+    const answer = await t.api.call('POST', '/v1/purchases', { token: buyer.token, body, headers: keyed('running') });
+    expect(answer.status).toBe(409);
+    expect(answer.body).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
+    expect(answer.headers['retry-after']).toBe('1');
+  });
+
+  it('makes one order when 50 purchases with one key race', async () => {
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ stock: 100 });
+    const answers = await storm(50, () => t.api.purchase(buyer.token, product.id, 1, keyed('stampede')));
+    const counts = tally(answers);
+    expect(Object.keys(counts).every((key) => key === '201' || key === '409 IDEMPOTENCY_IN_PROGRESS')).toBe(true);
+    const created = answers.filter((answer) => answer.status === 201);
+    expect(created.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(created.map(orderId)).size).toBe(1);
+    const me = await t.api.call<{ orders: unknown[] }>('GET', '/v1/me', { token: buyer.token });
+    expect(me.body.orders).toHaveLength(1);
+    const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
+    expect(stats.body).toMatchObject({ held: 1, remaining: 99 });
+    await expectInvariant(t.api, product.id, answers);
+  });
+
+  it('removes keys older than 24 hours with the clean-up job, after which the key is free again', async () => {
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ stock: 5 });
+    const first = await t.api.purchase(buyer.token, product.id, 1, keyed('old'));
+    const sql = t.server.system.stores.databases.orders;
+    await sql`update idempotency_keys set created_at = now() - interval '25 hours' where buyer_id = ${buyer.id}`;
+    expect(await t.server.system.orders.idempotency.cleanup()).toBeGreaterThanOrEqual(1);
+    const [left] = await sql<{ n: number }[]>`select count(*)::int8 as n from idempotency_keys where buyer_id = ${buyer.id}`;
+    expect(left?.n).toBe(0);
+    const again = await t.api.purchase(buyer.token, product.id, 1, keyed('old'));
+    expect(again.status).toBe(201);
+    expect(orderId(again)).not.toBe(orderId(first));
+  });
+});
+
+describe('idempotency keys on pay', () => {
+  it('debits once when 20 retries of one pay with one key race, and replays the answer afterwards', async () => {
+    const [buyer] = await t.api.createBuyers(1, 10_000);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ priceCents: 1234, stock: 1 });
+    const bought = await t.api.purchase(buyer.token, product.id);
+    const id = orderId(bought);
+    const answers = await storm(20, () => t.api.call('POST', `/v1/orders/${id}/pay`, { token: buyer.token, headers: keyed('pay-once') }));
+    const counts = tally(answers);
+    expect(counts['200']).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(counts).every((key) => key === '200' || key === '409 IDEMPOTENCY_IN_PROGRESS')).toBe(true);
+    expect(await debitsOf(buyer.id)).toBe(1);
+
+    const replay = await t.api.call('POST', `/v1/orders/${id}/pay`, { token: buyer.token, headers: keyed('pay-once') });
+    expect(replay.status).toBe(200);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.body['order']).toMatchObject({ id, status: 'paid' });
+    const me = await t.api.call('GET', '/v1/me', { token: buyer.token });
+    expect(me.body['balanceCents']).toBe(10_000 - 1234);
+
+    // Paying twice with a different key is refused with its own code, not charged again.
+    const twice = await t.api.call('POST', `/v1/orders/${id}/pay`, { token: buyer.token, headers: keyed('pay-twice') });
+    expect(twice.status).toBe(409);
+    expect(twice.body).toMatchObject({ code: 'ORDER_ALREADY_PAID' });
+    expect(await debitsOf(buyer.id)).toBe(1);
+    await expectInvariant(t.api, product.id, [bought]);
+  });
+
+  it('refuses a pay key reused for another order', async () => {
+    const [buyer] = await t.api.createBuyers(1, 10_000);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ stock: 2 });
+    const a = orderId(await t.api.purchase(buyer.token, product.id));
+    const b = orderId(await t.api.purchase(buyer.token, product.id));
+    expect((await t.api.call('POST', `/v1/orders/${a}/pay`, { token: buyer.token, headers: keyed('k') })).status).toBe(200);
+    const reused = await t.api.call('POST', `/v1/orders/${b}/pay`, { token: buyer.token, headers: keyed('k') });
+    expect(reused.status).toBe(422);
+    expect(reused.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(await debitsOf(buyer.id)).toBe(1);
+  });
+});
