@@ -84,7 +84,13 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
   const newId = (): string => uuidv7();
-  const strategies = buildStrategies({ inventorySql: databases.inventory });
+  const strategies = buildStrategies({
+    inventorySql: databases.inventory,
+    naiveGapMs: config.naiveGapMs,
+    optimisticRetries: config.optimisticRetries,
+    redisUrl: config.redisUrl,
+    amqpUrl: config.amqpUrl,
+  });
   const users = new UsersService({ sql: databases.users, tokens, newId });
   const inventory = new InventoryService({
     sql: databases.inventory,

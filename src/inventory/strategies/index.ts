@@ -6,9 +6,19 @@ import type { Sql } from '../../infra/database.js';
 import type { StrategyName } from '../strategy-names.js';
 import type { StockStrategy } from '../stock-strategy.js';
 import { AtomicStrategy } from './atomic.strategy.js';
+import { NaiveStrategy } from './naive.strategy.js';
+import { OptimisticStrategy } from './optimistic.strategy.js';
+import { PessimisticStrategy } from './pessimistic.strategy.js';
 
 export interface StrategyStores {
   readonly inventorySql: Sql;
+  /** `NAIVE_GAP_MS`: the naive strategy's pause between read and write (default 5). */
+  readonly naiveGapMs?: number;
+  /** `OPTIMISTIC_RETRIES`: the optimistic strategy's retries before `CONTENTION` (default 3). */
+  readonly optimisticRetries?: number;
+  /** Set when Redis / RabbitMQ are configured, so a missing strategy names the right cause. */
+  readonly redisUrl?: string | undefined;
+  readonly amqpUrl?: string | undefined;
 }
 
 export interface StrategyRegistry {
@@ -18,9 +28,28 @@ export interface StrategyRegistry {
   available(): StrategyName[];
 }
 
+/** The settings each store-backed strategy needs, by the variable an operator sets. */
+const NEEDS: Partial<Record<StrategyName, readonly ('REDIS_URL' | 'AMQP_URL')[]>> = {
+  'redis-lua': ['REDIS_URL', 'AMQP_URL'],
+  'redis-lock': ['REDIS_URL'],
+};
+
 export function buildStrategies(stores: StrategyStores): StrategyRegistry {
-  const built = new Map<StrategyName, StockStrategy>([['atomic', new AtomicStrategy(stores.inventorySql)]]);
-  const missing = (name: StrategyName): string => `strategy "${name}" is not implemented yet`;
+  const sql = stores.inventorySql;
+  const built = new Map<StrategyName, StockStrategy>([
+    ['naive', new NaiveStrategy(sql, { gapMs: stores.naiveGapMs ?? 5 })],
+    ['pessimistic', new PessimisticStrategy(sql)],
+    ['optimistic', new OptimisticStrategy(sql, { retries: stores.optimisticRetries ?? 3 })],
+    ['atomic', new AtomicStrategy(sql)],
+  ]);
+  const configured = { REDIS_URL: stores.redisUrl !== undefined, AMQP_URL: stores.amqpUrl !== undefined };
+  const missing = (name: StrategyName): string => {
+    const unset = (NEEDS[name] ?? []).filter((variable) => !configured[variable]);
+    if (unset.length > 0) {
+      return `strategy "${name}" needs ${unset.join(' and ')}, which this server was started without`;
+    }
+    return `strategy "${name}" is not available in this build yet; available: ${[...built.keys()].join(', ')}`;
+  };
   return {
     get: (name) => built.get(name) ?? { unavailable: missing(name) },
     available: () => [...built.keys()],

@@ -3,9 +3,14 @@
  * allocation back, and turning a refusal row into a typed outcome. A strategy differs only in
  * how it takes the units; giving them back is one `release_allocation` call for all of them,
  * which also bumps `version` so the optimistic strategy sees the change.
+ *
+ * The strategies that take units from TypeScript (naive, pessimistic, optimistic) also share the
+ * product read and its checks, the per-buyer claim and the allocation insert below, so they differ
+ * only in how they guard `remaining`.
  */
+import type postgres from 'postgres';
 import type { Sql } from '../../infra/database.js';
-import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal } from '../inventory.types.js';
+import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
 
 interface AllocationRow {
@@ -50,6 +55,163 @@ export function refusal(
     case 'LIMIT_EXCEEDED':
       return { ok: false, reason, limit: facts.limit ?? 0 };
   }
+}
+
+/** A pool or a transaction: the shared steps run on either. */
+export type Queryable = Sql | postgres.ReservedSql;
+
+/** What a strategy reads of a product before it decides; the window is judged by the database's clock. */
+export interface ProductFacts {
+  readonly remaining: number;
+  readonly version: number;
+  readonly priceCents: number;
+  readonly holdSeconds: number;
+  readonly perBuyerLimit: number | null;
+  readonly opensAt: Date;
+  readonly ended: boolean;
+  readonly notOpen: boolean;
+}
+
+interface ProductFactsRow {
+  remaining: number;
+  version: number;
+  price_cents: number;
+  hold_seconds: number;
+  per_buyer_limit: number | null;
+  opens_at: Date;
+  ended: boolean;
+  not_open: boolean;
+}
+
+/**
+ * Reads the facts a reservation is decided on. `lock` adds `FOR UPDATE`: the row stays locked
+ * until the surrounding transaction ends (pessimistic).
+ */
+export async function readProduct(db: Queryable, productId: string, lock: boolean): Promise<ProductFacts | null> {
+  const [row] = await db<ProductFactsRow[]>`
+    select remaining, version, price_cents, hold_seconds, per_buyer_limit, opens_at,
+           ended_at is not null or (closes_at is not null and closes_at <= now()) as ended,
+           opens_at > now() as not_open
+      from products where id = ${productId}
+    ${lock ? db`for update` : db``}`;
+  if (!row) return null;
+  return {
+    remaining: row.remaining,
+    version: row.version,
+    priceCents: row.price_cents,
+    holdSeconds: row.hold_seconds,
+    perBuyerLimit: row.per_buyer_limit,
+    opensAt: row.opens_at,
+    ended: row.ended,
+    notOpen: row.not_open,
+  };
+}
+
+/**
+ * The checks every strategy makes before it writes, in `reserve_atomic`'s order: window,
+ * the request against the limit, stock. `null`: go ahead.
+ */
+export function checkProduct(product: ProductFacts, quantity: number): ReserveRefusal | null {
+  const facts = factsOf(product);
+  if (product.ended) return refusal('SALE_ENDED', facts);
+  if (product.notOpen) return refusal('SALE_NOT_OPEN', facts);
+  if (product.perBuyerLimit !== null && quantity > product.perBuyerLimit) return refusal('LIMIT_EXCEEDED', facts);
+  if (product.remaining < quantity) return refusal('SOLD_OUT', facts);
+  return null;
+}
+
+export const NOT_FOUND: ReserveRefusal = { ok: false, reason: 'PRODUCT_NOT_FOUND' };
+
+/** The facts `refusal()` reports, from a product read. */
+export function factsOf(product: ProductFacts): { remaining: number; opensAt: Date; limit: number | null } {
+  return { remaining: product.remaining, opensAt: product.opensAt, limit: product.perBuyerLimit };
+}
+
+/**
+ * Adds `quantity` to the buyer's units with a predicated upsert: it passes only if the buyer stays
+ * within `limit`. Two racing purchases of one buyer queue on that buyer's row, so they cannot both
+ * pass. Must run in the reserving transaction. No limit: nothing to count, always passes.
+ */
+export async function claimBuyerUnits(
+  tx: Queryable,
+  request: ReserveRequest,
+  limit: number | null,
+): Promise<boolean> {
+  if (limit === null) return true;
+  const rows = await tx`
+    insert into buyer_units as b (product_id, buyer_id, units)
+    values (${request.productId}, ${request.buyerId}, ${request.quantity})
+    on conflict (product_id, buyer_id) do update
+      set units = b.units + excluded.units
+      where b.units + excluded.units <= ${limit}
+    returning units`;
+  return rows.length > 0;
+}
+
+/**
+ * Inserts the hold, expiring `holdSeconds` after now by the database's clock. A repeated id raises
+ * unique_violation (see `isDuplicateAllocation`), which rolls the whole reservation back.
+ */
+export async function insertAllocation(tx: Queryable, request: ReserveRequest, product: ProductFacts): Promise<Allocation> {
+  const [row] = await tx<AllocationRow[]>`
+    insert into allocations (id, product_id, buyer_id, quantity, amount_cents, status, expires_at)
+    values (${request.allocationId}, ${request.productId}, ${request.buyerId}, ${request.quantity},
+            ${product.priceCents * request.quantity}, 'held', now() + make_interval(secs => ${product.holdSeconds}))
+    returning *`;
+  if (!row) throw new Error('insert returned no allocation');
+  return toAllocation(row);
+}
+
+/**
+ * Thrown inside a transaction to roll it back and answer `outcome` instead (a claim that failed
+ * after a write). Caught by `inTransaction`, never seen by callers.
+ */
+class Rollback extends Error {
+  override readonly name = 'Rollback';
+  constructor(readonly outcome: ReserveOutcome) {
+    super(`rolled back: ${outcome.ok ? 'ok' : outcome.reason}`);
+  }
+}
+
+/** Rolls the surrounding `inTransaction` back and makes it answer `outcome`. */
+export function rollBackWith(outcome: ReserveOutcome): never {
+  throw new Rollback(outcome);
+}
+
+/**
+ * Runs `step` in one transaction. A `rollBackWith(outcome)` inside undoes every write and answers
+ * `outcome`; a repeated allocation id undoes every write and answers the existing allocation.
+ *
+ * @remarks The transaction runs on a connection taken out of the pool with `sql.reserve()` and
+ * explicit `BEGIN`/`COMMIT`, not `sql.begin()`: under a storm postgres.js 3.4.9 can send
+ * `sql.begin()`'s `BEGIN` on a connection it has not reserved (porsager/postgres#823, #1189), which
+ * fails the buyer with `UNSAFE_TRANSACTION` and hands a connection that is still inside a
+ * transaction back to the pool. A reserved connection runs only our statements, one at a time.
+ */
+export async function inTransaction<T>(
+  sql: Sql,
+  step: (tx: Queryable) => Promise<T>,
+  existing: () => Promise<ReserveOutcome>,
+): Promise<T | ReserveOutcome> {
+  let failure: unknown;
+  const tx = await sql.reserve();
+  try {
+    await tx`begin`;
+    try {
+      const result = await step(tx);
+      await tx`commit`;
+      return result;
+    } catch (error) {
+      await tx`rollback`;
+      failure = error;
+    }
+  } finally {
+    // Back to the pool before anything else runs, so a small pool cannot starve on its own answers.
+    tx.release();
+  }
+  if (failure instanceof Rollback) return failure.outcome;
+  if (isDuplicateAllocation(failure)) return existing();
+  throw failure;
 }
 
 /** 23505: the allocation id is taken, i.e. this reservation was already made (a retry). */
