@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
+import { connect } from '../src/infra/database.js';
 import { startEmbeddedPostgres } from '../src/infra/embedded-postgres.js';
 import { startServer } from '../src/server.js';
 import { isStrategyName, type StrategyName } from '../src/inventory/strategy-names.js';
@@ -291,6 +292,69 @@ describe('choosing a strategy per product', () => {
       expect(answer.status).toBe(400);
       expect(answer.body).toMatchObject({ code: 'STRATEGY_UNAVAILABLE' });
       expect(answer.body['detail']).toContain(needs);
+    }
+  });
+});
+
+describe('the stock step holds a connection only for itself', () => {
+  const PAYMENT_DELAY_MS = 4_000;
+  let small: TestServer;
+  beforeAll(async () => {
+    small = await startTestServer({ dbPoolSize: 2, paymentDelayMs: PAYMENT_DELAY_MS, naiveGapMs: NAIVE_GAP_MS });
+  });
+  afterAll(async () => {
+    await small?.stop();
+  });
+
+  it('keeps buying on a 2-connection pool while 10 pays per strategy sit in PAYMENT_DELAY_MS, with no transaction open', async () => {
+    const payers = await small.api.createBuyers(10 * STRATEGIES.length);
+    const held: { token: string; orderId: string; productId: string }[] = [];
+    const later: string[] = [];
+    for (const [s, strategy] of STRATEGIES.entries()) {
+      const product = await small.api.createProduct({ stock: 10, strategy });
+      later.push((await small.api.createProduct({ stock: 5, strategy })).id);
+      for (const payer of payers.slice(s * 10, s * 10 + 10)) {
+        const answer = await small.api.purchase(payer.token, product.id);
+        expect(answer.status).toBe(201);
+        held.push({ token: payer.token, orderId: orderOf(answer).id, productId: product.id });
+      }
+    }
+
+    // Every pay now sleeps PAYMENT_DELAY_MS. Had a pay held one of the inventory pool's two
+    // connections (or a lock) while it slept, nothing below could finish before the pays did.
+    let paysDone = 0;
+    const pays = Promise.all(
+      held.map(async ({ token, orderId }) => {
+        const answer = await small.api.call('POST', `/v1/orders/${orderId}/pay`, { token });
+        paysDone += 1;
+        return answer;
+      }),
+    );
+    const probe = connect(small.server.system.stores.databases.urls.inventory, 1, 'flashsale:probe');
+    try {
+      const buyersNow = await small.api.createBuyers(20);
+      const answers = await storm(20 * later.length, (i) => small.api.purchase(buyersNow[i % 20]?.token ?? '', later[Math.floor(i / 20)] ?? ''));
+      const sessions = await probe<{ state: string | null; open: boolean }[]>`
+        select state, xact_start is not null as open from pg_stat_activity
+         where datname = current_database() and application_name = 'flashsale:inventory'`;
+      expect(paysDone, 'a pay finished before the purchases did').toBe(0);
+      expect(sessions.length).toBeLessThanOrEqual(2);
+      expect(sessions.filter((session) => session.open), 'inventory sessions inside a transaction').toEqual([]);
+      expect(answers.every((answer) => answer.status === 201 || answer.status === 409)).toBe(true);
+      STRATEGIES.forEach((strategy, s) => {
+        const won = answers.slice(s * 20, s * 20 + 20).filter((answer) => answer.status === 201);
+        if (strategy !== 'naive') expect(won, strategy).toHaveLength(5);
+      });
+    } finally {
+      await probe.end({ timeout: 5 });
+    }
+
+    const paid = await pays;
+    expect(paid.map((answer) => answer.status)).toEqual(held.map(() => 200));
+    for (const [s, strategy] of STRATEGIES.entries()) {
+      const productId = held[s * 10]?.productId ?? '';
+      const after = await small.api.admin('GET', `/v1/admin/products/${productId}/stats`);
+      expect(after.body, strategy).toMatchObject({ paid: 10, held: 0, remaining: 0 });
     }
   });
 });

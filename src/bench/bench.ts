@@ -200,7 +200,7 @@ async function withProgress<T>(
   const report = options.progress;
   const started = Date.now();
   const line = (): string =>
-    `${label}: sent ${progress.sent} · answered ${progress.answered}/${total} · 2xx ${progress.ok} · refused ${progress.refused} · ` +
+    `${label} (${total} buyers): sent ${progress.sent} · answered ${progress.answered} · 2xx ${progress.ok} · refused ${progress.refused} · ` +
     `shed ${progress.shed} · conn errors ${progress.errors} · ${((Date.now() - started) / 1000).toFixed(1)} s`;
   const timer = report ? setInterval(() => report(line(), false), 250) : undefined;
   try {

@@ -24,7 +24,8 @@ export function renderTerminal(report: BenchReport): string {
   ];
   const rows = report.summary.map((r) => [
     r.strategy,
-    String(r.outcomes.sold),
+    // Checkout: units paid at the end (2xx reservations include resales of expired holds).
+    String(r.checkout ? r.checkout.sold : r.outcomes.sold),
     rejectedText(r),
     String(r.outcomes.shed),
     String(r.outcomes.serverErrors),
