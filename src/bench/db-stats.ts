@@ -39,7 +39,7 @@ interface Counters {
 
 /** Watches the databases `<prefix>users|inventory|orders` on the server at `baseUrl`. */
 export function watchDatabases(baseUrl: string, prefix: string): DbWatch {
-  const sql: Sql = connect(databaseUrl(baseUrl, 'postgres'), 2, 'flashsale:bench');
+  const sql: Sql = connect(databaseUrl(baseUrl, 'postgres'), 1, 'flashsale:bench');
   const names = ['users', 'inventory', 'orders'].map((module) => `${prefix}${module}`);
   let opening: Counters = { commits: 0, rollbacks: 0 };
   let timer: NodeJS.Timeout | undefined;
