@@ -142,7 +142,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const db = target.db ? watchDatabases(target.db.baseUrl, target.db.prefix) : undefined;
   const startedAt = new Date().toISOString();
   try {
-    const health = await admin.health();
+    const health = await admin.health().catch((error: unknown) => {
+      throw new Error(`cannot reach the server under test at ${target.url}/healthz: ${String(error)}`, { cause: error });
+    });
     const available = health.strategies;
     const asked = options.strategies === 'all' ? available : options.strategies;
     const strategies = asked.filter((name) => available.includes(name));
