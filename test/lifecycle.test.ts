@@ -188,6 +188,50 @@ describe('instant mode', () => {
   });
 });
 
+describe('races', () => {
+  it('settles a pay racing a cancel one way or the other, and never keeps money for a cancelled order', async () => {
+    const buyers = await t.api.createBuyers(10, 5000);
+    const product = await t.api.createProduct({ priceCents: 1000, stock: 10 });
+    const bought = await Promise.all(buyers.map((buyer) => t.api.purchase(buyer.token, product.id)));
+    const outcomes = await Promise.all(
+      buyers.map(async (buyer, i) => {
+        const id = orderOf(bought[i] as Answer).id;
+        const [pay, cancel] = await Promise.all([
+          t.api.call('POST', `/v1/orders/${id}/pay`, { token: buyer.token }),
+          t.api.call('POST', `/v1/orders/${id}/cancel`, { token: buyer.token }),
+        ]);
+        const order = orderOf(await t.api.call('GET', `/v1/orders/${id}`, { token: buyer.token }));
+        return { pay: pay.status, cancel: cancel.status, status: order.status, balance: await balanceOf(t, buyer.token) };
+      }),
+    );
+    for (const outcome of outcomes) {
+      if (outcome.status === 'paid') {
+        expect(outcome).toMatchObject({ pay: 200, cancel: 409, balance: 4000 });
+      } else {
+        expect(outcome).toMatchObject({ status: 'cancelled', cancel: 200, pay: 409, balance: 5000 });
+      }
+    }
+    const paid = outcomes.filter((o) => o.status === 'paid').length;
+    expect(await stats(t, product.id)).toMatchObject({ paid, held: 0, cancelled: 10 - paid, remaining: 10 - paid });
+    await expectInvariant(t.api, product.id, bought);
+  });
+
+  it('sells exactly the stock in instant mode when 60 buyers race for 10 units, charging only the winners', async () => {
+    const buyers = await t.api.createBuyers(60, 3000);
+    const product = await t.api.createProduct({ priceCents: 1000, stock: 10 });
+    const answers = await storm(buyers.length, (i) =>
+      t.api.call('POST', '/v1/purchases', { token: buyers[i]?.token ?? '', body: { productId: product.id, quantity: 1, pay: true } }),
+    );
+    expect(tally(answers)).toEqual({ '201': 10, '409 SOLD_OUT': 50 });
+    const users = t.server.system.stores.databases.users;
+    const ids = buyers.map((b) => b.id);
+    const [sum] = await users<{ total: number }[]>`select sum(balance_cents)::int8 as total from users where id = any(${ids}::uuid[])`;
+    expect(sum?.total).toBe(60 * 3000 - 10 * 1000);
+    expect(await stats(t, product.id)).toMatchObject({ paid: 10, held: 0, remaining: 0 });
+    await expectInvariant(t.api, product.id, answers);
+  });
+});
+
 describe('expiry', () => {
   it('returns an unpaid hold to stock and marks the order expired; paying it then is 410 and costs nothing', async () => {
     const [buyer] = await t.api.createBuyers(1, 5000);
