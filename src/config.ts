@@ -22,7 +22,7 @@ export interface Config {
   readonly maxInFlight: number;
   readonly dbPoolSize: number;
   readonly sweepIntervalMs: number;
-  /** Purchases a buyer may start per second; 0 turns the limiter off (the default). */
+  /** Purchases and payments a buyer may send per second; 0 turns the limiter off (the default). */
   readonly rateLimitPerSecond: number;
   readonly naiveGapMs: number;
   readonly optimisticRetries: number;
