@@ -52,6 +52,8 @@ export function buildApp(deps: AppDeps): App {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
   });
   registerProblemHandlers(app);
+  // JSON only: a text/plain body is an unsupported media type, not a malformed JSON one.
+  app.removeContentTypeParser('text/plain');
   // OpenAPI generated from the route schemas; the UI at /docs, the document at /docs/json.
   void app.register(swagger, {
     openapi: {

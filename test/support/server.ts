@@ -35,6 +35,8 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       tokenSecret: 'test-token-secret-0123456789-0123456789',
       seedDemo: false,
       port: 0,
+      // The shared PostgreSQL allows 100 connections and two test files run at once.
+      dbPoolSize: 10,
       ...overrides,
     },
   );
