@@ -27,16 +27,20 @@ begin
     return query select 'SALE_NOT_OPEN', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
     return;
   end if;
+  if v.per_buyer_limit is not null and p_quantity > v.per_buyer_limit then
+    return query select 'LIMIT_EXCEEDED', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
+  if v.remaining < p_quantity then
+    return query select 'SOLD_OUT', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
   if v.per_buyer_limit is not null then
     select b.units into v_units from buyer_units b where b.product_id = p_product and b.buyer_id = p_buyer;
     if coalesce(v_units, 0) + p_quantity > v.per_buyer_limit then
       return query select 'LIMIT_EXCEEDED', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
       return;
     end if;
-  end if;
-  if v.remaining < p_quantity then
-    return query select 'SOLD_OUT', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
-    return;
   end if;
 
   -- 2. The predicated update: the only guard of the stock, the window checked again at the write.
