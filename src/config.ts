@@ -24,6 +24,8 @@ export interface Config {
   readonly sweepIntervalMs: number;
   /** Purchases and payments a buyer may send per second; 0 turns the limiter off (the default). */
   readonly rateLimitPerSecond: number;
+  /** How long this process reuses a "sold out, 0 left" answer without asking the store; 0: never. */
+  readonly soldOutHintMs: number;
   readonly naiveGapMs: number;
   readonly optimisticRetries: number;
   readonly redisUrl: string | undefined;
@@ -123,6 +125,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dbPoolSize: integer('DB_POOL_SIZE', 20, 1, 500),
     sweepIntervalMs: integer('SWEEP_INTERVAL_MS', 1000, 50, 60_000),
     rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+    soldOutHintMs: integer('SOLD_OUT_HINT_MS', 250, 0, 60_000),
     naiveGapMs: integer('NAIVE_GAP_MS', 5, 0, 10_000),
     optimisticRetries: integer('OPTIMISTIC_RETRIES', 3, 0, 100),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),

@@ -97,6 +97,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     strategies,
     defaultStrategy: config.strategy,
     defaultHoldSeconds: config.holdSeconds,
+    soldOutHintMs: config.soldOutHintMs,
     newId,
     warn: (message) => log.warn(message),
   });

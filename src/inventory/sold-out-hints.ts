@@ -1,0 +1,37 @@
+/**
+ * Sold-out hints: once the store has answered "sold out, 0 left" for a product, this process
+ * refuses further reservations of it without a round trip for a short while. At the moment of a
+ * drop, almost every buyer arrives after the last unit went; answering them from memory keeps
+ * the store free for the winners and the refusals fast.
+ *
+ * @remarks A hint never guards stock: it can only refuse early, never sell, so it cannot
+ * oversell. It is dropped the moment this process returns units (cancel, expiry, added stock);
+ * units returned by another process are seen within the hint's lifetime (`SOLD_OUT_HINT_MS`).
+ * Set it to 0 to send every reservation to the strategy (to study a strategy's raw behaviour).
+ */
+export class SoldOutHints {
+  private readonly until = new Map<string, number>();
+
+  constructor(
+    private readonly lifetimeMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** True while a recent answer from the store said the product had nothing left. */
+  isSoldOut(productId: string): boolean {
+    const until = this.until.get(productId);
+    if (until === undefined) return false;
+    if (this.now() < until) return true;
+    this.until.delete(productId);
+    return false;
+  }
+
+  noteSoldOut(productId: string): void {
+    if (this.lifetimeMs > 0) this.until.set(productId, this.now() + this.lifetimeMs);
+  }
+
+  /** Units of the product came back: the next buyer must ask the store. */
+  forget(productId: string): void {
+    this.until.delete(productId);
+  }
+}
