@@ -122,7 +122,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     holdSeconds: integer('HOLD_SECONDS', 300, 1, 86_400),
     paymentDelayMs: integer('PAYMENT_DELAY_MS', 0, 0, 60_000),
     maxInFlight: integer('MAX_IN_FLIGHT', 20_000, 1, 1_000_000),
-    dbPoolSize: integer('DB_POOL_SIZE', 20, 1, 500),
+    // Two cores: more connections than this only add lock waits on a hot product row (bench: hot).
+    dbPoolSize: integer('DB_POOL_SIZE', 10, 1, 500),
     sweepIntervalMs: integer('SWEEP_INTERVAL_MS', 1000, 50, 60_000),
     rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
     soldOutHintMs: integer('SOLD_OUT_HINT_MS', 250, 0, 60_000),

@@ -36,7 +36,9 @@ const int8AsNumber = {
 export function connect(url: string, poolSize: number, applicationName = 'flashsale'): Sql {
   return postgres(url, {
     max: poolSize,
-    idle_timeout: 30,
+    // Connections are kept: opening one mid-storm costs a backend fork and, with SCRAM, a
+    // PBKDF2 that blocks the event loop for milliseconds.
+    idle_timeout: 0,
     connect_timeout: 30,
     onnotice: () => undefined,
     types: { bigint: int8AsNumber },
@@ -61,6 +63,7 @@ export async function openModuleDatabases(options: OpenOptions): Promise<ModuleD
     inventory: connect(urls.inventory, options.poolSize, `${app}:inventory`),
     orders: connect(urls.orders, options.poolSize, `${app}:orders`),
   };
+  await Promise.all(Object.values(pools).map((sql) => warm(sql, sql.options.max)));
   return {
     ...pools,
     urls,
@@ -68,6 +71,14 @@ export async function openModuleDatabases(options: OpenOptions): Promise<ModuleD
       await Promise.all(Object.values(pools).map((sql) => sql.end({ timeout: 5 })));
     },
   };
+}
+
+/**
+ * Opens every connection of a pool now, at start-up, rather than during the first storm: at the
+ * moment a drop opens, each new connection would stall the event loop and the queue behind it.
+ */
+async function warm(sql: Sql, size: number): Promise<void> {
+  await Promise.all(Array.from({ length: size }, () => sql`select 1`));
 }
 
 /** The same server as `baseUrl`, another database. */
