@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# pgbench baseline for `flashsale bench --scenario hot --strategy atomic`: the same statements
-# one purchase issues, on the same PostgreSQL server, with as many connections as the server's
+# pgbench baseline for `flashsale bench --scenario hot --strategy atomic`: the statements one
+# purchase issues (purchase.sql), on the same PostgreSQL server, with as many connections as the
 # inventory pool (DB_POOL_SIZE, default 10). Prints pgbench's summary.
 #   usage: bench/pgbench/run.sh [postgres://user@127.0.0.1:5432/postgres] [seconds] [clients]
 set -euo pipefail
@@ -12,7 +12,6 @@ root=$(cd "$here/../.." && pwd)
 pgbench=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -n 1)
 db="flashsale_pgbench_$$"
 scratch="${url%/*}/$db"
-
 psql "$url" -qc "create database $db"
 trap 'psql "$url" -qc "drop database if exists $db with (force)" >/dev/null' EXIT
 # Both modules' tables in one database: pgbench connects to one; the server does the same work.
