@@ -83,7 +83,13 @@ function latencyChart(series: readonly { name: string; curve: readonly { percent
 }
 
 function numbersTable(report: BenchReport): string {
-  const cell = (value: string | number | null | undefined): string => `<td>${escape(value === null || value === undefined ? 'n/a' : String(value))}</td>`;
+  const shown = (value: string | number | null | undefined): string => {
+    if (value === null || value === undefined) return 'n/a';
+    // Milliseconds and ratios to what a reader can compare at a glance, not to the microsecond.
+    if (typeof value === 'number' && !Number.isInteger(value)) return value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2);
+    return String(value);
+  };
+  const cell = (value: string | number | null | undefined): string => `<td>${escape(shown(value))}</td>`;
   const head = ['strategy', 'sold', 'rejected', 'shed', '5xx', 'conn errors', 'p50', 'p90', 'p99', 'max', '× floor p99', 'req/s', 'sales/s',
     'oversold', 'lost', 'over limit', 'fairness', 'commits', 'rollbacks', 'xacts/sale', 'lock waits (peak)'];
   const rows = report.summary.map((r) => `<tr>${[

@@ -18,6 +18,7 @@ import type {
 } from './inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, StockStrategy } from './stock-strategy.js';
 import type { StrategyRegistry } from './strategies/index.js';
+import { toAllocation, type AllocationRow } from './strategies/postgres-stock.js';
 import type { StrategyName } from './strategy-names.js';
 import { SoldOutHints } from './sold-out-hints.js';
 
@@ -209,20 +210,10 @@ export class InventoryService implements InventoryClient {
   }
 
   async allocation(allocationId: string): Promise<Allocation | null> {
-    const [row] = await this.sql<
-      { id: string; product_id: string; buyer_id: string; quantity: number; amount_cents: number; status: AllocationStatus; expires_at: Date }[]
-    >`select id, product_id, buyer_id, quantity, amount_cents, status, expires_at from allocations where id = ${allocationId}`;
-    if (!row) return null;
-    return {
-      id: row.id,
-      productId: row.product_id,
-      buyerId: row.buyer_id,
-      quantity: row.quantity,
-      amountCents: row.amount_cents,
-      status: row.status,
-      expiresAt: row.expires_at.toISOString(),
-    };
+    const [row] = await this.sql<AllocationRow[]>`select * from allocations where id = ${allocationId}`;
+    return row ? toAllocation(row) : null;
   }
+
 
   /**
    * Returns the units of every hold whose expiry has passed (by the database's clock) to stock.

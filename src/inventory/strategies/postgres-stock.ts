@@ -13,7 +13,7 @@ import type { Sql } from '../../infra/database.js';
 import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
 
-interface AllocationRow {
+export interface AllocationRow {
   id: string;
   product_id: string;
   buyer_id: string;
