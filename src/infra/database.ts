@@ -7,6 +7,8 @@ import postgres from 'postgres';
 import { MODULE_NAMES, type ModuleName } from '../config.js';
 
 export type Sql = postgres.Sql;
+/** A connection taken out of a pool for one transaction. */
+export type Tx = postgres.ReservedSql;
 
 export type ModuleDatabases = Readonly<Record<ModuleName, Sql>> & {
   /** URLs actually used, per module (for `migrate` and for the audit's own connections). */
@@ -31,6 +33,34 @@ const int8AsNumber = {
   serialize: (value: number) => String(value),
   parse: (value: string) => Number(value),
 };
+
+/**
+ * Runs `work` in one transaction on a connection of its own: `BEGIN`, then `COMMIT`, or
+ * `ROLLBACK` and rethrow when `work` throws. Every transaction of the project goes through here.
+ *
+ * @remarks Explicit `BEGIN`/`COMMIT` on a `sql.reserve()`d connection rather than `sql.begin()`:
+ * under a storm postgres.js 3.4.9 can send `sql.begin()`'s `BEGIN` on a connection it has not
+ * reserved (porsager/postgres#823, #1189), failing the request with `UNSAFE_TRANSACTION` and
+ * handing a connection still inside a transaction back to the pool. The connection goes back to
+ * the pool before the caller sees the outcome, so a small pool cannot starve on its own answers.
+ */
+export async function transaction<T>(sql: Sql, work: (tx: Tx) => Promise<T>): Promise<T> {
+  const tx = await sql.reserve();
+  try {
+    await tx`begin`;
+    let result: T;
+    try {
+      result = await work(tx);
+    } catch (error) {
+      await tx`rollback`;
+      throw error;
+    }
+    await tx`commit`;
+    return result;
+  } finally {
+    tx.release();
+  }
+}
 
 /** Opens one connection pool on `url`. */
 export function connect(url: string, poolSize: number, applicationName = 'flashsale'): Sql {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { Sql } from './database.js';
+import { transaction, type Sql } from './database.js';
 import type { ModuleName } from '../config.js';
 
 const MIGRATION_FILE = /^(\d{3})_[a-z0-9_]+\.sql$/;
@@ -27,7 +27,7 @@ export async function migrate(sql: Sql, module: ModuleName): Promise<AppliedMigr
   const directory = migrationsDirectory(module);
   const files = (await readdir(directory)).filter((name) => MIGRATION_FILE.test(name)).sort();
   const applied: AppliedMigration[] = [];
-  await sql.begin(async (tx) => {
+  await transaction(sql, async (tx) => {
     await tx`select pg_advisory_xact_lock(${LOCK_KEY})`;
     await tx`create table if not exists schema_migrations (
       version integer primary key,

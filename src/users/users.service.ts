@@ -3,7 +3,7 @@
  * tokens. Every change of a balance is one ledger row written in the same transaction; a debit
  * and its refund are keyed by the order id (`unique (order_id, kind)`), so retries happen once.
  */
-import type { Sql } from '../infra/database.js';
+import { transaction, type Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import type { Tokens } from '../infra/tokens.js';
 import type { DebitOutcome, IssuedUser, LedgerMovement, User, UsersClient } from './users.client.js';
@@ -62,7 +62,7 @@ export class UsersService implements UsersClient {
   async debit({ userId, orderId, amountCents }: LedgerMovement): Promise<DebitOutcome> {
     if (amountCents === 0) return { ok: true, balanceCents: (await this.getUser(userId)).balanceCents };
     try {
-      return await this.options.sql.begin(async (tx) => {
+      return await transaction(this.options.sql, async (tx) => {
         // The ledger row first: a concurrent debit of the same order waits here on the unique key,
         // then finds it taken and takes nothing more.
         const [entry] = await tx<{ id: number }[]>`
@@ -91,7 +91,7 @@ export class UsersService implements UsersClient {
   }
 
   async refund({ userId, orderId }: Pick<LedgerMovement, 'userId' | 'orderId'>): Promise<number> {
-    return this.options.sql.begin(async (tx) => {
+    return transaction(this.options.sql, async (tx) => {
       const [entry] = await tx<{ amount_cents: number }[]>`
         insert into ledger_entries (user_id, kind, order_id, amount_cents)
         select user_id, 'refund', order_id, amount_cents from ledger_entries
@@ -105,7 +105,7 @@ export class UsersService implements UsersClient {
   }
 
   async credit(userId: string, amountCents: number): Promise<User> {
-    return this.options.sql.begin(async (tx) => {
+    return transaction(this.options.sql, async (tx) => {
       const [row] = await tx<UserRow[]>`
         update users set balance_cents = balance_cents + ${amountCents} where id = ${userId} returning *`;
       if (!row) throw new DomainError('USER_NOT_FOUND', undefined, { userId });

@@ -8,8 +8,7 @@
  * product read and its checks, the per-buyer claim and the allocation insert below, so they differ
  * only in how they guard `remaining`.
  */
-import type postgres from 'postgres';
-import type { Sql } from '../../infra/database.js';
+import { transaction, type Sql, type Tx } from '../../infra/database.js';
 import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
 
@@ -58,7 +57,7 @@ export function refusal(
 }
 
 /** A pool or a transaction: the shared steps run on either. */
-export type Queryable = Sql | postgres.ReservedSql;
+export type Queryable = Sql | Tx;
 
 /** What a strategy reads of a product before it decides; the window is judged by the database's clock. */
 export interface ProductFacts {
@@ -179,39 +178,22 @@ export function rollBackWith(outcome: ReserveOutcome): never {
 }
 
 /**
- * Runs `step` in one transaction. A `rollBackWith(outcome)` inside undoes every write and answers
- * `outcome`; a repeated allocation id undoes every write and answers the existing allocation.
- *
- * @remarks The transaction runs on a connection taken out of the pool with `sql.reserve()` and
- * explicit `BEGIN`/`COMMIT`, not `sql.begin()`: under a storm postgres.js 3.4.9 can send
- * `sql.begin()`'s `BEGIN` on a connection it has not reserved (porsager/postgres#823, #1189), which
- * fails the buyer with `UNSAFE_TRANSACTION` and hands a connection that is still inside a
- * transaction back to the pool. A reserved connection runs only our statements, one at a time.
+ * Runs `step` in one transaction (`transaction` in infra). A `rollBackWith(outcome)` inside undoes
+ * every write and answers `outcome`; a repeated allocation id undoes every write and answers the
+ * existing allocation.
  */
 export async function inTransaction<T>(
   sql: Sql,
   step: (tx: Queryable) => Promise<T>,
   existing: () => Promise<ReserveOutcome>,
 ): Promise<T | ReserveOutcome> {
-  let failure: unknown;
-  const tx = await sql.reserve();
   try {
-    await tx`begin`;
-    try {
-      const result = await step(tx);
-      await tx`commit`;
-      return result;
-    } catch (error) {
-      await tx`rollback`;
-      failure = error;
-    }
-  } finally {
-    // Back to the pool before anything else runs, so a small pool cannot starve on its own answers.
-    tx.release();
+    return await transaction(sql, step);
+  } catch (failure) {
+    if (failure instanceof Rollback) return failure.outcome;
+    if (isDuplicateAllocation(failure)) return existing();
+    throw failure;
   }
-  if (failure instanceof Rollback) return failure.outcome;
-  if (isDuplicateAllocation(failure)) return existing();
-  throw failure;
 }
 
 /** 23505: the allocation id is taken, i.e. this reservation was already made (a retry). */
