@@ -3,6 +3,7 @@
  * audit (oversold units, buyers over the limit, stock that does not add up) and, on the client
  * side, that every 2xx the buyers got has its order in the database.
  */
+import type { AuditReport } from '../audit/audit.types.js';
 import type { AdminApi } from './client.js';
 
 export interface RunAudit {
@@ -23,20 +24,6 @@ export interface RunAudit {
   readonly violations: Readonly<Record<string, number>>;
 }
 
-interface AuditAnswer {
-  readonly ok: boolean;
-  readonly products: readonly {
-    readonly stocked: number;
-    readonly held: number;
-    readonly paid: number;
-    readonly expired: number;
-    readonly cancelled: number;
-    readonly remaining: number;
-    readonly oversold: number;
-  }[];
-  readonly violations: readonly { readonly kind: string }[];
-}
-
 const MISSING_BATCH = 20_000;
 
 /** Waits until the server has nothing in flight but our own probe (at most `limitMs`). */
@@ -51,7 +38,7 @@ export async function settle(admin: AdminApi, limitMs = 30_000): Promise<void> {
 }
 
 export async function auditRun(admin: AdminApi, productId: string, orderIds: readonly string[]): Promise<RunAudit> {
-  const report = await admin.call<AuditAnswer>('GET', `/v1/admin/audit?productId=${encodeURIComponent(productId)}`);
+  const report = await admin.call<AuditReport>('GET', `/v1/admin/audit?productId=${encodeURIComponent(productId)}`);
   const lost: string[] = [];
   for (let start = 0; start < orderIds.length; start += MISSING_BATCH) {
     const ids = orderIds.slice(start, start + MISSING_BATCH);

@@ -223,16 +223,24 @@ export class InventoryService implements InventoryClient {
   async sweepExpired(batchSize = 500): Promise<ReleasedAllocation[]> {
     const released: ReleasedAllocation[] = [];
     for (;;) {
-      const due = await this.sql<{ id: string }[]>`
-        select id from allocations where status = 'held' and expires_at <= now()
+      // The product comes with the id, so each hold costs one release, not a lookup as well.
+      const due = await this.sql<{ id: string; product_id: string }[]>`
+        select id, product_id from allocations where status = 'held' and expires_at <= now()
         order by expires_at limit ${batchSize}`;
-      for (const { id } of due) {
-        const done = await this.expire(id);
-        if (done) released.push(done);
+      let changed = 0;
+      for (const { id, product_id: productId } of due) {
+        const strategy = await this.strategyOfProduct(productId);
+        const done = this.unitsBack(strategy ? await strategy.release(id, 'expired', true) : null);
+        if (done) {
+          released.push(done);
+          changed += 1;
+        }
       }
-      if (due.length < batchSize) return released;
+      // A full batch of which nothing moved (another sweeper got there first): next time.
+      if (due.length < batchSize || changed === 0) return released;
     }
   }
+
 
   async auditSnapshot(productId: string): Promise<AuditSnapshot> {
     const product = await this.getProduct(productId);
