@@ -36,7 +36,7 @@ describe('idempotency keys on purchase', () => {
     const repeat = await t.api.purchase(buyer.token, product.id, 1, keyed('buy-1'));
     expect(repeat.status).toBe(201);
     expect(repeat.headers['idempotent-replayed']).toBe('true');
-    expect(orderId(repeat)).toBe(orderId(first));
+    expect(repeat.body).toEqual(first.body);
 
     const reused = await t.api.purchase(buyer.token, product.id, 2, keyed('buy-1'));
     expect(reused.status).toBe(422);
@@ -48,6 +48,23 @@ describe('idempotency keys on purchase', () => {
     expect(orderId(theirs)).not.toBe(orderId(first));
     const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
     expect(stats.body).toMatchObject({ held: 2, remaining: 3 });
+  });
+
+  it('replays an instant purchase (reserve and pay in one call) as the paid order it first answered', async () => {
+    const [buyer] = await t.api.createBuyers(1, 10_000);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ priceCents: 700, stock: 3 });
+    const body = { productId: product.id, quantity: 1, pay: true };
+    const first = await t.api.call('POST', '/v1/purchases', { token: buyer.token, body, headers: keyed('instant') });
+    expect(first.status).toBe(201);
+    expect(first.body['order']).toMatchObject({ status: 'paid' });
+    const repeat = await t.api.call('POST', '/v1/purchases', { token: buyer.token, body, headers: keyed('instant') });
+    expect(repeat.headers['idempotent-replayed']).toBe('true');
+    expect(repeat.status).toBe(201);
+    expect(repeat.body).toEqual(first.body);
+    expect(await debitsOf(buyer.id)).toBe(1);
+    const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
+    expect(stats.body).toMatchObject({ paid: 1, remaining: 2 });
   });
 
   it('stores a definitive refusal: a repeat gets the same refusal even after stock is added', async () => {

@@ -34,8 +34,10 @@ export interface OrdersClient {
   /**
    * Mints the order id, has inventory reserve under it, records the order `held` (and with
    * `pay`, pays it). Throws a `DomainError` naming the refusal (`SOLD_OUT`, `LIMIT_EXCEEDED`, …).
+   * With `idempotencyKey` (claimed by the caller), stores the answer `201 { order }` under it; a
+   * held order's answer is written in the statement that records the order.
    */
-  purchase(buyerId: string, request: PurchaseRequest): Promise<Order>;
+  purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order>;
   /**
    * Debits the buyer (once per order), confirms the hold, marks the order `paid`. Throws
    * `INSUFFICIENT_FUNDS` (the hold stays), `HOLD_EXPIRED` (refunded, unit back in stock),

@@ -53,6 +53,8 @@ export interface OrdersRouteGuards {
 interface Answer {
   readonly statusCode: number;
   readonly body: unknown;
+  /** The work stored this answer under the key itself (with the order, in one statement). */
+  readonly stored?: boolean;
 }
 
 /** A refusal that a retry with the same key must be allowed to redo (never stored). */
@@ -62,19 +64,20 @@ function isDefinitive(error: DomainError): boolean {
 
 /**
  * Runs `work` once per (buyer, key): a repeat of the same request gets the stored first answer.
- * Without a key it simply runs.
+ * Without a key it simply runs. `work` is given the claimed key, so it may store its answer in
+ * its own last statement (`stored`) rather than cost another round trip here.
  */
 async function idempotent(
   orders: OrdersClient,
   request: FastifyRequest,
   reply: FastifyReply,
   scope: string,
-  work: () => Promise<Answer>,
+  work: (claimedKey: string | undefined) => Promise<Answer>,
 ): Promise<FastifyReply> {
   const header = request.headers['idempotency-key'];
   const key = typeof header === 'string' ? header : undefined;
   if (key === undefined) {
-    const answer = await work();
+    const answer = await work(undefined);
     return reply.status(answer.statusCode).send(answer.body);
   }
   const store = orders.idempotency;
@@ -88,7 +91,7 @@ async function idempotent(
   }
   let answer: Answer;
   try {
-    answer = await work();
+    answer = await work(key);
   } catch (error) {
     if (error instanceof DomainError && isDefinitive(error)) {
       await store.complete(request.buyerId, key, error.status, problem(error.code, error.message, error.extras, request.url));
@@ -99,7 +102,7 @@ async function idempotent(
     }
     throw error;
   }
-  await store.complete(request.buyerId, key, answer.statusCode, answer.body);
+  if (answer.stored !== true) await store.complete(request.buyerId, key, answer.statusCode, answer.body);
   return reply.status(answer.statusCode).send(answer.body);
 }
 
@@ -120,9 +123,10 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
         },
       },
       async (request, reply) =>
-        idempotent(orders, request, reply, 'purchase', async () => ({
+        idempotent(orders, request, reply, 'purchase', async (key) => ({
           statusCode: 201,
-          body: { order: await orders.purchase(request.buyerId, request.body) },
+          body: { order: await orders.purchase(request.buyerId, request.body, key) },
+          stored: key !== undefined,
         })),
     );
 

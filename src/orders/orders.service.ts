@@ -71,11 +71,13 @@ export class OrdersService implements OrdersClient {
     return this.expired;
   }
 
-  async purchase(buyerId: string, request: PurchaseRequest): Promise<Order> {
-    const held = await this.hold(buyerId, request);
-    if (request.pay !== true) return toOrder(held);
+  async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order> {
+    if (request.pay !== true) return toOrder(await this.hold(buyerId, request, idempotencyKey));
+    const held = await this.hold(buyerId, request, undefined);
     try {
-      return await this.settle(held);
+      const paid = await this.settle(held);
+      if (idempotencyKey !== undefined) await this.idempotency.complete(buyerId, idempotencyKey, 201, { order: paid });
+      return paid;
     } catch (error) {
       // Instant mode answers "no" as a whole: the unit must not stay held for a buyer who was
       // refused. `cancelHeld` is a no-op when the hold was already settled.
@@ -181,8 +183,13 @@ export class OrdersService implements OrdersClient {
     }
   }
 
-  /** Reserves under a fresh order id and records the order `held`. */
-  private async hold(buyerId: string, request: PurchaseRequest): Promise<OrderRow> {
+  /**
+   * Reserves under a fresh order id and records the order `held`; with `answerKey`, stores the
+   * 201 answer under that (claimed) Idempotency-Key in the same statement, so the order and its
+   * answer commit together: a crash between the two cannot leave a key that a retry would take
+   * over and buy a second time.
+   */
+  private async hold(buyerId: string, request: PurchaseRequest, answerKey: string | undefined): Promise<OrderRow> {
     const orderId = this.options.newId();
     const outcome = await this.options.inventory.reserve({
       allocationId: orderId,
@@ -193,11 +200,19 @@ export class OrdersService implements OrdersClient {
     if (!outcome.ok) throw refusalError(outcome, request.productId);
     const { allocation } = outcome;
     try {
+      const answered =
+        answerKey === undefined
+          ? this.sql``
+          : this.sql`, answered as (
+              update idempotency_keys k set status_code = 201, response = jsonb_build_object('order', order_json(o))
+                from o where k.buyer_id = o.buyer_id and k.key = ${answerKey} and k.status_code is null)`;
       const [row] = await this.sql<OrderRow[]>`
-        insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
-        values (${orderId}, ${buyerId}, ${allocation.productId}, ${allocation.quantity},
-                ${allocation.amountCents}, 'held', ${allocation.expiresAt})
-        returning *`;
+        with o as (
+          insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
+          values (${orderId}, ${buyerId}, ${allocation.productId}, ${allocation.quantity},
+                  ${allocation.amountCents}, 'held', ${allocation.expiresAt})
+          returning *)${answered}
+        select * from o`;
       if (!row) throw new Error('insert returned no order');
       return row;
     } catch (error) {
