@@ -5,7 +5,7 @@
  * It only fires and records; setting up, auditing and reporting happen around it.
  */
 import { randomUUID } from 'node:crypto';
-import { Clock, Connection, type Answer, type Buyer } from './client.js';
+import { Clock, Connection, KeptAliveConnection, type Answer, type Buyer } from './client.js';
 import type { Scenario } from './scenarios.js';
 import { isShed, type RequestKind, type RequestRecord } from './stats.js';
 
@@ -200,7 +200,7 @@ async function fireHot(options: FireOptions): Promise<FireResult> {
   let sequence = 0;
 
   const loop = async (): Promise<void> => {
-    const connection = new Connection(options.target, clock);
+    const connection = new KeptAliveConnection(options.target, clock);
     try {
       while (clock.now() < endMs) {
         const index = next % buyers.length;
