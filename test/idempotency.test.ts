@@ -128,6 +128,30 @@ describe('idempotency keys on purchase', () => {
   });
 });
 
+describe('claims in one statement', () => {
+  it('claims each new key once when a turn brings many, repeats included, and replays a stored answer', async () => {
+    const store = t.server.system.orders.idempotency;
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    await store.claim(buyer.id, 'answered', 'purchase', 'h-answered', { statusCode: 409, response: { code: 'SOLD_OUT' } });
+    const keys = Array.from({ length: 120 }, (_, i) => `batch-${i % 100}`);
+    const claims = await Promise.allSettled([
+      ...keys.map((key) => store.claim(buyer.id, key, 'purchase', `h-${key}`)),
+      store.claim(buyer.id, 'answered', 'purchase', 'h-answered'),
+    ]);
+    const claimedKeys = claims
+      .map((claim, index) => (claim.status === 'fulfilled' && claim.value.kind === 'claimed' ? keys[index] : undefined))
+      .filter((key) => key !== undefined);
+    expect(claimedKeys).toHaveLength(100);
+    expect(new Set(claimedKeys).size).toBe(100);
+    // The 20 repeats find their key claimed and unanswered: in progress, never claimed twice.
+    const refused = claims.filter((claim) => claim.status === 'rejected');
+    expect(refused).toHaveLength(20);
+    for (const claim of refused) expect((claim as PromiseRejectedResult).reason).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
+    expect(claims.at(-1)).toMatchObject({ status: 'fulfilled', value: { kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT' } } });
+  });
+});
+
 describe('idempotency keys on pay', () => {
   it('debits once when 20 retries of one pay with one key race, and replays the answer afterwards', async () => {
     const [buyer] = await t.api.createBuyers(1, 10_000);

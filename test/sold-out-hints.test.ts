@@ -37,4 +37,41 @@ describe('sold-out hints', () => {
       await t.stop();
     }
   });
+
+  it('store a refusal from memory with the key in one statement, and still replay a key that bought before', async () => {
+    const t = await startTestServer({ soldOutHintMs: 60_000 });
+    try {
+      const product = await t.api.createProduct({ stock: 1 });
+      const [winner, loser] = await t.api.createBuyers(2);
+      if (!winner || !loser) throw new Error('no buyers');
+      const keyed = (key: string): Record<string, string> => ({ 'idempotency-key': key });
+      const won = await t.api.purchase(winner.token, product.id, 1, keyed('buy'));
+      expect(won.status).toBe(201);
+      // The store says "sold out, 0 left": from here the product is refused from memory.
+      expect((await t.api.purchase(loser.token, product.id, 1, keyed('first'))).body).toMatchObject({ code: 'SOLD_OUT' });
+
+      const sql = t.server.system.stores.databases.orders;
+      const before = await sql<{ n: number }[]>`select count(*)::int8 as n from idempotency_keys`;
+      const refused = await t.api.purchase(loser.token, product.id, 1, keyed('from-memory'));
+      expect(refused.status).toBe(409);
+      expect(refused.body).toMatchObject({ code: 'SOLD_OUT', remaining: 0 });
+      const [row] = await sql<{ status_code: number; response: { code: string } }[]>`
+        select status_code, response from idempotency_keys where buyer_id = ${loser.id} and key = 'from-memory'`;
+      expect(row).toMatchObject({ status_code: 409, response: { code: 'SOLD_OUT' } });
+      expect((await sql<{ n: number }[]>`select count(*)::int8 as n from idempotency_keys`)[0]?.n).toBe((before[0]?.n ?? 0) + 1);
+
+      // The winner's retry arrives while the product is refused from memory: it gets its 201 back.
+      const retried = await t.api.purchase(winner.token, product.id, 1, keyed('buy'));
+      expect(retried.status).toBe(201);
+      expect(retried.headers['idempotent-replayed']).toBe('true');
+      expect(retried.body).toEqual(won.body);
+      // The same key for another body is still refused as reused, not as sold out.
+      const reused = await t.api.purchase(winner.token, product.id, 2, keyed('buy'));
+      expect(reused.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+      const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
+      expect(stats.body).toMatchObject({ held: 1, remaining: 0 });
+    } finally {
+      await t.stop();
+    }
+  });
 });

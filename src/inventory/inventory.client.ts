@@ -12,6 +12,7 @@ import type {
   ProductChange,
   ProductStats,
   ReserveOutcome,
+  ReserveRefusal,
   ReserveRequest,
 } from './inventory.types.js';
 
@@ -26,6 +27,13 @@ export interface InventoryClient {
   endSale(id: string): Promise<Product>;
   stats(id: string): Promise<ProductStats>;
   reserve(request: ReserveRequest): Promise<ReserveOutcome>;
+  /**
+   * The refusal `reserve` would give this product without asking the store (it answered "sold
+   * out" a moment ago), or `undefined`: ask `reserve`. Lets a caller answer at once and store that
+   * answer in the one statement it must write anyway. A client in another process may always
+   * answer `undefined`.
+   */
+  refusalFromMemory(productId: string): ReserveRefusal | undefined;
   /** Cancels a hold at once; `null` when it was not held. */
   release(allocationId: string): Promise<ReleasedAllocation | null>;
   /** Expires a hold if its expiry passed by the store's clock; `null` when it did not. */

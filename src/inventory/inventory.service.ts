@@ -14,6 +14,7 @@ import type {
   ProductChange,
   ProductStats,
   ReserveOutcome,
+  ReserveRefusal,
   ReserveRequest,
 } from './inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, StockStrategy } from './stock-strategy.js';
@@ -178,8 +179,13 @@ export class InventoryService implements InventoryClient {
     };
   }
 
+  refusalFromMemory(productId: string): ReserveRefusal | undefined {
+    return this.soldOut.isSoldOut(productId) ? { ok: false, reason: 'SOLD_OUT', remaining: 0 } : undefined;
+  }
+
   async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
-    if (this.soldOut.isSoldOut(request.productId)) return { ok: false, reason: 'SOLD_OUT', remaining: 0 };
+    const known = this.refusalFromMemory(request.productId);
+    if (known) return known;
     const strategy = await this.strategyOfProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
     const outcome = await strategy.reserve(request);

@@ -4,8 +4,10 @@
  * with the same request gets that answer back, a repeat while the first is still running gets
  * `IDEMPOTENCY_IN_PROGRESS`, and the same key for another request gets `IDEMPOTENCY_KEY_REUSED`.
  *
- * @remarks Answers that are not definitive (a 503, `CONTENTION`, a 5xx) are not stored: the claim
- * is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
+ * @remarks Claims made in the same turn of the event loop go to the database as one statement (a
+ * drop brings thousands at once); a key that is already there falls back to the one-key path,
+ * which replays, refuses or takes over a stale claim. Answers that are not definitive (a 503,
+ * `CONTENTION`, a 5xx) are not stored: the claim is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
  * whose request died without an answer can be taken over after `STALE_CLAIM` (so a crash does not
  * lock a key for a day).
  */
@@ -19,6 +21,12 @@ export const KEY_RETENTION = '24 hours';
 /** A claim older than this without an answer belongs to a request that died; it may be taken over. */
 const STALE_CLAIM = '5 minutes';
 
+/** An answer known before any work (a refusal from memory), stored with the claim itself. */
+export interface KnownAnswer {
+  readonly statusCode: number;
+  readonly response: unknown;
+}
+
 export type IdempotencyClaim =
   | { readonly kind: 'claimed' }
   | { readonly kind: 'replay'; readonly statusCode: number; readonly response: unknown };
@@ -27,8 +35,9 @@ export interface IdempotencyStore {
   /**
    * Claims `key` for this request, or returns the stored answer of the same request. Throws
    * `IDEMPOTENCY_IN_PROGRESS` while the first is running, `IDEMPOTENCY_KEY_REUSED` for another request.
+   * With `answer`, a claim is written already completed with it (one statement, not two).
    */
-  claim(buyerId: string, key: string, scope: string, requestHash: string): Promise<IdempotencyClaim>;
+  claim(buyerId: string, key: string, scope: string, requestHash: string, answer?: KnownAnswer): Promise<IdempotencyClaim>;
   /** Stores the definitive answer of a claimed key. */
   complete(buyerId: string, key: string, statusCode: number, response: unknown): Promise<void>;
   /** Drops a claim whose answer is not definitive, so the key may be retried. */
@@ -53,6 +62,20 @@ function stableJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
+/** Claims sent in one statement at most; more wait for the next. */
+const MAX_CLAIM_BATCH = 500;
+
+interface PendingClaim {
+  readonly buyerId: string;
+  readonly key: string;
+  readonly scope: string;
+  readonly hash: string;
+  readonly answer: KnownAnswer | undefined;
+  /** `true`: this request's row was inserted (claimed); `false`: the key was there already. */
+  settle(inserted: boolean): void;
+  fail(error: unknown): void;
+}
+
 interface KeyRow {
   request_hash: string;
   status_code: number | null;
@@ -60,17 +83,68 @@ interface KeyRow {
 }
 
 export class PostgresIdempotencyStore implements IdempotencyStore {
+  private pending: PendingClaim[] = [];
+
   constructor(private readonly sql: Sql) {}
 
-  async claim(buyerId: string, key: string, scope: string, hash: string): Promise<IdempotencyClaim> {
+  async claim(buyerId: string, key: string, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
+    const inserted = await new Promise<boolean>((settle, fail) => {
+      this.pending.push({ buyerId, key, scope, hash, answer, settle, fail });
+      if (this.pending.length === 1) setImmediate(() => void this.flush());
+    });
+    return inserted ? { kind: 'claimed' } : this.claimExisting(buyerId, key, scope, hash, answer);
+  }
+
+  /**
+   * Inserts every pending claim whose key is new in one statement. Two claims of one key in a
+   * batch: the later waits for the one-key path, so the statement never meets its own row. Rows
+   * go in key order, so two batches that share keys wait on each other instead of deadlocking.
+   */
+  private async flush(): Promise<void> {
+    const batch = this.pending.splice(0, MAX_CLAIM_BATCH);
+    if (this.pending.length > 0) setImmediate(() => void this.flush());
+    const first = new Map<string, PendingClaim>();
+    for (const claim of batch) {
+      const id = `${claim.buyerId}\n${claim.key}`;
+      if (first.has(id)) claim.settle(false);
+      else first.set(id, claim);
+    }
+    const rows = [...first.values()].map((claim) => ({
+      buyer_id: claim.buyerId,
+      key: claim.key,
+      scope: claim.scope,
+      request_hash: claim.hash,
+      status_code: claim.answer?.statusCode ?? null,
+      response: claim.answer?.response ?? null,
+    }));
+    try {
+      const inserted = await this.sql<{ buyer_id: string; key: string }[]>`
+        insert into idempotency_keys (buyer_id, key, scope, request_hash, status_code, response)
+        select buyer_id, key, scope, request_hash, status_code, response
+          from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+            as t(buyer_id uuid, key text, scope text, request_hash text, status_code integer, response jsonb)
+         order by buyer_id, key
+        on conflict (buyer_id, key) do nothing
+        returning buyer_id, key`;
+      const claimed = new Set(inserted.map((row) => `${row.buyer_id}\n${row.key}`));
+      for (const [id, claim] of first) claim.settle(claimed.has(id));
+    } catch (error) {
+      for (const claim of first.values()) claim.fail(error);
+    }
+  }
+
+  /** The key is there already: replay its answer, refuse, or take over a stale claim. */
+  private async claimExisting(buyerId: string, key: string, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
+    const statusCode = answer?.statusCode ?? null;
+    const response = answer === undefined ? null : this.sql.json(answer.response as postgres.JSONValue);
     // Twice at most: the row may be removed by the clean-up between the insert and the read.
     for (let attempt = 0; attempt < 2; attempt += 1) {
       const [claimed] = await this.sql<{ claimed: boolean }[]>`
-        insert into idempotency_keys as k (buyer_id, key, scope, request_hash)
-        values (${buyerId}, ${key}, ${scope}, ${hash})
+        insert into idempotency_keys as k (buyer_id, key, scope, request_hash, status_code, response)
+        values (${buyerId}, ${key}, ${scope}, ${hash}, ${statusCode}, ${response})
         on conflict (buyer_id, key) do update
-          set scope = excluded.scope, request_hash = excluded.request_hash, status_code = null,
-              response = null, created_at = now()
+          set scope = excluded.scope, request_hash = excluded.request_hash, status_code = excluded.status_code,
+              response = excluded.response, created_at = now()
           where k.created_at < now() - ${KEY_RETENTION}::interval
              or (k.status_code is null and k.created_at < now() - ${STALE_CLAIM}::interval)
         returning true as claimed`;

@@ -1,5 +1,6 @@
 /** What the HTTP shell and the audit may ask of orders. */
 import type { AuditOrder } from '../audit/audit.types.js';
+import type { DomainError } from '../infra/errors.js';
 import type { AllocationStatus } from '../inventory/inventory.types.js';
 import type { IdempotencyStore } from './idempotency.js';
 
@@ -38,6 +39,12 @@ export interface OrdersClient {
    * held order's answer is written in the statement that records the order.
    */
   purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order>;
+  /**
+   * The refusal `purchase` would throw without a round trip to any store (the product sold out a
+   * moment ago), or `undefined`. With an Idempotency-Key, that answer is stored with the key's
+   * claim in one statement: at a drop, most buyers get exactly this answer.
+   */
+  refusalFromMemory(request: PurchaseRequest): DomainError | undefined;
   /**
    * Debits the buyer (once per order), confirms the hold, marks the order `paid`. Throws
    * `INSUFFICIENT_FUNDS` (the hold stays), `HOLD_EXPIRED` (refunded, unit back in stock),

@@ -65,7 +65,8 @@ function isDefinitive(error: DomainError): boolean {
 /**
  * Runs `work` once per (buyer, key): a repeat of the same request gets the stored first answer.
  * Without a key it simply runs. `work` is given the claimed key, so it may store its answer in
- * its own last statement (`stored`) rather than cost another round trip here.
+ * its own last statement (`stored`) rather than cost another round trip here. A refusal known
+ * before any work (`knownRefusal`) is stored with the claim itself: one statement, not two.
  */
 async function idempotent(
   orders: OrdersClient,
@@ -73,6 +74,7 @@ async function idempotent(
   reply: FastifyReply,
   scope: string,
   work: (claimedKey: string | undefined) => Promise<Answer>,
+  knownRefusal?: () => DomainError | undefined,
 ): Promise<FastifyReply> {
   const header = request.headers['idempotency-key'];
   const key = typeof header === 'string' ? header : undefined;
@@ -81,7 +83,11 @@ async function idempotent(
     return reply.status(answer.statusCode).send(answer.body);
   }
   const store = orders.idempotency;
-  const claim = await store.claim(request.buyerId, key, scope, requestHash(scope, request.body ?? null));
+  const hash = requestHash(scope, request.body ?? null);
+  const refusal = knownRefusal?.();
+  const known = refusal && { statusCode: refusal.status, response: problem(refusal.code, refusal.message, refusal.extras, request.url) };
+  const claim = await store.claim(request.buyerId, key, scope, hash, known);
+  if (claim.kind === 'claimed' && refusal) throw refusal;
   if (claim.kind === 'replay') {
     void reply.header('idempotent-replayed', 'true');
     if (claim.statusCode >= 400) {
@@ -123,11 +129,18 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
         },
       },
       async (request, reply) =>
-        idempotent(orders, request, reply, 'purchase', async (key) => ({
-          statusCode: 201,
-          body: { order: await orders.purchase(request.buyerId, request.body, key) },
-          stored: key !== undefined,
-        })),
+        idempotent(
+          orders,
+          request,
+          reply,
+          'purchase',
+          async (key) => ({
+            statusCode: 201,
+            body: { order: await orders.purchase(request.buyerId, request.body, key) },
+            stored: key !== undefined,
+          }),
+          () => orders.refusalFromMemory(request.body),
+        ),
     );
 
     app.post<{ Params: { id: string } }>(

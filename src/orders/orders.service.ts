@@ -88,6 +88,11 @@ export class OrdersService implements OrdersClient {
     }
   }
 
+  refusalFromMemory(request: PurchaseRequest): DomainError | undefined {
+    const refusal = this.options.inventory.refusalFromMemory(request.productId);
+    return refusal ? refusalError(refusal, request.productId) : undefined;
+  }
+
   async pay(buyerId: string, orderId: string): Promise<Order> {
     const [row] = await this.sql<(OrderRow & { lapsed: boolean })[]>`
       select *, expires_at <= now() as lapsed from orders where id = ${orderId} and buyer_id = ${buyerId}`;
@@ -190,6 +195,9 @@ export class OrdersService implements OrdersClient {
    * over and buy a second time.
    */
   private async hold(buyerId: string, request: PurchaseRequest, answerKey: string | undefined): Promise<OrderRow> {
+    // Refused from memory before an id is minted: most buyers of a drop end here.
+    const known = this.refusalFromMemory(request);
+    if (known) throw known;
     const orderId = this.options.newId();
     const outcome = await this.options.inventory.reserve({
       allocationId: orderId,
