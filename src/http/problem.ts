@@ -22,11 +22,14 @@ export function problemType(code: ErrorCode): string {
   return `urn:flashsale:problem:${code.toLowerCase().replaceAll('_', '-')}`;
 }
 
+/** Every code's `type`, made once: a drop refuses thousands of buyers a second. */
+const PROBLEM_TYPES = new Map((Object.keys(ERROR_CODES) as ErrorCode[]).map((code) => [code, problemType(code)]));
+
 export function problem(code: ErrorCode, detail: string, extras: ProblemExtras = {}, instance?: string): Problem {
   const entry = ERROR_CODES[code];
   return {
     ...extras,
-    type: problemType(code),
+    type: PROBLEM_TYPES.get(code) ?? problemType(code),
     title: entry.title,
     status: entry.status,
     code,

@@ -46,17 +46,23 @@ export type ProblemExtras = Readonly<Record<string, unknown>>;
  */
 export class DomainError extends Error {
   override readonly name = 'DomainError';
+  readonly code: ErrorCode;
   readonly status: number;
+  readonly extras: ProblemExtras;
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(
-    readonly code: ErrorCode,
-    message?: string,
-    readonly extras: ProblemExtras = {},
-    readonly retryAfterSeconds?: number,
-    options?: ErrorOptions,
-  ) {
+  constructor(code: ErrorCode, message?: string, extras: ProblemExtras = {}, retryAfterSeconds?: number, options?: ErrorOptions) {
+    const status = ERROR_CODES[code].status;
+    // A refusal is an answer, not a fault: nobody reads its stack, and capturing one is the
+    // dearest part of refusing a buyer at a drop (thousands a second). Faults (5xx) keep theirs.
+    const stackLimit = Error.stackTraceLimit;
+    if (status < 500) Error.stackTraceLimit = 0;
     super(message ?? ERROR_CODES[code].meaning, options);
-    this.status = ERROR_CODES[code].status;
+    Error.stackTraceLimit = stackLimit;
+    this.code = code;
+    this.status = status;
+    this.extras = extras;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
