@@ -56,9 +56,15 @@ describe('bench', () => {
     expect(html).not.toMatch(/<script|https?:\/\/(?!127\.0\.0\.1)/);
   });
 
-  it('measures the floor in the same run and reports p99 as a ratio to it', async () => {
-    const report = await bench({ scenario: scenarioFor('herd', { buyers: 100 }), strategies: ['atomic'], floor: startFloor });
+  it('warms up unmeasured, measures the floor in the same run and reports p99 as a ratio to it', async () => {
+    const productsBefore = await t.api.admin<{ products: unknown[] }>('GET', '/v1/products');
+    const report = await bench({ scenario: scenarioFor('herd', { buyers: 100 }), strategies: ['atomic'], floor: startFloor, warmupBuyers: 40 });
     const [result] = report.summary;
+    expect(report.warmupBuyers).toBe(40);
+    // Three warm-up products of their own, plus the measured one; their sales are not reported.
+    const productsAfter = await t.api.admin<{ products: unknown[] }>('GET', '/v1/products');
+    expect(productsAfter.body.products.length - productsBefore.body.products.length).toBe(4);
+    expect(result?.outcomes.requests).toBe(100);
     expect(report.floorSummary?.outcomes.requests).toBe(100);
     expect(report.floorSummary?.outcomes.connectionErrors).toBe(0);
     expect(result?.outcomes.sold).toBe(1);

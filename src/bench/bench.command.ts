@@ -32,11 +32,15 @@ options:
   --duration S        hot: seconds to run; checkout: seconds losers keep retrying
   --connections C     hot: concurrent connections (default 64)
   --no-floor          skip the bare node:http floor
+  --warmup N          buyers of each unmeasured warm-up storm before measuring (default 500; 0: none)
   --json FILE         write the report as JSON
   --html FILE         write the self-contained HTML report
   -h, --help          this text`;
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** Buyers of each warm-up storm unless `--warmup` says otherwise. */
+const DEFAULT_WARMUP_BUYERS = 500;
 
 function positiveInteger(name: string, raw: string | undefined, problems: string[]): number | undefined {
   if (raw === undefined) return undefined;
@@ -65,6 +69,7 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
       duration: { type: 'string' },
       connections: { type: 'string' },
       'no-floor': { type: 'boolean' },
+      warmup: { type: 'string' },
       json: { type: 'string' },
       html: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -83,6 +88,7 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
     connections: positiveInteger('connections', values.connections, problems),
   };
   const runs = positiveInteger('runs', values.runs, problems) ?? 1;
+  const warmupBuyers = values.warmup === '0' ? 0 : (positiveInteger('warmup', values.warmup, problems) ?? DEFAULT_WARMUP_BUYERS);
   if (values.target !== undefined && !/^https?:\/\//.test(values.target)) problems.push('--target must be an http:// URL');
   const config = loadConfig(env);
   if (problems.length > 0 || !isScenarioName(values.scenario)) throw new ConfigError(problems);
@@ -122,6 +128,7 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
       target,
       runs,
       floor: values['no-floor'] ? undefined : startFloor,
+      warmupBuyers,
       progress: progressPrinter(),
     });
   } finally {

@@ -128,7 +128,7 @@ table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #e5e7eb;pad
 th:first-child,td:first-child{text-align:left}tr.floor{color:#6b7280}.meta{color:#4b5563}
 </style></head><body>
 <h1>flashsale bench — ${escape(scenario.summary)}</h1>
-<p class="meta">${scenario.buyers} buyers · stock ${scenario.stock} · ${report.runs} run(s)${report.runs > 1 ? ' (median run by p99 shown)' : ''} · started ${escape(report.startedAt)}<br>
+<p class="meta">${scenario.buyers} buyers · stock ${scenario.stock} · ${report.runs} run(s)${report.runs > 1 ? ' (median run by p99 shown)' : ''}${report.warmupBuyers > 0 ? ` · after warm-up storms of ${report.warmupBuyers} buyers` : ''} · started ${escape(report.startedAt)}<br>
 target ${escape(report.target)} · ${machine.cpus} × ${escape(machine.cpuModel)} · ${machine.memoryGb} GB · ${escape(machine.os)} · node ${escape(machine.node)} · somaxconn ${escape(machine.somaxconn)} · tcp_max_syn_backlog ${escape(machine.tcpMaxSynBacklog)}</p>
 <p class="meta">original experiment: ${escape(scenario.original)}</p>
 <h2>How every purchase request ended</h2>

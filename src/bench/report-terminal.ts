@@ -56,7 +56,8 @@ export function renderTerminal(report: BenchReport): string {
   }
   const lines = [
     `${scenario.summary} — ${scenario.buyers} buyers, stock ${scenario.stock}` +
-      (report.runs > 1 ? ` — median of ${report.runs} runs by p99` : ''),
+      (report.runs > 1 ? ` — median of ${report.runs} runs by p99` : '') +
+      (report.warmupBuyers > 0 ? ` — after unmeasured warm-up storms of ${report.warmupBuyers} buyers` : ''),
     `target ${report.target} · ${report.machine.cpus} × ${report.machine.cpuModel} · node ${report.machine.node}`,
     '',
     table(header, rows),
