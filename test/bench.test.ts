@@ -70,6 +70,8 @@ describe('bench', () => {
     expect(result?.outcomes.sold).toBe(1);
     expect(result?.fairness === 0 || result?.fairness === 1).toBe(true);
     expect(result?.floorRatioP99).toBeGreaterThan(0);
+    // The floor is a child process of this test: its CPU per answer is read from /proc.
+    expect(report.floorSummary?.serverCpuUsPerAnswer).toBeGreaterThanOrEqual(0);
   });
 
   it('catches an oversell when a stock row is corrupted under the strategy', async () => {

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { AdminApi, type Buyer } from './client.js';
 import { auditRun, settle, type RunAudit } from './audit.js';
 import { watchDatabases, type DbWork } from './db-stats.js';
+import { cpuMicrosPerAnswer, processCpuMs } from './process-cpu.js';
 import type { ChildEndpoint } from './floor.js';
 import { abandons, fire, newProgress, RETRY_ROUND, type Progress } from './runner.js';
 import type { Scenario } from './scenarios.js';
@@ -27,6 +28,8 @@ export interface TargetInfo {
   readonly url: string;
   readonly adminToken: string;
   readonly db: { readonly baseUrl: string; readonly prefix: string } | undefined;
+  /** PID of the server under test when it runs on this machine (its CPU is then reported). */
+  readonly pid?: number | undefined;
 }
 
 export interface BenchHooks {
@@ -79,6 +82,8 @@ export interface RunResult {
   readonly checkout: CheckoutFigures | null;
   /** This run's p99 over the floor's p99 in the same round (`null` without a floor). */
   readonly floorRatioP99: number | null;
+  /** CPU the server process spent per answer during the storm, µs (`null`: not on this machine). */
+  readonly serverCpuUsPerAnswer: number | null;
   readonly notes: readonly string[];
 }
 
@@ -88,6 +93,8 @@ export interface FloorRun {
   readonly latency: LatencySummary;
   readonly wallSeconds: number;
   readonly answersPerSecond: number;
+  /** CPU the floor process spent per answer, µs. */
+  readonly serverCpuUsPerAnswer: number | null;
 }
 
 export interface Machine {
@@ -273,6 +280,7 @@ async function runFloor(options: BenchOptions, start: () => Promise<ChildEndpoin
       );
     }
     const progress = newProgress();
+    const cpuBefore = processCpuMs(endpoint.pid);
     const fired = await withProgress(options, `[${scenario.name}] floor run ${run}/${runs}`, scenario.buyers, progress, () =>
       fire({
         target: new URL(endpoint.url),
@@ -282,6 +290,7 @@ async function runFloor(options: BenchOptions, start: () => Promise<ChildEndpoin
         progress,
       }),
     );
+    const cpuAfter = processCpuMs(endpoint.pid);
     const wallSeconds = scenario.kind === 'hot' ? fired.durationSeconds : wallSecondsOf(fired.records);
     const outcomes = outcomesOf(fired.records, scenario.buyers);
     return {
@@ -290,6 +299,7 @@ async function runFloor(options: BenchOptions, start: () => Promise<ChildEndpoin
       latency: latencyOf(fired.records),
       wallSeconds,
       answersPerSecond: wallSeconds > 0 ? round(fired.records.length / wallSeconds) : 0,
+      serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records.filter((record) => record.status !== 0).length),
     };
   } finally {
     await endpoint.stop();
@@ -320,11 +330,15 @@ async function runStrategy(
 
   await db?.begin();
   const progress = newProgress();
+  const cpuBefore = processCpuMs(options.target.pid);
   const fired = await withProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, scenario.buyers, progress, () =>
     fire({ target: new URL(options.target.url), scenario, productId: product.id, buyers, progress }),
   );
+  const cpuAfter = processCpuMs(options.target.pid);
   await settle(admin);
-  const outcomes = outcomesOf(fired.records, scenario.buyers);
+  // Hot cycles through the buyers for a while: only those it reached are owed an answer.
+  const reached = scenario.kind === 'hot' ? new Set(fired.records.map((record) => record.buyer)).size : scenario.buyers;
+  const outcomes = outcomesOf(fired.records, reached);
   const dbWork = db ? await db.end(outcomes.sold) : null;
   await options.hooks?.beforeAudit?.({ productId: product.id, strategy, records: fired.records });
   const orderIds = fired.records.flatMap((record) => (record.kind === 'purchase' && record.orderId !== undefined ? [record.orderId] : []));
@@ -371,6 +385,7 @@ async function runStrategy(
     db: dbWork,
     checkout,
     floorRatioP99: floorRun && floorRun.latency.p99 > 0 ? round(latency.p99 / floorRun.latency.p99) : null,
+    serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records.filter((record) => record.status !== 0).length),
     notes,
   };
   return result;

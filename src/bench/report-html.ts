@@ -90,18 +90,18 @@ function numbersTable(report: BenchReport): string {
     return String(value);
   };
   const cell = (value: string | number | null | undefined): string => `<td>${escape(shown(value))}</td>`;
-  const head = ['strategy', 'sold', 'rejected', 'shed', '5xx', 'conn errors', 'p50', 'p90', 'p99', 'max', '× floor p99', 'req/s', 'sales/s',
+  const head = ['strategy', 'sold', 'rejected', 'shed', '5xx', 'conn errors', 'p50', 'p90', 'p99', 'max', '× floor p99', 'server CPU µs/answer', 'req/s', 'sales/s',
     'oversold', 'lost', 'over limit', 'fairness', 'commits', 'rollbacks', 'xacts/sale', 'lock waits (peak)'];
   const rows = report.summary.map((r) => `<tr>${[
     r.strategy, r.outcomes.sold, Object.entries(r.outcomes.rejected).map(([k, n]) => `${n} ${k}`).join(', ') || '0', r.outcomes.shed,
     r.outcomes.serverErrors, r.outcomes.connectionErrors, r.latency.p50, r.latency.p90, r.latency.p99, r.latency.max, r.floorRatioP99,
-    r.answersPerSecond, r.salesPerSecond, r.audit.oversold, r.audit.lost, r.audit.buyersOverLimit, r.fairness, r.db?.commits,
+    r.serverCpuUsPerAnswer, r.answersPerSecond, r.salesPerSecond, r.audit.oversold, r.audit.lost, r.audit.buyersOverLimit, r.fairness, r.db?.commits,
     r.db?.rollbacks, r.db?.xactsPerSale, r.db?.lockWaitsPeak,
   ].map(cell).join('')}</tr>`);
   const floor = report.floorSummary;
   if (floor) {
     rows.push(`<tr class="floor">${['floor (node:http)', '-', `${floor.outcomes.requests} answered 409`, floor.outcomes.shed, floor.outcomes.serverErrors,
-      floor.outcomes.connectionErrors, floor.latency.p50, floor.latency.p90, floor.latency.p99, floor.latency.max, 1, floor.answersPerSecond,
+      floor.outcomes.connectionErrors, floor.latency.p50, floor.latency.p90, floor.latency.p99, floor.latency.max, 1, floor.serverCpuUsPerAnswer, floor.answersPerSecond,
       '-', '-', '-', '-', '-', '-', '-', '-', '-'].map(cell).join('')}</tr>`);
   }
   return `<table><thead><tr>${head.map((h) => `<th>${escape(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;

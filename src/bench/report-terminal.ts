@@ -20,7 +20,7 @@ export function renderTerminal(report: BenchReport): string {
   const { scenario } = report;
   const header = [
     'strategy', 'sold', 'rejected', 'shed', '5xx', 'conn err', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms',
-    '×floor p99', 'req/s', 'sales/s', 'oversold', 'lost', 'over limit', 'fairness', 'xacts/sale', 'rollbacks', 'lock waits',
+    '×floor p99', 'cpu µs/ans', 'req/s', 'sales/s', 'oversold', 'lost', 'over limit', 'fairness', 'xacts/sale', 'rollbacks', 'lock waits',
   ];
   const rows = report.summary.map((r) => [
     r.strategy,
@@ -35,6 +35,7 @@ export function renderTerminal(report: BenchReport): string {
     r.latency.p99.toFixed(1),
     r.latency.max.toFixed(1),
     na(r.floorRatioP99, 2),
+    na(r.serverCpuUsPerAnswer),
     r.answersPerSecond.toFixed(0),
     r.salesPerSecond.toFixed(0),
     String(r.audit.oversold),
@@ -51,7 +52,7 @@ export function renderTerminal(report: BenchReport): string {
       'floor (node:http)', '-', `${floor.outcomes.requests - floor.outcomes.connectionErrors} answered`, String(floor.outcomes.shed),
       String(floor.outcomes.serverErrors), String(floor.outcomes.connectionErrors), floor.latency.p50.toFixed(1),
       floor.latency.p90.toFixed(1), floor.latency.p99.toFixed(1), floor.latency.max.toFixed(1), '1.00',
-      floor.answersPerSecond.toFixed(0), '-', '-', '-', '-', '-', '-', '-', '-',
+      na(floor.serverCpuUsPerAnswer), floor.answersPerSecond.toFixed(0), '-', '-', '-', '-', '-', '-', '-', '-',
     ]);
   }
   const lines = [
