@@ -367,6 +367,18 @@ describe('admin', () => {
     expect((await t.api.purchase(late.token, product.id)).body).toMatchObject({ code: 'SALE_ENDED' });
     expect((await t.api.call('POST', `/v1/orders/${order.id}/pay`, { token: buyer.token })).status).toBe(200);
   });
+
+  it('bumps the version on every product change, so an optimistic write read before it fails', async () => {
+    const product = await t.api.createProduct({ stock: 5 });
+    const sql = t.server.system.stores.databases.inventory;
+    const version = async (): Promise<number> =>
+      Number((await sql<{ version: number }[]>`select version from products where id = ${product.id}`)[0]?.version);
+    const start = await version();
+    await t.api.admin('PATCH', `/v1/admin/products/${product.id}`, { priceCents: 999 });
+    expect(await version()).toBe(start + 1);
+    await t.api.admin('POST', `/v1/admin/products/${product.id}/end`);
+    expect(await version()).toBe(start + 2);
+  });
 });
 
 describe('operations', () => {

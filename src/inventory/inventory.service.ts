@@ -19,7 +19,7 @@ import type {
 } from './inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, StockStrategy } from './stock-strategy.js';
 import type { StrategyRegistry } from './strategies/index.js';
-import { toAllocation, type AllocationRow } from './strategies/postgres-stock.js';
+import { readAllocation } from './strategies/postgres-stock.js';
 import type { StrategyName } from './strategy-names.js';
 import { SoldOutHints } from './sold-out-hints.js';
 
@@ -134,7 +134,9 @@ export class InventoryService implements InventoryClient {
       update products set
         stock = stock + ${addStock},
         remaining = remaining + ${addStock},
-        version = version + case when ${addStock}::int = 0 then 0 else 1 end,
+        -- Every change bumps the version, as JPA's @Version does: an optimistic reservation that
+        -- read the product before a new price, limit or window must not be written after it.
+        version = version + 1,
         name = coalesce(${change.name ?? null}::text, name),
         price_cents = coalesce(${change.priceCents ?? null}::bigint, price_cents),
         per_buyer_limit = case when ${change.perBuyerLimit !== undefined} then ${change.perBuyerLimit ?? null}::int
@@ -159,7 +161,7 @@ export class InventoryService implements InventoryClient {
 
   async endSale(id: string): Promise<Product> {
     const [row] = await this.sql<ProductRow[]>`
-      update products set ended_at = coalesce(ended_at, now()) where id = ${id} returning *`;
+      update products set ended_at = coalesce(ended_at, now()), version = version + 1 where id = ${id} returning *`;
     if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId: id });
     return toProduct(row);
   }
@@ -188,9 +190,10 @@ export class InventoryService implements InventoryClient {
     if (known) return known;
     const strategy = await this.strategyOfProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
+    const seen = this.soldOut.returnsSoFar(request.productId);
     const outcome = await strategy.reserve(request);
     if (!outcome.ok && outcome.reason === 'SOLD_OUT' && outcome.remaining === 0) {
-      this.soldOut.noteSoldOut(request.productId);
+      this.soldOut.noteSoldOut(request.productId, seen);
     }
     return outcome;
   }
@@ -215,11 +218,9 @@ export class InventoryService implements InventoryClient {
     return strategy ? strategy.confirm(allocationId) : { ok: false, reason: 'NOT_FOUND' };
   }
 
-  async allocation(allocationId: string): Promise<Allocation | null> {
-    const [row] = await this.sql<AllocationRow[]>`select * from allocations where id = ${allocationId}`;
-    return row ? toAllocation(row) : null;
+  allocation(allocationId: string): Promise<Allocation | null> {
+    return readAllocation(this.sql, allocationId);
   }
-
 
   /**
    * Returns the units of every hold whose expiry has passed (by the database's clock) to stock.

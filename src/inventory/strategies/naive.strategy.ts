@@ -25,6 +25,7 @@ import {
   PostgresStockSteps,
   readProduct,
   refusal,
+  rollBackWith,
 } from './postgres-stock.js';
 
 export interface NaiveOptions {
@@ -55,10 +56,12 @@ export class NaiveStrategy extends PostgresStockSteps implements StockStrategy {
     return inTransaction(
       this.sql,
       async (tx) => {
-        if (!(await claimBuyerUnits(tx, request, product.perBuyerLimit))) return refusal('LIMIT_EXCEEDED', factsOf(product));
+        // Product row first, then the buyer's, like every other stock step (no deadlock with a
+        // cancel): this strategy is unsafe on purpose about stock, not about its locks.
         await tx`
           update products set remaining = ${product.remaining - request.quantity}, version = version + 1
            where id = ${request.productId}`;
+        if (!(await claimBuyerUnits(tx, request, product.perBuyerLimit))) rollBackWith(refusal('LIMIT_EXCEEDED', factsOf(product)));
         return { ok: true, allocation: await insertAllocation(tx, request, product) } as const;
       },
       () => this.existingOutcome(request.allocationId),
