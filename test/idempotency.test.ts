@@ -143,6 +143,8 @@ describe('claims in one statement', () => {
       .map((claim, index) => (claim.status === 'fulfilled' && claim.value.kind === 'claimed' ? keys[index] : undefined))
       .filter((key) => key !== undefined);
     expect(claimedKeys).toHaveLength(100);
+    // The first claim of each key keeps it; the repeats (indices 100–119) are the ones told to wait.
+    expect(claims.slice(0, 100).every((claim) => claim.status === 'fulfilled' && claim.value.kind === 'claimed')).toBe(true);
     expect(new Set(claimedKeys).size).toBe(100);
     // The 20 repeats find their key claimed and unanswered: in progress, never claimed twice.
     const refused = claims.filter((claim) => claim.status === 'rejected');

@@ -97,16 +97,18 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
 
   /**
    * Inserts every pending claim whose key is new in one statement. Two claims of one key in a
-   * batch: the later waits for the one-key path, so the statement never meets its own row. Rows
+   * batch: the later goes to the one-key path once the statement is back (so the first keeps the
+   * key, and the statement never meets its own row). Rows
    * go in key order, so two batches that share keys wait on each other instead of deadlocking.
    */
   private async flush(): Promise<void> {
     const batch = this.pending.splice(0, MAX_CLAIM_BATCH);
     if (this.pending.length > 0) setImmediate(() => void this.flush());
     const first = new Map<string, PendingClaim>();
+    const repeats: PendingClaim[] = [];
     for (const claim of batch) {
       const id = `${claim.buyerId}\n${claim.key}`;
-      if (first.has(id)) claim.settle(false);
+      if (first.has(id)) repeats.push(claim);
       else first.set(id, claim);
     }
     const rows = [...first.values()].map((claim) => ({
@@ -128,8 +130,10 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
         returning buyer_id, key`;
       const claimed = new Set(inserted.map((row) => `${row.buyer_id}\n${row.key}`));
       for (const [id, claim] of first) claim.settle(claimed.has(id));
+      // Only now: a repeat sent to the one-key path earlier could take the key from the first.
+      for (const claim of repeats) claim.settle(false);
     } catch (error) {
-      for (const claim of first.values()) claim.fail(error);
+      for (const claim of [...first.values(), ...repeats]) claim.fail(error);
     }
   }
 

@@ -74,18 +74,28 @@ export class OrdersService implements OrdersClient {
   async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order> {
     if (request.pay !== true) return toOrder(await this.hold(buyerId, request, idempotencyKey));
     const held = await this.hold(buyerId, request, undefined);
+    let paid: Order;
     try {
-      const paid = await this.settle(held);
-      if (idempotencyKey !== undefined) await this.idempotency.complete(buyerId, idempotencyKey, 201, { order: paid });
-      return paid;
+      paid = await this.settle(held);
     } catch (error) {
       // Instant mode answers "no" as a whole: the unit must not stay held for a buyer who was
-      // refused. `cancelHeld` is a no-op when the hold was already settled.
-      await this.cancelHeld(held).catch((cancelError: unknown) => {
+      // refused. But a fault after the confirm (marking the order) leaves it paid: then the
+      // purchase stands, and saying "no" would let a retry with the same key buy and pay again.
+      const after = await this.cancelHeld(held).catch((cancelError: unknown) => {
         this.options.log.error({ err: cancelError, orderId: held.id }, 'could not release the hold of an unpaid instant purchase');
+        return undefined;
       });
-      throw error;
+      if (after?.status !== 'paid') throw error;
+      paid = toOrder(after);
     }
+    if (idempotencyKey !== undefined) {
+      // The sale is made: a failure to store its answer must not turn it into an error (the key
+      // stays claimed, so a retry is told to wait rather than allowed to buy again).
+      await this.idempotency.complete(buyerId, idempotencyKey, 201, { order: paid }).catch((completeError: unknown) => {
+        this.options.log.error({ err: completeError, orderId: paid.id }, 'could not store the answer of an instant purchase');
+      });
+    }
+    return paid;
   }
 
   refusalFromMemory(request: PurchaseRequest): DomainError | undefined {
