@@ -6,17 +6,22 @@ describe('sold-out hints', () => {
   it('refuse from memory only for their lifetime, and never when switched off', () => {
     let now = 0;
     const hints = new SoldOutHints(250, () => now);
-    hints.noteSoldOut('p');
+    hints.noteSoldOut('p', hints.returnsSoFar('p'));
     expect(hints.isSoldOut('p')).toBe(true);
     now = 249;
     expect(hints.isSoldOut('p')).toBe(true);
     now = 250;
     expect(hints.isSoldOut('p')).toBe(false);
-    hints.noteSoldOut('p');
+    hints.noteSoldOut('p', hints.returnsSoFar('p'));
     hints.forget('p');
     expect(hints.isSoldOut('p')).toBe(false);
+    // A "sold out" asked before units came back is older than those units: ignored.
+    const seen = hints.returnsSoFar('p');
+    hints.forget('p');
+    hints.noteSoldOut('p', seen);
+    expect(hints.isSoldOut('p')).toBe(false);
     const off = new SoldOutHints(0, () => now);
-    off.noteSoldOut('p');
+    off.noteSoldOut('p', 0);
     expect(off.isSoldOut('p')).toBe(false);
   });
 

@@ -11,6 +11,8 @@
  */
 export class SoldOutHints {
   private readonly until = new Map<string, number>();
+  /** Bumped each time units of the product come back, so a "sold out" read before can be ignored. */
+  private readonly returns = new Map<string, number>();
 
   constructor(
     private readonly lifetimeMs: number,
@@ -26,12 +28,22 @@ export class SoldOutHints {
     return false;
   }
 
-  noteSoldOut(productId: string): void {
-    if (this.lifetimeMs > 0) this.until.set(productId, this.now() + this.lifetimeMs);
+  /** Take before asking the store; give to `noteSoldOut` with its answer. */
+  returnsSoFar(productId: string): number {
+    return this.returns.get(productId) ?? 0;
+  }
+
+  /**
+   * The store said "sold out, 0 left" to a question asked when `returnsSoFar` was `seen`. Ignored
+   * when units came back since: that answer is older than the units.
+   */
+  noteSoldOut(productId: string, seen: number): void {
+    if (this.lifetimeMs > 0 && this.returnsSoFar(productId) === seen) this.until.set(productId, this.now() + this.lifetimeMs);
   }
 
   /** Units of the product came back: the next buyer must ask the store. */
   forget(productId: string): void {
     this.until.delete(productId);
+    this.returns.set(productId, this.returnsSoFar(productId) + 1);
   }
 }

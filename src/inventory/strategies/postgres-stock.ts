@@ -12,7 +12,7 @@ import { transaction, type Sql, type Tx } from '../../infra/database.js';
 import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
 
-export interface AllocationRow {
+interface AllocationRow {
   id: string;
   product_id: string;
   buyer_id: string;
@@ -25,7 +25,13 @@ export interface AllocationRow {
 /** The refusal reasons a stock step reports from SQL. */
 export type RefusalCode = Exclude<ReserveRefusal['reason'], 'CONTENTION'>;
 
-export function toAllocation(row: AllocationRow): Allocation {
+/** The allocation made under this id (the order id), or `null`. */
+export async function readAllocation(db: Queryable, id: string): Promise<Allocation | null> {
+  const [row] = await db<AllocationRow[]>`select * from allocations where id = ${id}`;
+  return row ? toAllocation(row) : null;
+}
+
+function toAllocation(row: AllocationRow): Allocation {
   return {
     id: row.id,
     productId: row.product_id,
@@ -231,9 +237,8 @@ export abstract class PostgresStockSteps {
   }
 
   /** The allocation made under `id`, if any (a retried reserve returns it). */
-  async allocation(id: string): Promise<Allocation | null> {
-    const [row] = await this.sql<AllocationRow[]>`select * from allocations where id = ${id}`;
-    return row ? toAllocation(row) : null;
+  allocation(id: string): Promise<Allocation | null> {
+    return readAllocation(this.sql, id);
   }
 
   /** Outcome of a retried reserve whose allocation already exists. */
