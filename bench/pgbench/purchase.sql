@@ -1,19 +1,22 @@
 -- The statements one purchase issues on the `atomic` strategy's hot path, in order, as pgbench
--- runs them: claim the Idempotency-Key (orders), reserve (one round trip into reserve_atomic,
--- inventory), record the order and store the answer under the key in one statement (orders). Ids are made
--- server-side from random numbers so pgbench spends no extra round trip on them.
+-- runs them: claim the Idempotency-Key (orders: the server's batched claim statement with a batch
+-- of one, since pgbench cannot gather the claims of a moment as the server does), reserve (one
+-- round trip into reserve_atomic, inventory), record the order and store the answer under the key
+-- in one statement (orders). Ids are made server-side from random numbers so pgbench spends no
+-- extra round trip on them.
 -- Params (pgbench -D): product = the product's uuid.
 \set a random(1, 2147483647)
 \set b random(1, 2147483647)
 \set buyer random(1, 100000)
-INSERT INTO idempotency_keys AS k (buyer_id, key, scope, request_hash)
-VALUES (md5('buyer' || :buyer)::uuid, 'hot-' || :a || '-' || :b, 'purchase', 'Yq1v0vZ8JmVb3m2sFf8uKQpZC0a2Yk9pR3dW7xTn5eA')
-ON CONFLICT (buyer_id, key) DO UPDATE
-  SET scope = excluded.scope, request_hash = excluded.request_hash, status_code = NULL,
-      response = NULL, created_at = now()
-  WHERE k.created_at < now() - '24 hours'::interval
-     OR (k.status_code IS NULL AND k.created_at < now() - '5 minutes'::interval)
-RETURNING true AS claimed;
+INSERT INTO idempotency_keys (buyer_id, key, scope, request_hash, status_code, response)
+SELECT buyer_id, key, scope, request_hash, status_code, response
+  FROM jsonb_to_recordset(jsonb_build_array(jsonb_build_object(
+         'buyer_id', md5('buyer' || :buyer)::uuid, 'key', 'hot-' || :a || '-' || :b, 'scope', 'purchase',
+         'request_hash', 'Yq1v0vZ8JmVb3m2sFf8uKQpZC0a2Yk9pR3dW7xTn5eA', 'status_code', NULL, 'response', NULL)))
+    AS t(buyer_id uuid, key text, scope text, request_hash text, status_code integer, response jsonb)
+ ORDER BY buyer_id, key
+ON CONFLICT (buyer_id, key) DO NOTHING
+RETURNING buyer_id, key;
 SELECT * FROM reserve_atomic(md5(:a || '-' || :b)::uuid, :product::uuid, md5('buyer' || :buyer)::uuid, 1);
 WITH o AS (
   INSERT INTO orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)

@@ -55,17 +55,11 @@ export class Connection {
   constructor(
     private readonly target: URL,
     private readonly clock: Clock,
-    private readonly connectTimeoutMs = CONNECT_TIMEOUT_MS,
   ) {}
 
   send(options: SendOptions): Promise<Answer> {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token !== undefined) headers['authorization'] = `Bearer ${options.token}`;
-    if (payload !== undefined) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = String(Buffer.byteLength(payload));
-    }
+    const { payload, headers } = requestOf(options);
+    if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
     const startedAt = this.clock.now();
     let writtenAt = Number.NaN;
     return new Promise<Answer>((resolve) => {
@@ -76,10 +70,7 @@ export class Connection {
         clearTimeout(connectTimer);
         resolve({ ...answer, startedAt, writtenAt, endedAt: this.clock.now() });
       };
-      const failed = (error: unknown): void => {
-        const code = (error as { code?: unknown }).code;
-        finish({ status: 0, code: undefined, body: undefined, retryAfterSeconds: undefined, error: typeof code === 'string' ? code : String(error) });
-      };
+      const failed = (error: unknown): void => finish(noAnswer(error));
       let connectTimer: NodeJS.Timeout | undefined;
       const req = http.request(
         {
@@ -96,16 +87,7 @@ export class Connection {
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
           res.on('error', failed);
           res.on('end', () => {
-            const body = parseBody(Buffer.concat(chunks).toString('utf8'));
-            const code = problemCode(body);
-            const retryAfter = Number(res.headers['retry-after']);
-            finish({
-              status: res.statusCode ?? 0,
-              code,
-              body,
-              retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined,
-              error: undefined,
-            });
+            finish(answerOf(res.statusCode ?? 0, res.headers['retry-after'], Buffer.concat(chunks).toString('utf8')));
           });
         },
       );
@@ -114,7 +96,7 @@ export class Connection {
         connectTimer = setTimeout(() => {
           const error = Object.assign(new Error('connect timeout'), { code: 'CONNECT_TIMEOUT' });
           req.destroy(error);
-        }, this.connectTimeoutMs);
+        }, CONNECT_TIMEOUT_MS);
         socket.once('connect', () => clearTimeout(connectTimer));
       });
       req.on('finish', () => {
@@ -150,44 +132,45 @@ export class KeptAliveConnection {
   }
 
   async send(options: SendOptions): Promise<Answer> {
-    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
-    const headers: Record<string, string> = { ...options.headers };
-    if (options.token !== undefined) headers['authorization'] = `Bearer ${options.token}`;
-    if (payload !== undefined) headers['content-type'] = 'application/json';
+    const { payload, headers } = requestOf(options);
     const startedAt = this.clock.now();
+    let answer: AnswerParts;
     try {
       const response = await this.client.request({ method: options.method, path: options.path, headers, body: payload });
-      const text = await response.body.text();
-      const body = parseBody(text);
-      const retryAfter = Number(response.headers['retry-after']);
-      return {
-        status: response.statusCode,
-        code: problemCode(body),
-        body,
-        retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined,
-        startedAt,
-        writtenAt: Number.NaN,
-        endedAt: this.clock.now(),
-        error: undefined,
-      };
+      answer = answerOf(response.statusCode, response.headers['retry-after'], await response.body.text());
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      return {
-        status: 0,
-        code: undefined,
-        body: undefined,
-        retryAfterSeconds: undefined,
-        startedAt,
-        writtenAt: Number.NaN,
-        endedAt: this.clock.now(),
-        error: typeof code === 'string' ? code : String(error),
-      };
+      answer = noAnswer(error);
     }
+    return { ...answer, startedAt, writtenAt: Number.NaN, endedAt: this.clock.now() };
   }
 
   close(): void {
     void this.client.destroy().catch(() => undefined);
   }
+}
+
+type AnswerParts = Omit<Answer, 'startedAt' | 'writtenAt' | 'endedAt'>;
+
+/** The body as JSON text and the headers every bench request carries. */
+function requestOf(options: SendOptions): { payload: string | undefined; headers: Record<string, string> } {
+  const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token !== undefined) headers['authorization'] = `Bearer ${options.token}`;
+  if (payload !== undefined) headers['content-type'] = 'application/json';
+  return { payload, headers };
+}
+
+/** What an HTTP answer says: status, problem code, body, `Retry-After`. */
+function answerOf(status: number, retryAfterHeader: string | string[] | undefined, text: string): AnswerParts {
+  const body = parseBody(text);
+  const retryAfter = Number(retryAfterHeader);
+  return { status, code: problemCode(body), body, retryAfterSeconds: Number.isFinite(retryAfter) ? retryAfter : undefined, error: undefined };
+}
+
+/** No HTTP answer at all: the error's code (`ECONNRESET`, `CONNECT_TIMEOUT`, …). */
+function noAnswer(error: unknown): AnswerParts {
+  const code = (error as { code?: unknown }).code;
+  return { status: 0, code: undefined, body: undefined, retryAfterSeconds: undefined, error: typeof code === 'string' ? code : String(error) };
 }
 
 /** JSON when it parses, else the text itself. */

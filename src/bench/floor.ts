@@ -23,6 +23,7 @@ export function siblingScript(name: string): string[] {
 export async function startFloor(): Promise<ChildEndpoint> {
   const child = spawn(process.execPath, siblingScript('floor.server'), { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
     let buffered = '';
     const timer = setTimeout(() => reject(new Error('floor endpoint did not start within 15 s')), 15_000);
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -41,6 +42,10 @@ export async function startFloor(): Promise<ChildEndpoint> {
       clearTimeout(timer);
       reject(new Error(`floor endpoint exited with ${code}`));
     });
+  }).catch(async (error: unknown) => {
+    // It did not start as it should: it must not outlive the bench.
+    await stopChild(child, 2000);
+    throw error;
   });
   return { url: `http://127.0.0.1:${port}`, pid: child.pid ?? 0, stop: () => stopChild(child) };
 }
@@ -49,13 +54,13 @@ export async function startFloor(): Promise<ChildEndpoint> {
 export function stopChild(child: ChildProcess, graceMs = 15_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
-    }, graceMs);
+    // child.kill signals this child's own PID and, unlike process.kill, does not throw when it
+    // has exited in the meantime.
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
     child.once('exit', () => {
       clearTimeout(timer);
       resolve();
     });
-    process.kill(child.pid as number, 'SIGTERM');
+    child.kill('SIGTERM');
   });
 }

@@ -100,7 +100,7 @@ function numbersTable(report: BenchReport): string {
   ].map(cell).join('')}</tr>`);
   const floor = report.floorSummary;
   if (floor) {
-    rows.push(`<tr class="floor">${['floor (node:http)', '-', `${floor.outcomes.requests} answered 409`, floor.outcomes.shed, floor.outcomes.serverErrors,
+    rows.push(`<tr class="floor">${['floor (node:http)', '-', `${floor.outcomes.requests - floor.outcomes.connectionErrors} answered 409`, floor.outcomes.shed, floor.outcomes.serverErrors,
       floor.outcomes.connectionErrors, floor.latency.p50, floor.latency.p90, floor.latency.p99, floor.latency.max, 1, floor.serverCpuUsPerAnswer, floor.answersPerSecond,
       '-', '-', '-', '-', '-', '-', '-', '-', '-'].map(cell).join('')}</tr>`);
   }

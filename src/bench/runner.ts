@@ -5,7 +5,7 @@
  * It only fires and records; setting up, auditing and reporting happen around it.
  */
 import { randomUUID } from 'node:crypto';
-import { Clock, Connection, KeptAliveConnection, type Answer, type Buyer } from './client.js';
+import { Clock, Connection, KeptAliveConnection, type Answer, type Buyer, type SendOptions } from './client.js';
 import type { Scenario } from './scenarios.js';
 import { isShed, type RequestKind, type RequestRecord } from './stats.js';
 
@@ -29,8 +29,11 @@ export interface FireOptions {
   readonly productId: string;
   readonly buyers: readonly Buyer[];
   readonly progress: Progress;
-  /** Purchase path (the floor answers any path). */
-  readonly purchasePath?: string;
+}
+
+/** A buyer's purchase of one unit, as every scenario sends it (the floor answers any request). */
+function purchaseOf(productId: string, buyer: Buyer, key: string): SendOptions {
+  return { method: 'POST', path: '/v1/purchases', token: buyer.token, body: { productId, quantity: 1 }, headers: { 'idempotency-key': key } };
 }
 
 export interface FireResult {
@@ -101,7 +104,6 @@ export async function fire(options: FireOptions): Promise<FireResult> {
 
 async function fireStorm(options: FireOptions, checkout: boolean): Promise<FireResult> {
   const { scenario, buyers, productId, progress } = options;
-  const purchasePath = options.purchasePath ?? '/v1/purchases';
   const clock = new Clock();
   const recorder = new Recorder(progress);
   const runId = randomUUID();
@@ -113,13 +115,7 @@ async function fireStorm(options: FireOptions, checkout: boolean): Promise<FireR
     let attempt = firstAttempt;
     for (;;) {
       progress.sent += 1;
-      const answer = await connection.send({
-        method: 'POST',
-        path: purchasePath,
-        token: buyer.token,
-        body: { productId, quantity: 1 },
-        headers: { 'idempotency-key': key },
-      });
+      const answer = await connection.send(purchaseOf(productId, buyer, key));
       const record = recorder.add(index, 'purchase', attempt, answer);
       if (!isShed(record) || attempt - firstAttempt >= MAX_SHED_RETRIES) return record;
       await sleep(retryDelayMs(answer));
@@ -209,13 +205,7 @@ async function fireHot(options: FireOptions): Promise<FireResult> {
         if (!buyer) break;
         sequence += 1;
         progress.sent += 1;
-        const answer = await connection.send({
-          method: 'POST',
-          path: options.purchasePath ?? '/v1/purchases',
-          token: buyer.token,
-          body: { productId, quantity: 1 },
-          headers: { 'idempotency-key': `hot-${runId}-${sequence}` },
-        });
+        const answer = await connection.send(purchaseOf(productId, buyer, `hot-${runId}-${sequence}`));
         const record = recorder.add(index, 'purchase', 0, answer);
         if (isShed(record)) await sleep(retryDelayMs(answer));
         else if (answer.status === 0) await sleep(100);

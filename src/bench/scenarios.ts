@@ -27,7 +27,10 @@ export interface Scenario {
   readonly stock: number;
   /** `null`: no per-buyer limit. */
   readonly perBuyerLimit: number | null;
-  /** Checkout: seconds a hold lasts; hot: irrelevant. */
+  /**
+   * Seconds a hold lasts. Checkout: short, so holds expire within the run. Elsewhere a day, so
+   * no hold of an earlier run expires inside a later one and adds its work to that run's figures.
+   */
   readonly holdSeconds: number;
   /** Checkout: how long losers keep retrying; hot: how long the run lasts. */
   readonly durationSeconds: number;
@@ -43,9 +46,12 @@ export interface Scenario {
   readonly original: string;
 }
 
+/** A hold that outlasts any bench session (the longest the API allows). */
+export const LONG_HOLD_SECONDS = 86_400;
+
 const base = {
   perBuyerLimit: 1,
-  holdSeconds: 300,
+  holdSeconds: LONG_HOLD_SECONDS,
   durationSeconds: 0,
   connections: 0,
   abandonRate: 0,
