@@ -26,9 +26,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-// The DB counters' full settle (11 s a reading) is for real measurements; the tests check the
-// plumbing, not the figures.
-const bench = (options: Omit<BenchOptions, 'target'>) => runBench({ target, dbFlushWaitMs: 1500, ...options });
+const bench = (options: Omit<BenchOptions, 'target'>) => runBench({ target, ...options });
 
 describe('bench', () => {
   it('sells exactly the stock and answers every buyer on every safe strategy (drop, 200 buyers, 20 units)', async () => {

@@ -49,8 +49,6 @@ export interface BenchOptions {
   readonly floor?: () => Promise<ChildEndpoint>;
   /** Buyers of each unmeasured warm-up storm (0 or absent: no warm-up). */
   readonly warmupBuyers?: number;
-  /** How long the DB counters settle before each reading (default `DB_FLUSH_WAIT_MS`; tests shorten it). */
-  readonly dbFlushWaitMs?: number;
   /** Called about 4 times a second with a one-line status, and with `final: true` at the end of a run. */
   readonly progress?: (line: string, final: boolean) => void;
   readonly hooks?: BenchHooks;
@@ -157,7 +155,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const { scenario, target } = options;
   const runs = Math.max(1, options.runs ?? 1);
   const admin = new AdminApi(target.url, target.adminToken);
-  const db = target.db ? watchDatabases(target.db.baseUrl, target.db.prefix, options.dbFlushWaitMs) : undefined;
+  const db = target.db ? watchDatabases(target.db.baseUrl, target.db.prefix) : undefined;
   const startedAt = new Date().toISOString();
   try {
     const health = await admin.health().catch((error: unknown) => {
