@@ -65,8 +65,3 @@ export class DomainError extends Error {
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }
-
-/** True when `value` is one of the registered codes (used when a code crosses an HTTP boundary). */
-export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
-}

@@ -59,7 +59,7 @@ interface Answer {
 
 /** A refusal that a retry with the same key must be allowed to redo (never stored). */
 function isDefinitive(error: DomainError): boolean {
-  return error.status < 500 && error.code !== 'CONTENTION' && error.code !== 'RATE_LIMITED';
+  return error.status < 500 && error.code !== 'CONTENTION';
 }
 
 /**
@@ -100,7 +100,12 @@ async function idempotent(
     answer = await work(key);
   } catch (error) {
     if (error instanceof DomainError && isDefinitive(error)) {
-      await store.complete(request.buyerId, key, error.status, problem(error.code, error.message, error.extras, request.url));
+      // The buyer still gets the refusal if storing it fails; the key then waits out its claim.
+      await store.complete(request.buyerId, key, error.status, problem(error.code, error.message, error.extras, request.url)).catch(
+        (completeError: unknown) => {
+          request.log.error({ err: completeError }, 'could not store a refusal under its idempotency key');
+        },
+      );
     } else {
       await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
         request.log.error({ err: abandonError }, 'could not release an idempotency key');

@@ -91,17 +91,20 @@ export class UsersService implements UsersClient {
   }
 
   async refund({ userId, orderId }: Pick<LedgerMovement, 'userId' | 'orderId'>): Promise<number> {
-    return transaction(this.options.sql, async (tx) => {
-      const [entry] = await tx<{ amount_cents: number }[]>`
+    // One statement, so one round trip and its own transaction: the sweeper calls this for every
+    // expired hold, and most were never paid (nothing to insert, nothing to credit).
+    const [row] = await this.options.sql<{ refunded: number }[]>`
+      with entry as (
         insert into ledger_entries (user_id, kind, order_id, amount_cents)
         select user_id, 'refund', order_id, amount_cents from ledger_entries
          where order_id = ${orderId} and kind = 'debit' and user_id = ${userId}
         on conflict (order_id, kind) do nothing
-        returning amount_cents`;
-      if (!entry) return 0;
-      await tx`update users set balance_cents = balance_cents + ${entry.amount_cents} where id = ${userId}`;
-      return entry.amount_cents;
-    });
+        returning amount_cents
+      ), credited as (
+        update users set balance_cents = balance_cents + entry.amount_cents from entry where users.id = ${userId}
+      )
+      select coalesce((select amount_cents from entry), 0)::int8 as refunded`;
+    return row?.refunded ?? 0;
   }
 
   async credit(userId: string, amountCents: number): Promise<User> {
