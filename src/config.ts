@@ -26,6 +26,8 @@ export interface Config {
   readonly rateLimitPerSecond: number;
   /** How long this process reuses a "sold out, 0 left" answer without asking the store; 0: never. */
   readonly soldOutHintMs: number;
+  /** Reservations of one product this process sends to the store at once; 0: no limit. */
+  readonly reserveLanes: number;
   readonly naiveGapMs: number;
   readonly optimisticRetries: number;
   readonly redisUrl: string | undefined;
@@ -105,6 +107,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${logLevel}"`);
   }
 
+  // Two cores: more connections than this only add lock waits on a hot product row (bench: hot).
+  const dbPoolSize = integer('DB_POOL_SIZE', 10, 1, 500);
   const config: Config = {
     port: integer('PORT', 3000, 0, 65535),
     host: text('HOST') ?? '127.0.0.1',
@@ -122,11 +126,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     holdSeconds: integer('HOLD_SECONDS', 300, 1, 86_400),
     paymentDelayMs: integer('PAYMENT_DELAY_MS', 0, 0, 60_000),
     maxInFlight: integer('MAX_IN_FLIGHT', 20_000, 1, 1_000_000),
-    // Two cores: more connections than this only add lock waits on a hot product row (bench: hot).
-    dbPoolSize: integer('DB_POOL_SIZE', 10, 1, 500),
+    dbPoolSize,
     sweepIntervalMs: integer('SWEEP_INTERVAL_MS', 1000, 50, 60_000),
     rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
     soldOutHintMs: integer('SOLD_OUT_HINT_MS', 250, 0, 60_000),
+    // As wide as the pool: more at once only queue on the product's row inside PostgreSQL.
+    reserveLanes: integer('RESERVE_LANES', dbPoolSize, 0, 500),
     naiveGapMs: integer('NAIVE_GAP_MS', 5, 0, 10_000),
     optimisticRetries: integer('OPTIMISTIC_RETRIES', 3, 0, 100),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),

@@ -98,6 +98,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     defaultStrategy: config.strategy,
     defaultHoldSeconds: config.holdSeconds,
     soldOutHintMs: config.soldOutHintMs,
+    reserveLanes: config.reserveLanes,
     newId,
     warn: (message) => log.warn(message),
   });

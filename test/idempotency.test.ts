@@ -154,6 +154,21 @@ describe('claims in one statement', () => {
   });
 });
 
+describe('answers in one statement', () => {
+  it('stores every answer completed in one turn, each under its own key, and never overwrites one', async () => {
+    const store = t.server.system.orders.idempotency;
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const keys = Array.from({ length: 60 }, (_, i) => `answer-${i}`);
+    await Promise.all(keys.map((key) => store.claim(buyer.id, key, 'purchase', `h-${key}`)));
+    await Promise.all(keys.map((key, i) => store.complete(buyer.id, key, 409, { code: 'SOLD_OUT', n: i })));
+    // A second answer for a key already answered changes nothing.
+    await store.complete(buyer.id, 'answer-0', 201, { order: 'late' });
+    const replays = await Promise.all(keys.map((key) => store.claim(buyer.id, key, 'purchase', `h-${key}`)));
+    expect(replays).toEqual(keys.map((_, i) => ({ kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT', n: i } })));
+  });
+});
+
 describe('idempotency keys on pay', () => {
   it('debits once when 20 retries of one pay with one key race, and replays the answer afterwards', async () => {
     const [buyer] = await t.api.createBuyers(1, 10_000);

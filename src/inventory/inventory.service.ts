@@ -21,6 +21,7 @@ import type { ConfirmOutcome, ReleasedAllocation, StockStrategy } from './stock-
 import type { StrategyRegistry } from './strategies/index.js';
 import { readAllocation } from './strategies/postgres-stock.js';
 import type { StrategyName } from './strategy-names.js';
+import { ReserveLanes } from './reserve-lanes.js';
 import { SoldOutHints } from './sold-out-hints.js';
 
 interface ProductRow {
@@ -45,6 +46,8 @@ export interface InventoryOptions {
   readonly defaultHoldSeconds: number;
   /** How long a "sold out, 0 left" answer is reused without asking the store (0: never). */
   readonly soldOutHintMs?: number;
+  /** Reservations of one product sent to the store at once; the rest wait their turn (0: no limit). */
+  readonly reserveLanes?: number;
   /** Mints product ids (time-ordered UUIDs). */
   readonly newId: () => string;
   readonly warn: (message: string) => void;
@@ -76,9 +79,11 @@ export class InventoryService implements InventoryClient {
    */
   private readonly strategyOf = new Map<string, StrategyName>();
   private readonly soldOut: SoldOutHints;
+  private readonly lanes: ReserveLanes;
 
   constructor(private readonly options: InventoryOptions) {
     this.soldOut = new SoldOutHints(options.soldOutHintMs ?? 0);
+    this.lanes = new ReserveLanes(options.reserveLanes ?? 0);
     this.sql = options.sql;
   }
 
@@ -104,6 +109,7 @@ export class InventoryService implements InventoryClient {
       this.options.warn(`product ${row.id} uses the naive strategy: it is unsafe on purpose and will oversell`);
     }
     this.strategyOf.set(row.id, strategy);
+    this.lanes.noteRemaining(row.id, row.remaining);
     return toProduct(row);
   }
 
@@ -149,6 +155,7 @@ export class InventoryService implements InventoryClient {
       returning *`;
     if (row) {
       if (addStock > 0) this.soldOut.forget(id);
+      this.lanes.noteRemaining(id, row.remaining);
       return toProduct(row);
     }
     const current = await this.getProduct(id);
@@ -190,12 +197,20 @@ export class InventoryService implements InventoryClient {
     if (known) return known;
     const strategy = await this.strategyOfProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
-    const seen = this.soldOut.returnsSoFar(request.productId);
-    const outcome = await strategy.reserve(request);
-    if (!outcome.ok && outcome.reason === 'SOLD_OUT' && outcome.remaining === 0) {
-      this.soldOut.noteSoldOut(request.productId, seen);
-    }
-    return outcome;
+    return this.lanes.run(request.productId, async () => {
+      // Asked again: the last unit may have gone while this reservation waited for its lane.
+      const learned = this.refusalFromMemory(request.productId);
+      if (learned) return learned;
+      const seen = this.soldOut.returnsSoFar(request.productId);
+      const outcome = await strategy.reserve(request);
+      const remaining = outcome.ok || outcome.reason === 'SOLD_OUT' ? outcome.remaining : undefined;
+      if (remaining !== undefined) {
+        this.lanes.noteRemaining(request.productId, remaining);
+        // The last unit just went (or had gone): the buyers in line need not ask the store.
+        if (remaining === 0) this.soldOut.noteSoldOut(request.productId, seen);
+      }
+      return outcome;
+    });
   }
 
   async release(allocationId: string): Promise<ReleasedAllocation | null> {
@@ -209,7 +224,10 @@ export class InventoryService implements InventoryClient {
   }
 
   private unitsBack(released: ReleasedAllocation | null): ReleasedAllocation | null {
-    if (released) this.soldOut.forget(released.productId);
+    if (released) {
+      this.soldOut.forget(released.productId);
+      this.lanes.noteReturned(released.productId, released.quantity);
+    }
     return released;
   }
 

@@ -81,4 +81,11 @@ export type ReserveRefusal =
   | { readonly ok: false; readonly reason: 'LIMIT_EXCEEDED'; readonly limit: number }
   | { readonly ok: false; readonly reason: 'CONTENTION'; readonly retryAfterSeconds: number };
 
-export type ReserveOutcome = { readonly ok: true; readonly allocation: Allocation } | ReserveRefusal;
+export type ReserveOutcome =
+  | {
+      readonly ok: true;
+      readonly allocation: Allocation;
+      /** Units left just after this one, when the strategy saw it under its guard (a hint: others may sell meanwhile). */
+      readonly remaining?: number;
+    }
+  | ReserveRefusal;

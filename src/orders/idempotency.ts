@@ -5,7 +5,7 @@
  * `IDEMPOTENCY_IN_PROGRESS`, and the same key for another request gets `IDEMPOTENCY_KEY_REUSED`.
  *
  * @remarks Claims made in the same turn of the event loop go to the database as one statement (a
- * drop brings thousands at once); a key that is already there falls back to the one-key path,
+ * drop brings thousands at once), and so do the answers completed in one turn; a key that is already there falls back to the one-key path,
  * which replays, refuses or takes over a stale claim. Answers that are not definitive (a 503,
  * `CONTENTION`, a 5xx) are not stored: the claim is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
  * whose request died without an answer can be taken over after `STALE_CLAIM` (so a crash does not
@@ -62,7 +62,7 @@ function stableJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** Claims sent in one statement at most; more wait for the next. */
+/** Claims (or answers) sent in one statement at most; more wait for the next. */
 const MAX_CLAIM_BATCH = 500;
 
 interface PendingClaim {
@@ -76,6 +76,15 @@ interface PendingClaim {
   fail(error: unknown): void;
 }
 
+interface PendingAnswer {
+  readonly buyerId: string;
+  readonly key: string;
+  readonly statusCode: number;
+  readonly response: unknown;
+  settle(): void;
+  fail(error: unknown): void;
+}
+
 interface KeyRow {
   request_hash: string;
   status_code: number | null;
@@ -84,6 +93,7 @@ interface KeyRow {
 
 export class PostgresIdempotencyStore implements IdempotencyStore {
   private pending: PendingClaim[] = [];
+  private answers: PendingAnswer[] = [];
 
   constructor(private readonly sql: Sql) {}
 
@@ -168,9 +178,36 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   }
 
   async complete(buyerId: string, key: string, statusCode: number, response: unknown): Promise<void> {
-    await this.sql`
-      update idempotency_keys set status_code = ${statusCode}, response = ${this.sql.json(response as postgres.JSONValue)}
-       where buyer_id = ${buyerId} and key = ${key} and status_code is null`;
+    await new Promise<void>((settle, fail) => {
+      this.answers.push({ buyerId, key, statusCode, response, settle, fail });
+      if (this.answers.length === 1) setImmediate(() => void this.flushAnswers());
+    });
+  }
+
+  /**
+   * Stores every answer completed in this turn in one statement: when the last unit goes, the
+   * refusals of every buyer still in line arrive together. Each key belongs to the one request
+   * that claimed it, so two batches never share a row.
+   */
+  private async flushAnswers(): Promise<void> {
+    const batch = this.answers.splice(0, MAX_CLAIM_BATCH);
+    if (this.answers.length > 0) setImmediate(() => void this.flushAnswers());
+    const rows = batch.map((answer) => ({
+      buyer_id: answer.buyerId,
+      key: answer.key,
+      status_code: answer.statusCode,
+      response: answer.response,
+    }));
+    try {
+      await this.sql`
+        update idempotency_keys k set status_code = t.status_code, response = t.response
+          from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+            as t(buyer_id uuid, key text, status_code integer, response jsonb)
+         where k.buyer_id = t.buyer_id and k.key = t.key and k.status_code is null`;
+      for (const answer of batch) answer.settle();
+    } catch (error) {
+      for (const answer of batch) answer.fail(error);
+    }
   }
 
   async abandon(buyerId: string, key: string): Promise<void> {

@@ -54,6 +54,7 @@ export class AtomicStrategy extends PostgresStockSteps implements StockStrategy 
         status: 'held',
         expiresAt: (row.expires_at ?? new Date()).toISOString(),
       },
+      remaining: row.remaining,
     };
   }
 }

@@ -89,7 +89,12 @@ export class OptimisticStrategy extends PostgresStockSteps implements StockStrat
         if (!(await claimBuyerUnits(tx, request, product.perBuyerLimit))) {
           rollBackWith(refusal('LIMIT_EXCEEDED', factsOf(product)));
         }
-        return { ok: true, allocation: await insertAllocation(tx, request, product) };
+        // The version matched: nothing moved since the read.
+        return {
+          ok: true,
+          allocation: await insertAllocation(tx, request, product),
+          remaining: product.remaining - request.quantity,
+        };
       },
       () => this.existingOutcome(request.allocationId),
     );

@@ -47,7 +47,11 @@ export class PessimisticStrategy extends PostgresStockSteps implements StockStra
         await tx`
           update products set remaining = remaining - ${request.quantity}, version = version + 1
            where id = ${request.productId}`;
-        return { ok: true, allocation: await insertAllocation(tx, request, product) };
+        return {
+          ok: true,
+          allocation: await insertAllocation(tx, request, product),
+          remaining: product.remaining - request.quantity,
+        };
       },
       () => this.existingOutcome(request.allocationId),
     );
