@@ -25,17 +25,24 @@ export function problemType(code: ErrorCode): string {
 /** Every code's `type`, made once: a drop refuses thousands of buyers a second. */
 const PROBLEM_TYPES = new Map((Object.keys(ERROR_CODES) as ErrorCode[]).map((code) => [code, problemType(code)]));
 
-export function problem(code: ErrorCode, detail: string, extras: ProblemExtras = {}, instance?: string): Problem {
+/** No extras: shared, never written to. */
+const NO_EXTRAS: ProblemExtras = Object.freeze({});
+
+export function problem(code: ErrorCode, detail: string, extras: ProblemExtras = NO_EXTRAS, instance?: string): Problem {
   const entry = ERROR_CODES[code];
-  return {
-    ...extras,
+  // Built field by field, not by spreading `extras` into a literal: every refusal of a drop comes
+  // through here (twice with an Idempotency-Key), and the spread was its costliest line (~7 µs).
+  const body: Record<string, unknown> = {
     type: PROBLEM_TYPES.get(code) ?? problemType(code),
     title: entry.title,
     status: entry.status,
     code,
     detail,
-    ...(instance === undefined ? {} : { instance }),
   };
+  if (instance !== undefined) body['instance'] = instance;
+  // The standard fields win over an extra of the same name.
+  for (const field of Object.keys(extras)) if (!(field in body)) body[field] = extras[field];
+  return body as unknown as Problem;
 }
 
 /** Sends a problem document; `Retry-After` when the refusal says when to come back. */

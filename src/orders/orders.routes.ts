@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
-import { problem, PROBLEM_CONTENT_TYPE } from '../http/problem.js';
+import { problem, PROBLEM_CONTENT_TYPE, sendProblem } from '../http/problem.js';
 import { bearerSecurity, idParams, uuid } from '../http/schemas.js';
 import { requestHash } from './idempotency.js';
 import type { Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
@@ -87,7 +87,8 @@ async function idempotent(
   const refusal = knownRefusal?.();
   const known = refusal && { statusCode: refusal.status, response: problem(refusal.code, refusal.message, refusal.extras, request.url) };
   const claim = await store.claim(request.buyerId, key, scope, hash, known);
-  if (claim.kind === 'claimed' && refusal) throw refusal;
+  // The stored problem is the one sent: built once, not again by the error handler.
+  if (claim.kind === 'claimed' && known) return sendProblem(reply, known.response, refusal?.retryAfterSeconds);
   if (claim.kind === 'replay') {
     void reply.header('idempotent-replayed', 'true');
     if (claim.statusCode >= 400) {
@@ -100,17 +101,16 @@ async function idempotent(
     answer = await work(key);
   } catch (error) {
     if (error instanceof DomainError && isDefinitive(error)) {
+      const refused = problem(error.code, error.message, error.extras, request.url);
       // The buyer still gets the refusal if storing it fails; the key then waits out its claim.
-      await store.complete(request.buyerId, key, error.status, problem(error.code, error.message, error.extras, request.url)).catch(
-        (completeError: unknown) => {
-          request.log.error({ err: completeError }, 'could not store a refusal under its idempotency key');
-        },
-      );
-    } else {
-      await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
-        request.log.error({ err: abandonError }, 'could not release an idempotency key');
+      await store.complete(request.buyerId, key, error.status, refused).catch((completeError: unknown) => {
+        request.log.error({ err: completeError }, 'could not store a refusal under its idempotency key');
       });
+      return sendProblem(reply, refused, error.retryAfterSeconds);
     }
+    await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
+      request.log.error({ err: abandonError }, 'could not release an idempotency key');
+    });
     throw error;
   }
   if (answer.stored !== true) await store.complete(request.buyerId, key, answer.statusCode, answer.body);
