@@ -26,7 +26,7 @@ export interface Config {
   readonly rateLimitPerSecond: number;
   /** How long this process reuses a "sold out, 0 left" answer without asking the store; 0: never. */
   readonly soldOutHintMs: number;
-  /** Reservations of one product this process sends to the store at once; 0: no limit. */
+  /** Fewest reservations of one product this process has with the store at once (more while more units are left); 0: no limit. */
   readonly reserveLanes: number;
   readonly naiveGapMs: number;
   readonly optimisticRetries: number;
@@ -130,7 +130,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     sweepIntervalMs: integer('SWEEP_INTERVAL_MS', 1000, 50, 60_000),
     rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
     soldOutHintMs: integer('SOLD_OUT_HINT_MS', 250, 0, 60_000),
-    // As wide as the pool: more at once only queue on the product's row inside PostgreSQL.
+    // As wide as the pool: near the end of the stock, more at once only queue on the product's row.
     reserveLanes: integer('RESERVE_LANES', dbPoolSize, 0, 500),
     naiveGapMs: integer('NAIVE_GAP_MS', 5, 0, 10_000),
     optimisticRetries: integer('OPTIMISTIC_RETRIES', 3, 0, 100),

@@ -16,16 +16,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/**
- * Node flags the server runs with (`npm start`, and bench for the server and its floor alike).
- * A storm keeps thousands of sockets and requests alive at once, and every young-generation
- * collection copies what is alive: with 32 MB semi-spaces (V8's default tops out at 16 MB) it
- * collects half as often. bench herd, server CPU per answer: median 210 µs without, 180 µs with
- * (10 runs each, alternating sets; `hot` is unchanged). V8 reads it only at start-up, so it
- * cannot be set from here.
- */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=32'];
-
 /** The OS caps the listen backlog at `somaxconn`; ask for that much so a storm is queued, not dropped. */
 export function listenBacklog(): number {
   try {

@@ -5,7 +5,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { SERVER_NODE_FLAGS } from '../server.js';
 
 export interface ChildEndpoint {
   readonly url: string;
@@ -22,8 +21,7 @@ export function siblingScript(name: string): string[] {
 }
 
 export async function startFloor(): Promise<ChildEndpoint> {
-  // The same Node flags as the server: the floor differs from it only in what it does per request.
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...siblingScript('floor.server')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, siblingScript('floor.server'), { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('error', reject);
     let buffered = '';

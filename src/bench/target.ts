@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropDatabases } from '../infra/database.js';
 import { freePort, startEmbeddedPostgres, type EmbeddedDatabase } from '../infra/embedded-postgres.js';
-import { SERVER_NODE_FLAGS } from '../server.js';
 import { stopChild } from './floor.js';
 
 export interface BenchTarget {
@@ -80,7 +79,7 @@ export async function startChildServer(options: ChildServerOptions): Promise<Ben
     delete env['USERS_DATABASE_URL'];
     delete env['INVENTORY_DATABASE_URL'];
     delete env['ORDERS_DATABASE_URL'];
-    const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...cliScript(), 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, [...cliScript(), 'serve'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
     const url = `http://127.0.0.1:${port}`;
     try {
       await waitReady(url, () => child.exitCode !== null || child.signalCode !== null);

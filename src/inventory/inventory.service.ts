@@ -46,7 +46,7 @@ export interface InventoryOptions {
   readonly defaultHoldSeconds: number;
   /** How long a "sold out, 0 left" answer is reused without asking the store (0: never). */
   readonly soldOutHintMs?: number;
-  /** Reservations of one product sent to the store at once; the rest wait their turn (0: no limit). */
+  /** Fewest reservations of one product with the store at once (`ReserveLanes`); 0: no limit. */
   readonly reserveLanes?: number;
   /** Mints product ids (time-ordered UUIDs). */
   readonly newId: () => string;
