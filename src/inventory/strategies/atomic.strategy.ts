@@ -1,9 +1,10 @@
 /**
  * `atomic`: one predicated `UPDATE products SET remaining = remaining - q WHERE id = $id AND
  * remaining >= q …` plus the per-buyer counter and the allocation row, in one short transaction
- * (`reserve_atomic`, migration 003, one round trip). The database's row lock is the only guard,
+ * (`reserve_atomic`, migration 004, one round trip). The database's row lock is the only guard,
  * held for the microseconds between the update and the commit, never across a round trip to the
- * app. Locks are taken product row first, then the buyer's row, like every other stock step.
+ * app. Locks are taken product row first, then the buyer's row, like every other stock step. The
+ * sale is made on the price, hold and limit of the row it locks, not of the plain read before it.
  *
  * @remarks Losers that can be refused from a plain read (sold out, not open, over the limit) are
  * refused before any write, so a herd of 1,000 buyers for 1 unit costs 1 write.
