@@ -204,11 +204,18 @@ async function fireHot(options: FireOptions): Promise<FireResult> {
         const buyer = buyers[index];
         if (!buyer) break;
         sequence += 1;
-        progress.sent += 1;
-        const answer = await connection.send(purchaseOf(productId, buyer, `hot-${runId}-${sequence}`));
-        const record = recorder.add(index, 'purchase', 0, answer);
-        if (isShed(record)) await sleep(retryDelayMs(answer));
-        else if (answer.status === 0) await sleep(100);
+        const request = purchaseOf(productId, buyer, `hot-${runId}-${sequence}`);
+        // A shed buyer comes back after `Retry-After` with the same key (a shed answer is not
+        // stored under it), as a real client would, until answered or the run is over.
+        for (let attempt = 0; ; attempt += 1) {
+          progress.sent += 1;
+          const answer = await connection.send(request);
+          const record = recorder.add(index, 'purchase', attempt, answer);
+          if (answer.status === 0) await sleep(100);
+          if (!isShed(record)) break;
+          await sleep(retryDelayMs(answer));
+          if (clock.now() >= endMs) break;
+        }
       }
     } finally {
       connection.close();
