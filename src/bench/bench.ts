@@ -299,7 +299,7 @@ async function runFloor(options: BenchOptions, start: () => Promise<ChildEndpoin
       latency: latencyOf(fired.records),
       wallSeconds,
       answersPerSecond: wallSeconds > 0 ? round(fired.records.length / wallSeconds) : 0,
-      serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records.filter((record) => record.status !== 0).length),
+      serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records),
     };
   } finally {
     await endpoint.stop();
@@ -385,7 +385,7 @@ async function runStrategy(
     db: dbWork,
     checkout,
     floorRatioP99: floorRun && floorRun.latency.p99 > 0 ? round(latency.p99 / floorRun.latency.p99) : null,
-    serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records.filter((record) => record.status !== 0).length),
+    serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records),
     notes,
   };
   return result;

@@ -41,7 +41,7 @@ export function problem(code: ErrorCode, detail: string, extras: ProblemExtras =
   };
   if (instance !== undefined) body['instance'] = instance;
   // The standard fields win over an extra of the same name.
-  for (const field of Object.keys(extras)) if (!(field in body)) body[field] = extras[field];
+  for (const field of Object.keys(extras)) if (!Object.hasOwn(body, field)) body[field] = extras[field];
   return body as unknown as Problem;
 }
 

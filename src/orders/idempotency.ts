@@ -62,27 +62,50 @@ function stableJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** Claims (or answers) sent in one statement at most; more wait for the next. */
-const MAX_CLAIM_BATCH = 500;
+/** Items sent in one statement at most; more wait for the next turn. */
+const MAX_BATCH = 500;
 
-interface PendingClaim {
+/**
+ * Calls made in one turn of the event loop go to the database together: `send` gets the items of
+ * a turn (at most {@link MAX_BATCH}) and returns each one's result, in order.
+ */
+class TurnBatches<Item, Result> {
+  private pending: { item: Item; settle: (result: Result) => void; fail: (error: unknown) => void }[] = [];
+
+  constructor(private readonly send: (items: readonly Item[]) => Promise<readonly Result[]>) {}
+
+  add(item: Item): Promise<Result> {
+    return new Promise((settle, fail) => {
+      this.pending.push({ item, settle, fail });
+      if (this.pending.length === 1) setImmediate(() => void this.flush());
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending.splice(0, MAX_BATCH);
+    if (this.pending.length > 0) setImmediate(() => void this.flush());
+    try {
+      const results = await this.send(batch.map((entry) => entry.item));
+      batch.forEach((entry, index) => entry.settle(results[index] as Result));
+    } catch (error) {
+      for (const entry of batch) entry.fail(error);
+    }
+  }
+}
+
+interface NewClaim {
   readonly buyerId: string;
   readonly key: string;
   readonly scope: string;
   readonly hash: string;
   readonly answer: KnownAnswer | undefined;
-  /** `true`: this request's row was inserted (claimed); `false`: the key was there already. */
-  settle(inserted: boolean): void;
-  fail(error: unknown): void;
 }
 
-interface PendingAnswer {
+interface NewAnswer {
   readonly buyerId: string;
   readonly key: string;
   readonly statusCode: number;
   readonly response: unknown;
-  settle(): void;
-  fail(error: unknown): void;
 }
 
 interface KeyRow {
@@ -91,60 +114,52 @@ interface KeyRow {
   response: unknown;
 }
 
+const idOf = (item: { buyerId: string; key: string }): string => `${item.buyerId}\n${item.key}`;
+
 export class PostgresIdempotencyStore implements IdempotencyStore {
-  private pending: PendingClaim[] = [];
-  private answers: PendingAnswer[] = [];
+  private readonly claims = new TurnBatches<NewClaim, boolean>((claims) => this.insertClaims(claims));
+  private readonly answers = new TurnBatches<NewAnswer, void>((answers) => this.storeAnswers(answers));
 
   constructor(private readonly sql: Sql) {}
 
   async claim(buyerId: string, key: string, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
-    const inserted = await new Promise<boolean>((settle, fail) => {
-      this.pending.push({ buyerId, key, scope, hash, answer, settle, fail });
-      if (this.pending.length === 1) setImmediate(() => void this.flush());
-    });
+    const inserted = await this.claims.add({ buyerId, key, scope, hash, answer });
     return inserted ? { kind: 'claimed' } : this.claimExisting(buyerId, key, scope, hash, answer);
   }
 
   /**
-   * Inserts every pending claim whose key is new in one statement. Two claims of one key in a
-   * batch: the later goes to the one-key path once the statement is back (so the first keeps the
-   * key, and the statement never meets its own row). Rows
-   * go in key order, so two batches that share keys wait on each other instead of deadlocking.
+   * Inserts every claim of a turn whose key is new, in one statement; `true` for each claim whose
+   * row it inserted. Of two claims of one key in a turn only the first is sent: the later goes to
+   * the one-key path once the statement is back, so the first keeps the key and the statement
+   * never meets its own row. Rows go in key order, so two batches that share keys wait on each
+   * other instead of deadlocking.
    */
-  private async flush(): Promise<void> {
-    const batch = this.pending.splice(0, MAX_CLAIM_BATCH);
-    if (this.pending.length > 0) setImmediate(() => void this.flush());
-    const first = new Map<string, PendingClaim>();
-    const repeats: PendingClaim[] = [];
-    for (const claim of batch) {
-      const id = `${claim.buyerId}\n${claim.key}`;
-      if (first.has(id)) repeats.push(claim);
-      else first.set(id, claim);
-    }
-    const rows = [...first.values()].map((claim) => ({
-      buyer_id: claim.buyerId,
-      key: claim.key,
-      scope: claim.scope,
-      request_hash: claim.hash,
-      status_code: claim.answer?.statusCode ?? null,
-      response: claim.answer?.response ?? null,
-    }));
-    try {
-      const inserted = await this.sql<{ buyer_id: string; key: string }[]>`
-        insert into idempotency_keys (buyer_id, key, scope, request_hash, status_code, response)
-        select buyer_id, key, scope, request_hash, status_code, response
-          from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
-            as t(buyer_id uuid, key text, scope text, request_hash text, status_code integer, response jsonb)
-         order by buyer_id, key
-        on conflict (buyer_id, key) do nothing
-        returning buyer_id, key`;
-      const claimed = new Set(inserted.map((row) => `${row.buyer_id}\n${row.key}`));
-      for (const [id, claim] of first) claim.settle(claimed.has(id));
-      // Only now: a repeat sent to the one-key path earlier could take the key from the first.
-      for (const claim of repeats) claim.settle(false);
-    } catch (error) {
-      for (const claim of [...first.values(), ...repeats]) claim.fail(error);
-    }
+  private async insertClaims(claims: readonly NewClaim[]): Promise<boolean[]> {
+    const firstIndex = new Map<string, number>();
+    claims.forEach((claim, index) => {
+      if (!firstIndex.has(idOf(claim))) firstIndex.set(idOf(claim), index);
+    });
+    const rows = [...firstIndex.values()].map((index) => {
+      const claim = claims[index] as NewClaim;
+      return {
+        buyer_id: claim.buyerId,
+        key: claim.key,
+        scope: claim.scope,
+        request_hash: claim.hash,
+        status_code: claim.answer?.statusCode ?? null,
+        response: claim.answer?.response ?? null,
+      };
+    });
+    const inserted = await this.sql<{ buyer_id: string; key: string }[]>`
+      insert into idempotency_keys (buyer_id, key, scope, request_hash, status_code, response)
+      select buyer_id, key, scope, request_hash, status_code, response
+        from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+          as t(buyer_id uuid, key text, scope text, request_hash text, status_code integer, response jsonb)
+       order by buyer_id, key
+      on conflict (buyer_id, key) do nothing
+      returning buyer_id, key`;
+    const claimed = new Set(inserted.map((row) => idOf({ buyerId: row.buyer_id, key: row.key })));
+    return claims.map((claim, index) => firstIndex.get(idOf(claim)) === index && claimed.has(idOf(claim)));
   }
 
   /** The key is there already: replay its answer, refuse, or take over a stale claim. */
@@ -177,37 +192,28 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
     throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'this Idempotency-Key is changing hands; retry', { key }, 1);
   }
 
-  async complete(buyerId: string, key: string, statusCode: number, response: unknown): Promise<void> {
-    await new Promise<void>((settle, fail) => {
-      this.answers.push({ buyerId, key, statusCode, response, settle, fail });
-      if (this.answers.length === 1) setImmediate(() => void this.flushAnswers());
-    });
+  complete(buyerId: string, key: string, statusCode: number, response: unknown): Promise<void> {
+    return this.answers.add({ buyerId, key, statusCode, response });
   }
 
   /**
-   * Stores every answer completed in this turn in one statement: when the last unit goes, the
+   * Stores every answer completed in a turn in one statement: when the last unit goes, the
    * refusals of every buyer still in line arrive together. Each key belongs to the one request
    * that claimed it, so two batches never share a row.
    */
-  private async flushAnswers(): Promise<void> {
-    const batch = this.answers.splice(0, MAX_CLAIM_BATCH);
-    if (this.answers.length > 0) setImmediate(() => void this.flushAnswers());
-    const rows = batch.map((answer) => ({
+  private async storeAnswers(answers: readonly NewAnswer[]): Promise<void[]> {
+    const rows = answers.map((answer) => ({
       buyer_id: answer.buyerId,
       key: answer.key,
       status_code: answer.statusCode,
       response: answer.response,
     }));
-    try {
-      await this.sql`
-        update idempotency_keys k set status_code = t.status_code, response = t.response
-          from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
-            as t(buyer_id uuid, key text, status_code integer, response jsonb)
-         where k.buyer_id = t.buyer_id and k.key = t.key and k.status_code is null`;
-      for (const answer of batch) answer.settle();
-    } catch (error) {
-      for (const answer of batch) answer.fail(error);
-    }
+    await this.sql`
+      update idempotency_keys k set status_code = t.status_code, response = t.response
+        from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+          as t(buyer_id uuid, key text, status_code integer, response jsonb)
+       where k.buyer_id = t.buyer_id and k.key = t.key and k.status_code is null`;
+    return answers.map(() => undefined);
   }
 
   async abandon(buyerId: string, key: string): Promise<void> {
