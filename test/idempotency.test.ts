@@ -65,6 +65,10 @@ describe('idempotency keys on purchase', () => {
     expect(await debitsOf(buyer.id)).toBe(1);
     const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
     expect(stats.body).toMatchObject({ paid: 1, remaining: 2 });
+    // The key learnt its order with the order itself, before the payment (see "a stale claim").
+    const [key] = await t.server.system.stores.databases.orders<{ order_id: string }[]>`
+      select order_id from idempotency_keys where buyer_id = ${buyer.id} and key = 'instant'`;
+    expect(key?.order_id).toBe(orderId(first));
   });
 
   it('stores a definitive refusal: a repeat gets the same refusal even after stock is added', async () => {
@@ -166,6 +170,29 @@ describe('answers in one statement', () => {
     await store.complete(buyer.id, 'answer-0', 201, { order: 'late' });
     const replays = await Promise.all(keys.map((key) => store.claim(buyer.id, key, 'purchase', `h-${key}`)));
     expect(replays).toEqual(keys.map((_, i) => ({ kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT', n: i } })));
+  });
+});
+
+describe('a stale claim', () => {
+  it('is answered from the order its request recorded, never taken over to buy again', async () => {
+    const product = await t.api.createProduct({ stock: 5 });
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    // An instant purchase whose process died after recording its order, before paying and answering.
+    const held = await t.api.purchase(buyer.token, product.id);
+    const body = { productId: product.id, quantity: 1, pay: true };
+    const orders = t.server.system.stores.databases.orders;
+    await orders`
+      insert into idempotency_keys (buyer_id, key, scope, request_hash, order_id, created_at)
+      values (${buyer.id}, 'crashed', 'purchase', ${requestHash('purchase', body)}, ${orderId(held)}, now() - interval '6 minutes')`;
+
+    const retried = await t.api.call('POST', '/v1/purchases', { token: buyer.token, body, headers: keyed('crashed') });
+    expect(retried.status).toBe(201);
+    expect(retried.headers['idempotent-replayed']).toBe('true');
+    expect(retried.body['order']).toMatchObject({ id: orderId(held), status: 'held' });
+    const [count] = await orders<{ n: number }[]>`select count(*)::int as n from orders where buyer_id = ${buyer.id}`;
+    expect(count?.n).toBe(1);
+    expect(await debitsOf(buyer.id)).toBe(0);
   });
 });
 

@@ -24,6 +24,6 @@ WITH o AS (
           now() + interval '300 seconds')
   RETURNING *),
 answered AS (
-  UPDATE idempotency_keys k SET status_code = 201, response = jsonb_build_object('order', order_json(o))
+  UPDATE idempotency_keys k SET status_code = 201, response = jsonb_build_object('order', order_json(o)), order_id = o.id
     FROM o WHERE k.buyer_id = o.buyer_id AND k.key = 'hot-' || :a || '-' || :b AND k.status_code IS NULL)
 SELECT * FROM o;

@@ -9,7 +9,7 @@
  * which replays, refuses or takes over a stale claim. Answers that are not definitive (a 503,
  * `CONTENTION`, a 5xx) are not stored: the claim is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
  * whose request died without an answer can be taken over after `STALE_CLAIM` (so a crash does not
- * lock a key for a day).
+ * lock a key for a day), unless it had recorded an order: then that order is the answer.
  */
 import { createHash } from 'node:crypto';
 import type postgres from 'postgres';
@@ -112,6 +112,8 @@ interface KeyRow {
   request_hash: string;
   status_code: number | null;
   response: unknown;
+  /** The order of a stale claim whose request recorded one (migration 003), as the API shows it. */
+  stale_order: unknown;
 }
 
 const idOf = (item: { buyerId: string; key: string }): string => `${item.buyerId}\n${item.key}`;
@@ -173,17 +175,22 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
         values (${buyerId}, ${key}, ${scope}, ${hash}, ${statusCode}, ${response})
         on conflict (buyer_id, key) do update
           set scope = excluded.scope, request_hash = excluded.request_hash, status_code = excluded.status_code,
-              response = excluded.response, created_at = now()
+              response = excluded.response, order_id = null, created_at = now()
           where k.created_at < now() - ${KEY_RETENTION}::interval
-             or (k.status_code is null and k.created_at < now() - ${STALE_CLAIM}::interval)
+             or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)
         returning true as claimed`;
       if (claimed) return { kind: 'claimed' };
       const [row] = await this.sql<KeyRow[]>`
-        select request_hash, status_code, response from idempotency_keys where buyer_id = ${buyerId} and key = ${key}`;
+        select k.request_hash, k.status_code, k.response,
+               case when k.status_code is null and k.created_at < now() - ${STALE_CLAIM}::interval
+                    then (select order_json(o) from orders o where o.id = k.order_id) end as stale_order
+          from idempotency_keys k where k.buyer_id = ${buyerId} and k.key = ${key}`;
       if (!row) continue;
       if (row.request_hash !== hash) {
         throw new DomainError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request', { key });
       }
+      // Its request died after recording an order: that order is the answer (never a second one).
+      if (row.stale_order !== null) return { kind: 'replay', statusCode: 201, response: { order: row.stale_order } };
       if (row.status_code === null) {
         throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'a request with this Idempotency-Key is still being handled', { key }, 1);
       }

@@ -72,8 +72,8 @@ export class OrdersService implements OrdersClient {
   }
 
   async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order> {
-    if (request.pay !== true) return toOrder(await this.hold(buyerId, request, idempotencyKey));
-    const held = await this.hold(buyerId, request, undefined);
+    if (request.pay !== true) return toOrder(await this.hold(buyerId, request, idempotencyKey, 'answer'));
+    const held = await this.hold(buyerId, request, idempotencyKey, 'order');
     let paid: Order;
     try {
       paid = await this.settle(held);
@@ -199,12 +199,13 @@ export class OrdersService implements OrdersClient {
   }
 
   /**
-   * Reserves under a fresh order id and records the order `held`; with `answerKey`, stores the
-   * 201 answer under that (claimed) Idempotency-Key in the same statement, so the order and its
-   * answer commit together: a crash between the two cannot leave a key that a retry would take
-   * over and buy a second time.
+   * Reserves under a fresh order id and records the order `held`. With a (claimed) Idempotency-Key,
+   * the same statement writes on the key either the 201 answer (`answer`: a held purchase ends
+   * here) or the order's id (`order`: an instant purchase pays before it answers). Either way the
+   * order and its key commit together: a crash after this cannot leave a key that a retry would
+   * take over and buy a second time.
    */
-  private async hold(buyerId: string, request: PurchaseRequest, answerKey: string | undefined): Promise<OrderRow> {
+  private async hold(buyerId: string, request: PurchaseRequest, key: string | undefined, onKey: 'answer' | 'order'): Promise<OrderRow> {
     // Refused from memory before an id is minted: most buyers of a drop end here.
     const known = this.refusalFromMemory(request);
     if (known) throw known;
@@ -218,12 +219,13 @@ export class OrdersService implements OrdersClient {
     if (!outcome.ok) throw refusalError(outcome, request.productId);
     const { allocation } = outcome;
     try {
+      const answer = onKey === 'answer' ? this.sql`status_code = 201, response = jsonb_build_object('order', order_json(o)),` : this.sql``;
       const answered =
-        answerKey === undefined
+        key === undefined
           ? this.sql``
           : this.sql`, answered as (
-              update idempotency_keys k set status_code = 201, response = jsonb_build_object('order', order_json(o))
-                from o where k.buyer_id = o.buyer_id and k.key = ${answerKey} and k.status_code is null)`;
+              update idempotency_keys k set ${answer} order_id = o.id
+                from o where k.buyer_id = o.buyer_id and k.key = ${key} and k.status_code is null)`;
       const [row] = await this.sql<OrderRow[]>`
         with o as (
           insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
