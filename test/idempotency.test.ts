@@ -158,6 +158,26 @@ describe('claims in one statement', () => {
   });
 });
 
+describe('an answer that becomes known while the claim waits', () => {
+  it('is asked when the claim is sent, and stored with it: the key is answered without the work', async () => {
+    const store = t.server.system.orders.idempotency;
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    let soldOut = false;
+    const refusal = { statusCode: 409, response: { code: 'SOLD_OUT', remaining: 0 } };
+    const whenSent = () => (soldOut ? refusal : undefined);
+    // Unknown when claimed, known before the claim leaves (the last unit went in this turn).
+    const waiting = store.claim(buyer.id, 'late-known', 'purchase', 'h-late', whenSent);
+    soldOut = true;
+    expect(await waiting).toEqual({ kind: 'claimed', answered: refusal });
+    expect(await store.claim(buyer.id, 'late-known', 'purchase', 'h-late')).toEqual({ kind: 'replay', ...refusal });
+    // Still unknown when sent: an ordinary claim, whose work must run and answer.
+    soldOut = false;
+    expect(await store.claim(buyer.id, 'unknown', 'purchase', 'h-unknown', whenSent)).toEqual({ kind: 'claimed' });
+    await expect(store.claim(buyer.id, 'unknown', 'purchase', 'h-unknown')).rejects.toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
+  });
+});
+
 describe('answers in one statement', () => {
   it('stores every answer completed in one turn, each under its own key, and never overwrites one', async () => {
     const store = t.server.system.orders.idempotency;

@@ -94,7 +94,8 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     const found = classify(error);
     const status = ERROR_CODES[found.code].status;
     if (status >= 500) request.log.error({ err: error }, 'request failed');
-    else request.log.info({ code: found.code }, found.detail);
+    // A refusal is an answer, not an event: at a drop there are thousands a second (metrics count them).
+    else request.log.debug({ code: found.code }, found.detail);
     return sendProblem(reply, problem(found.code, found.detail, found.extras, request.url), found.retryAfterSeconds);
   });
   app.setNotFoundHandler((request, reply) =>

@@ -4,8 +4,8 @@
  * with the same request gets that answer back, a repeat while the first is still running gets
  * `IDEMPOTENCY_IN_PROGRESS`, and the same key for another request gets `IDEMPOTENCY_KEY_REUSED`.
  *
- * @remarks Claims made in the same turn of the event loop go to the database as one statement (a
- * drop brings thousands at once), and so do the answers completed in one turn; a key that is already there falls back to the one-key path,
+ * @remarks Claims go to the database in groups, one statement each (a drop brings thousands at
+ * once; see {@link GroupBatches}), and so do answers; a key that is already there falls back to the one-key path,
  * which replays, refuses or takes over a stale claim. Answers that are not definitive (a 503,
  * `CONTENTION`, a 5xx) are not stored: the claim is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
  * whose request died without an answer can be taken over after `STALE_CLAIM` (so a crash does not
@@ -27,17 +27,23 @@ export interface KnownAnswer {
   readonly response: unknown;
 }
 
+/** A known answer, or a way to ask for it when the claim is sent (it may be known by then). */
+export type KnownAnswerSource = KnownAnswer | (() => KnownAnswer | undefined);
+
 export type IdempotencyClaim =
-  | { readonly kind: 'claimed' }
+  /** `answered`: the claim was written already completed with this answer; there is no work left. */
+  | { readonly kind: 'claimed'; readonly answered?: KnownAnswer }
   | { readonly kind: 'replay'; readonly statusCode: number; readonly response: unknown };
 
 export interface IdempotencyStore {
   /**
    * Claims `key` for this request, or returns the stored answer of the same request. Throws
    * `IDEMPOTENCY_IN_PROGRESS` while the first is running, `IDEMPOTENCY_KEY_REUSED` for another request.
-   * With `answer`, a claim is written already completed with it (one statement, not two).
+   * With `answer`, a claim is written already completed with it (one statement, not two). Given as
+   * a function, it is asked when the claim goes to the database: a claim that waited for its
+   * statement may find its answer known by then (the product sold out meanwhile).
    */
-  claim(buyerId: string, key: string, scope: string, requestHash: string, answer?: KnownAnswer): Promise<IdempotencyClaim>;
+  claim(buyerId: string, key: string, scope: string, requestHash: string, answer?: KnownAnswerSource): Promise<IdempotencyClaim>;
   /** Stores the definitive answer of a claimed key. */
   complete(buyerId: string, key: string, statusCode: number, response: unknown): Promise<void>;
   /** Drops a claim whose answer is not definitive, so the key may be retried. */
@@ -62,33 +68,58 @@ function stableJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** Items sent in one statement at most; more wait for the next turn. */
+/** Items sent in one statement at most. */
 const MAX_BATCH = 500;
+/** Statements of one batcher in flight at once; what arrives meanwhile waits and goes together. */
+const MAX_BATCHES_IN_FLIGHT = 2;
 
 /**
- * Calls made in one turn of the event loop go to the database together: `send` gets the items of
- * a turn (at most {@link MAX_BATCH}) and returns each one's result, in order.
+ * Group commit: calls go to the database together. A call that finds a free slot goes with the
+ * others of its event-loop turn; calls that arrive while {@link MAX_BATCHES_IN_FLIGHT} statements
+ * are out wait for one to come back and then go as one statement (at most {@link MAX_BATCH}).
+ * Under a trickle every call goes at once; under a storm a thousand claims take a handful of
+ * statements instead of one per turn, and each statement costs PostgreSQL a wake-up, a parse and
+ * a commit on the same cores as the server. `send` returns each item's result, in order.
+ *
+ * @remarks Written here rather than taken from a DataLoader-style library: those batch per tick
+ * only, and the slots in flight are the point.
  */
-class TurnBatches<Item, Result> {
+class GroupBatches<Item, Result> {
   private pending: { item: Item; settle: (result: Result) => void; fail: (error: unknown) => void }[] = [];
+  private inFlight = 0;
+  private scheduled = false;
 
   constructor(private readonly send: (items: readonly Item[]) => Promise<readonly Result[]>) {}
 
   add(item: Item): Promise<Result> {
     return new Promise((settle, fail) => {
       this.pending.push({ item, settle, fail });
-      if (this.pending.length === 1) setImmediate(() => void this.flush());
+      this.schedule();
+    });
+  }
+
+  /** Flushes after this turn's calls are in, if a slot is free (else when one frees). */
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= MAX_BATCHES_IN_FLIGHT || this.pending.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
     });
   }
 
   private async flush(): Promise<void> {
     const batch = this.pending.splice(0, MAX_BATCH);
-    if (this.pending.length > 0) setImmediate(() => void this.flush());
+    this.inFlight += 1;
+    this.schedule();
     try {
       const results = await this.send(batch.map((entry) => entry.item));
       batch.forEach((entry, index) => entry.settle(results[index] as Result));
     } catch (error) {
       for (const entry of batch) entry.fail(error);
+    } finally {
+      this.inFlight -= 1;
+      this.schedule();
     }
   }
 }
@@ -98,8 +129,17 @@ interface NewClaim {
   readonly key: string;
   readonly scope: string;
   readonly hash: string;
-  readonly answer: KnownAnswer | undefined;
+  readonly answer: KnownAnswerSource | undefined;
 }
+
+/** What the batched insert did with one claim: `answered` is what it stored with it, if anything. */
+interface ClaimInsert {
+  readonly inserted: boolean;
+  readonly answered: KnownAnswer | undefined;
+}
+
+const answerOf = (source: KnownAnswerSource | undefined): KnownAnswer | undefined =>
+  typeof source === 'function' ? source() : source;
 
 interface NewAnswer {
   readonly buyerId: string;
@@ -119,37 +159,41 @@ interface KeyRow {
 const idOf = (item: { buyerId: string; key: string }): string => `${item.buyerId}\n${item.key}`;
 
 export class PostgresIdempotencyStore implements IdempotencyStore {
-  private readonly claims = new TurnBatches<NewClaim, boolean>((claims) => this.insertClaims(claims));
-  private readonly answers = new TurnBatches<NewAnswer, void>((answers) => this.storeAnswers(answers));
+  private readonly claims = new GroupBatches<NewClaim, ClaimInsert>((claims) => this.insertClaims(claims));
+  private readonly answers = new GroupBatches<NewAnswer, void>((answers) => this.storeAnswers(answers));
 
   constructor(private readonly sql: Sql) {}
 
-  async claim(buyerId: string, key: string, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
-    const inserted = await this.claims.add({ buyerId, key, scope, hash, answer });
-    return inserted ? { kind: 'claimed' } : this.claimExisting(buyerId, key, scope, hash, answer);
+  async claim(buyerId: string, key: string, scope: string, hash: string, answer?: KnownAnswerSource): Promise<IdempotencyClaim> {
+    const { inserted, answered } = await this.claims.add({ buyerId, key, scope, hash, answer });
+    if (!inserted) return this.claimExisting(buyerId, key, scope, hash, answerOf(answer));
+    return answered === undefined ? { kind: 'claimed' } : { kind: 'claimed', answered };
   }
 
   /**
-   * Inserts every claim of a turn whose key is new, in one statement; `true` for each claim whose
-   * row it inserted. Of two claims of one key in a turn only the first is sent: the later goes to
+   * Inserts every claim of a batch whose key is new, in one statement, each with its answer if it is
+   * known now. Of two claims of one key in a batch only the first is sent: the later goes to
    * the one-key path once the statement is back, so the first keeps the key and the statement
    * never meets its own row. Rows go in key order, so two batches that share keys wait on each
    * other instead of deadlocking.
    */
-  private async insertClaims(claims: readonly NewClaim[]): Promise<boolean[]> {
+  private async insertClaims(claims: readonly NewClaim[]): Promise<ClaimInsert[]> {
     const firstIndex = new Map<string, number>();
     claims.forEach((claim, index) => {
       if (!firstIndex.has(idOf(claim))) firstIndex.set(idOf(claim), index);
     });
+    const answers = new Map<number, KnownAnswer>();
     const rows = [...firstIndex.values()].map((index) => {
       const claim = claims[index] as NewClaim;
+      const answer = answerOf(claim.answer);
+      if (answer !== undefined) answers.set(index, answer);
       return {
         buyer_id: claim.buyerId,
         key: claim.key,
         scope: claim.scope,
         request_hash: claim.hash,
-        status_code: claim.answer?.statusCode ?? null,
-        response: claim.answer?.response ?? null,
+        status_code: answer?.statusCode ?? null,
+        response: answer?.response ?? null,
       };
     });
     const inserted = await this.sql<{ buyer_id: string; key: string }[]>`
@@ -161,7 +205,10 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
       on conflict (buyer_id, key) do nothing
       returning buyer_id, key`;
     const claimed = new Set(inserted.map((row) => idOf({ buyerId: row.buyer_id, key: row.key })));
-    return claims.map((claim, index) => firstIndex.get(idOf(claim)) === index && claimed.has(idOf(claim)));
+    return claims.map((claim, index) => {
+      const inserted = firstIndex.get(idOf(claim)) === index && claimed.has(idOf(claim));
+      return { inserted, answered: inserted ? answers.get(index) : undefined };
+    });
   }
 
   /** The key is there already: replay its answer, refuse, or take over a stale claim. */
@@ -179,7 +226,7 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
           where k.created_at < now() - ${KEY_RETENTION}::interval
              or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)
         returning true as claimed`;
-      if (claimed) return { kind: 'claimed' };
+      if (claimed) return answer === undefined ? { kind: 'claimed' } : { kind: 'claimed', answered: answer };
       const [row] = await this.sql<KeyRow[]>`
         select k.request_hash, k.status_code, k.response,
                case when k.status_code is null and k.created_at < now() - ${STALE_CLAIM}::interval
@@ -204,7 +251,7 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   }
 
   /**
-   * Stores every answer completed in a turn in one statement: when the last unit goes, the
+   * Stores every answer of a batch in one statement: when the last unit goes, the
    * refusals of every buyer still in line arrive together. Each key belongs to the one request
    * that claimed it, so two batches never share a row.
    */

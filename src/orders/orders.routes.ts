@@ -5,9 +5,9 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
-import { problem, PROBLEM_CONTENT_TYPE, sendProblem } from '../http/problem.js';
+import { problem, PROBLEM_CONTENT_TYPE, sendProblem, type Problem } from '../http/problem.js';
 import { bearerSecurity, idParams, uuid } from '../http/schemas.js';
-import { requestHash } from './idempotency.js';
+import { requestHash, type KnownAnswer } from './idempotency.js';
 import type { Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
 
 /** Larger quantities are malformed requests, not "sold out". */
@@ -66,7 +66,8 @@ function isDefinitive(error: DomainError): boolean {
  * Runs `work` once per (buyer, key): a repeat of the same request gets the stored first answer.
  * Without a key it simply runs. `work` is given the claimed key, so it may store its answer in
  * its own last statement (`stored`) rather than cost another round trip here. A refusal known
- * before any work (`knownRefusal`) is stored with the claim itself: one statement, not two.
+ * before any work (`knownRefusal`, asked when the claim is sent) is stored with the claim itself:
+ * one statement, not two.
  */
 async function idempotent(
   orders: OrdersClient,
@@ -84,11 +85,16 @@ async function idempotent(
   }
   const store = orders.idempotency;
   const hash = requestHash(scope, request.body ?? null);
-  const refusal = knownRefusal?.();
-  const known = refusal && { statusCode: refusal.status, response: problem(refusal.code, refusal.message, refusal.extras, request.url) };
+  // Asked when the claim goes to the database, not now: a claim that waits for its statement
+  // while the last unit goes is stored with its refusal, and the buyer skips the work.
+  let refusal: DomainError | undefined;
+  const known = knownRefusal && ((): KnownAnswer | undefined => {
+    refusal = knownRefusal();
+    return refusal && { statusCode: refusal.status, response: problem(refusal.code, refusal.message, refusal.extras, request.url) };
+  });
   const claim = await store.claim(request.buyerId, key, scope, hash, known);
   // The stored problem is the one sent: built once, not again by the error handler.
-  if (claim.kind === 'claimed' && known) return sendProblem(reply, known.response, refusal?.retryAfterSeconds);
+  if (claim.kind === 'claimed' && claim.answered) return sendProblem(reply, claim.answered.response as Problem, refusal?.retryAfterSeconds);
   if (claim.kind === 'replay') {
     void reply.header('idempotent-replayed', 'true');
     if (claim.statusCode >= 400) {
