@@ -4,6 +4,7 @@
  * a storm of retries makes one order and one debit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DomainError } from '../src/infra/errors.js';
 import { requestHash } from '../src/orders/idempotency.js';
 import type { Answer } from './support/api.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -155,6 +156,30 @@ describe('claims in one statement', () => {
     expect(refused).toHaveLength(20);
     for (const claim of refused) expect((claim as PromiseRejectedResult).reason).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
     expect(claims.at(-1)).toMatchObject({ status: 'fulfilled', value: { kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT' } } });
+  });
+});
+
+describe('an answer that is not definitive', () => {
+  it('is not stored: a buyer told CONTENTION retries with the same key and buys', async () => {
+    const product = await t.api.createProduct({ stock: 5 });
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const orders = t.server.system.orders;
+    // One contended attempt, as optimistic gives after its retries; the store stays the real one.
+    orders.tryPurchase = async () => ({ ok: false, refusal: new DomainError('CONTENTION', undefined, { productId: product.id }, 1) });
+    let contended: Answer;
+    try {
+      contended = await t.api.purchase(buyer.token, product.id, 1, keyed('contended'));
+    } finally {
+      delete (orders as { tryPurchase?: unknown }).tryPurchase;
+    }
+    expect(contended.status).toBe(409);
+    expect(contended.body['code']).toBe('CONTENTION');
+    expect(contended.headers['retry-after']).toBe('1');
+    const retried = await t.api.purchase(buyer.token, product.id, 1, keyed('contended'));
+    expect(retried.status).toBe(201);
+    expect(retried.headers['idempotent-replayed']).toBeUndefined();
+    expect(await t.api.purchase(buyer.token, product.id, 1, keyed('contended'))).toMatchObject({ status: 201, body: retried.body });
   });
 });
 

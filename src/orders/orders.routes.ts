@@ -57,6 +57,9 @@ interface Answer {
   readonly stored?: boolean;
 }
 
+/** What a route's work ends with: an answer, or a refusal it returns rather than throws. */
+type Outcome = Answer | DomainError;
+
 /** A refusal that a retry with the same key must be allowed to redo (never stored). */
 function isDefinitive(error: DomainError): boolean {
   return error.status < 500 && error.code !== 'CONTENTION';
@@ -74,13 +77,14 @@ async function idempotent(
   request: FastifyRequest,
   reply: FastifyReply,
   scope: string,
-  work: (claimedKey: string | undefined) => Promise<Answer>,
+  work: (claimedKey: string | undefined) => Promise<Outcome>,
   knownRefusal?: () => DomainError | undefined,
 ): Promise<FastifyReply> {
   const header = request.headers['idempotency-key'];
   const key = typeof header === 'string' ? header : undefined;
   if (key === undefined) {
     const answer = await work(undefined);
+    if (answer instanceof DomainError) return sendProblem(reply, problemOf(answer, request), answer.retryAfterSeconds);
     return reply.status(answer.statusCode).send(answer.body);
   }
   const store = orders.idempotency;
@@ -90,7 +94,7 @@ async function idempotent(
   let refusal: DomainError | undefined;
   const known = knownRefusal && ((): KnownAnswer | undefined => {
     refusal = knownRefusal();
-    return refusal && { statusCode: refusal.status, response: problem(refusal.code, refusal.message, refusal.extras, request.url) };
+    return refusal && { statusCode: refusal.status, response: problemOf(refusal, request) };
   });
   const claim = await store.claim(request.buyerId, key, scope, hash, known);
   // The stored problem is the one sent: built once, not again by the error handler.
@@ -102,25 +106,51 @@ async function idempotent(
     }
     return reply.status(claim.statusCode).send(claim.response);
   }
-  let answer: Answer;
+  let answer: Outcome;
   try {
     answer = await work(key);
   } catch (error) {
-    if (error instanceof DomainError && isDefinitive(error)) {
-      const refused = problem(error.code, error.message, error.extras, request.url);
-      // The buyer still gets the refusal if storing it fails; the key then waits out its claim.
-      await store.complete(request.buyerId, key, error.status, refused).catch((completeError: unknown) => {
-        request.log.error({ err: completeError }, 'could not store a refusal under its idempotency key');
-      });
-      return sendProblem(reply, refused, error.retryAfterSeconds);
+    if (!(error instanceof DomainError && isDefinitive(error))) {
+      await abandon(store, request, key);
+      throw error;
     }
-    await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
-      request.log.error({ err: abandonError }, 'could not release an idempotency key');
-    });
-    throw error;
+    answer = error;
+  }
+  if (answer instanceof DomainError) {
+    if (isDefinitive(answer)) return storeRefusal(store, request, reply, key, answer);
+    await abandon(store, request, key);
+    // Rare (CONTENTION, a fault named by the domain): the error handler answers and logs it.
+    throw answer;
   }
   if (answer.stored !== true) await store.complete(request.buyerId, key, answer.statusCode, answer.body);
   return reply.status(answer.statusCode).send(answer.body);
+}
+
+function problemOf(error: DomainError, request: FastifyRequest): Problem {
+  return problem(error.code, error.message, error.extras, request.url);
+}
+
+/** Drops the claim of an answer that is not definitive, so the same key may retry. */
+async function abandon(store: OrdersClient['idempotency'], request: FastifyRequest, key: string): Promise<void> {
+  await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
+    request.log.error({ err: abandonError }, 'could not release an idempotency key');
+  });
+}
+
+/** Stores a definitive refusal under the claimed key and sends it. */
+async function storeRefusal(
+  store: OrdersClient['idempotency'],
+  request: FastifyRequest,
+  reply: FastifyReply,
+  key: string,
+  error: DomainError,
+): Promise<FastifyReply> {
+  const refused = problemOf(error, request);
+  // The buyer still gets the refusal if storing it fails; the key then waits out its claim.
+  await store.complete(request.buyerId, key, error.status, refused).catch((completeError: unknown) => {
+    request.log.error({ err: completeError }, 'could not store a refusal under its idempotency key');
+  });
+  return sendProblem(reply, refused, error.retryAfterSeconds);
 }
 
 export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
@@ -145,11 +175,10 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
           request,
           reply,
           'purchase',
-          async (key) => ({
-            statusCode: 201,
-            body: { order: await orders.purchase(request.buyerId, request.body, key) },
-            stored: key !== undefined,
-          }),
+          async (key) => {
+            const outcome = await orders.tryPurchase(request.buyerId, request.body, key);
+            return outcome.ok ? { statusCode: 201, body: { order: outcome.order }, stored: key !== undefined } : outcome.refusal;
+          },
           () => orders.refusalFromMemory(request.body),
         ),
     );

@@ -19,7 +19,7 @@ import type { AuditOrder } from '../audit/audit.types.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { UsersClient } from '../users/users.client.js';
 import { PostgresIdempotencyStore, type IdempotencyStore } from './idempotency.js';
-import type { Order, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
+import type { Order, OrdersClient, OrdersPage, OrderStatus, PurchaseOutcome, PurchaseRequest } from './orders.client.js';
 import { refusalError } from './refusals.js';
 
 interface OrderRow {
@@ -72,8 +72,18 @@ export class OrdersService implements OrdersClient {
   }
 
   async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order> {
-    if (request.pay !== true) return toOrder(await this.hold(buyerId, request, idempotencyKey, 'answer'));
+    const outcome = await this.tryPurchase(buyerId, request, idempotencyKey);
+    if (!outcome.ok) throw outcome.refusal;
+    return outcome.order;
+  }
+
+  async tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<PurchaseOutcome> {
+    if (request.pay !== true) {
+      const held = await this.hold(buyerId, request, idempotencyKey, 'answer');
+      return held instanceof DomainError ? { ok: false, refusal: held } : { ok: true, order: toOrder(held) };
+    }
     const held = await this.hold(buyerId, request, idempotencyKey, 'order');
+    if (held instanceof DomainError) return { ok: false, refusal: held };
     let paid: Order;
     try {
       paid = await this.settle(held);
@@ -95,7 +105,7 @@ export class OrdersService implements OrdersClient {
         this.options.log.error({ err: completeError, orderId: paid.id }, 'could not store the answer of an instant purchase');
       });
     }
-    return paid;
+    return { ok: true, order: paid };
   }
 
   refusalFromMemory(request: PurchaseRequest): DomainError | undefined {
@@ -203,12 +213,12 @@ export class OrdersService implements OrdersClient {
    * the same statement writes on the key either the 201 answer (`answer`: a held purchase ends
    * here) or the order's id (`order`: an instant purchase pays before it answers). Either way the
    * order and its key commit together: a crash after this cannot leave a key that a retry would
-   * take over and buy a second time.
+   * take over and buy a second time. A refusal is returned, not thrown (see `tryPurchase`).
    */
-  private async hold(buyerId: string, request: PurchaseRequest, key: string | undefined, onKey: 'answer' | 'order'): Promise<OrderRow> {
+  private async hold(buyerId: string, request: PurchaseRequest, key: string | undefined, onKey: 'answer' | 'order'): Promise<OrderRow | DomainError> {
     // Refused from memory before an id is minted: most buyers of a drop end here.
     const known = this.refusalFromMemory(request);
-    if (known) throw known;
+    if (known) return known;
     const orderId = this.options.newId();
     const outcome = await this.options.inventory.reserve({
       allocationId: orderId,
@@ -216,7 +226,7 @@ export class OrdersService implements OrdersClient {
       buyerId,
       quantity: request.quantity,
     });
-    if (!outcome.ok) throw refusalError(outcome, request.productId);
+    if (!outcome.ok) return refusalError(outcome, request.productId);
     const { allocation } = outcome;
     try {
       const answer = onKey === 'answer' ? this.sql`status_code = 201, response = jsonb_build_object('order', order_json(o)),` : this.sql``;
