@@ -11,7 +11,7 @@
  * whose request died without an answer can be taken over after `STALE_CLAIM` (so a crash does not
  * lock a key for a day), unless it had recorded an order: then that order is the answer.
  */
-import { createHash } from 'node:crypto';
+import { hash as cryptoHash } from 'node:crypto';
 import type postgres from 'postgres';
 import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
@@ -54,7 +54,8 @@ export interface IdempotencyStore {
 
 /** A stable digest of what makes two requests "the same": the scope (route, order) and the body. */
 export function requestHash(scope: string, body: unknown): string {
-  return createHash('sha256').update(`${scope}\n${stableJson(body)}`).digest('base64url');
+  // The one-shot `hash` makes no Hash object: a third of `createHash`'s cost, once per keyed request.
+  return cryptoHash('sha256', `${scope}\n${stableJson(body)}`, 'base64url');
 }
 
 function stableJson(value: unknown): string {
