@@ -52,6 +52,10 @@ export function buildApp(deps: AppDeps): App {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
   });
   registerProblemHandlers(app);
+  // Declared up front, so every request object has the same shape whether or not a guard sets
+  // it: a property added to some requests only gives V8 a second shape to optimize the handling
+  // path for (Fastify's advice for decorators).
+  app.decorateRequest('buyerId', '');
   // JSON only: a text/plain body is an unsupported media type, not a malformed JSON one.
   app.removeContentTypeParser('text/plain');
   // OpenAPI generated from the route schemas; the UI at /docs, the document at /docs/json.
