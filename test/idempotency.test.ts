@@ -159,6 +159,50 @@ describe('claims in one statement', () => {
   });
 });
 
+describe('a herd with keys', () => {
+  it('claims a key late: a buyer refused before its turn with the store writes its key once, with the refusal', async () => {
+    const product = await t.api.createProduct({ stock: 1 });
+    const buyers = await t.api.createBuyers(300);
+    const store = t.server.system.orders.idempotency;
+    // Counted on the real store (nothing is faked): answers stored after a claim, one per call.
+    const complete = store.complete.bind(store);
+    let completed = 0;
+    store.complete = async (...args) => {
+      completed += 1;
+      return complete(...args);
+    };
+    // The product's row is held by another transaction while the herd arrives, so every buyer is
+    // in by the time the first reservation comes back: claiming first, all 300 would have claimed.
+    const inventory = t.server.system.stores.databases.inventory;
+    let answers: Answer[];
+    try {
+      const locked = inventory.begin(async (tx) => {
+        await tx`select 1 from products where id = ${product.id} for update`;
+        await new Promise((resolve) => setTimeout(resolve, 700));
+      });
+      answers = await storm(buyers.length, (i) => t.api.purchase(buyers[i]?.token ?? '', product.id, 1, keyed(`herd-${i}`)));
+      await locked;
+    } finally {
+      delete (store as { complete?: unknown }).complete;
+    }
+    expect(tally(answers)).toEqual({ '201': 1, '409 SOLD_OUT': 299 });
+    await expectInvariant(t.api, product.id, answers);
+    // Only buyers who claimed and then heard "sold out" from the store itself (at most one per
+    // lane, the pool's 10) store an answer after their claim; the rest wrote key and refusal at once.
+    // Claiming first, every refused buyer stored its answer after its claim (299 here).
+    expect(completed).toBeLessThanOrEqual(10);
+    const sql = t.server.system.stores.databases.orders;
+    const [stored] = await sql<{ n: number }[]>`
+      select count(*)::int as n from idempotency_keys
+       where key like 'herd-%' and status_code is not null and buyer_id = any(${buyers.map((buyer) => buyer.id)}::uuid[])`;
+    expect(stored?.n).toBe(300);
+    // Every refused buyer's retry with the same key is a replay of that refusal.
+    const retried = await t.api.purchase(buyers[7]?.token ?? '', product.id, 1, keyed('herd-7'));
+    expect(retried.headers['idempotent-replayed']).toBe('true');
+    expect(retried.body).toEqual(answers[7]?.body);
+  });
+});
+
 describe('an answer that is not definitive', () => {
   it('is not stored: a buyer told CONTENTION retries with the same key and buys', async () => {
     const product = await t.api.createProduct({ stock: 5 });

@@ -199,6 +199,7 @@ export class InventoryService implements InventoryClient {
       // Asked on entering the lane, not before: the last unit may go while this one waits in line.
       const learned = this.refusalFromMemory(request.productId);
       if (learned) return learned;
+      if (request.beforeStore && !(await request.beforeStore())) return { ok: false, reason: 'WITHDRAWN' };
       const seen = this.soldOut.returnsSoFar(request.productId);
       const outcome = await strategy.reserve(request);
       const remaining = outcome.ok || outcome.reason === 'SOLD_OUT' ? outcome.remaining : undefined;

@@ -70,6 +70,14 @@ export interface ReserveRequest {
   readonly productId: string;
   readonly buyerId: string;
   readonly quantity: number;
+  /**
+   * Called once, when the reservation's turn with the store has come and nothing known in memory
+   * refuses it, just before the store is asked; resolving `false` gives the turn up unreserved
+   * (outcome `WITHDRAWN`). Orders claims the buyer's `Idempotency-Key` here, so a buyer refused
+   * while waiting in line stores the key and its refusal in one write, not two. Strategies never
+   * call it.
+   */
+  readonly beforeStore?: () => Promise<boolean>;
 }
 
 /** Why a reservation was refused. Every strategy names one; never an opaque "0 rows". */
@@ -88,4 +96,6 @@ export type ReserveOutcome =
       /** Units left just after this one, when the strategy saw it under its guard (a hint: others may sell meanwhile). */
       readonly remaining?: number;
     }
-  | ReserveRefusal;
+  | ReserveRefusal
+  /** `beforeStore` gave the turn up: nothing was reserved. */
+  | { readonly ok: false; readonly reason: 'WITHDRAWN' };

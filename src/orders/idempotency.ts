@@ -1,6 +1,7 @@
 /**
  * Idempotency keys of purchases and payments, scoped to the buyer. A key is claimed (a row with
- * no answer yet) before the work starts and completed with the first definitive answer; a repeat
+ * no answer yet) before the work changes anything (see `idempotent-route.ts` for when) and
+ * completed with the first definitive answer, or written already answered; a repeat
  * with the same request gets that answer back, a repeat while the first is still running gets
  * `IDEMPOTENCY_IN_PROGRESS`, and the same key for another request gets `IDEMPOTENCY_KEY_REUSED`.
  *

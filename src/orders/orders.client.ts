@@ -24,8 +24,14 @@ export interface PurchaseRequest {
   readonly pay?: boolean;
 }
 
-/** A purchase's outcome: the order, or the refusal that `purchase` would throw. */
-export type PurchaseOutcome = { readonly ok: true; readonly order: Order } | { readonly ok: false; readonly refusal: DomainError };
+/**
+ * A purchase's outcome: the order, the refusal that `purchase` would throw, or `withdrawn` when
+ * `beforeReserve` said no (nothing was reserved).
+ */
+export type PurchaseOutcome =
+  | { readonly ok: true; readonly order: Order }
+  | { readonly ok: false; readonly refusal: DomainError }
+  | { readonly ok: false; readonly withdrawn: true };
 
 /** One page of a product's orders, newest first; `nextOffset` is `null` on the last page. */
 export interface OrdersPage {
@@ -47,7 +53,7 @@ export interface OrdersClient {
    * buyer is refused, and a thrown refusal costs each of them V8's rejection tracking at every
    * `await` it passes on its way to the route.
    */
-  tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<PurchaseOutcome>;
+  tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string, beforeReserve?: () => Promise<boolean>): Promise<PurchaseOutcome>;
   /**
    * The refusal `purchase` would throw without a round trip to any store (the product sold out a
    * moment ago), or `undefined`. With an Idempotency-Key, that answer is stored with the key's

@@ -43,6 +43,9 @@ export interface OrdersOptions {
   readonly log: { error(object: unknown, message: string): void };
 }
 
+/** `hold`'s word for a reservation its `beforeStore` gave up. */
+const WITHDRAWN = Symbol('withdrawn');
+
 export function toOrder(row: OrderRow): Order {
   return {
     id: row.id,
@@ -73,17 +76,26 @@ export class OrdersService implements OrdersClient {
 
   async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order> {
     const outcome = await this.tryPurchase(buyerId, request, idempotencyKey);
-    if (!outcome.ok) throw outcome.refusal;
-    return outcome.order;
+    if (outcome.ok) return outcome.order;
+    if ('refusal' in outcome) throw outcome.refusal;
+    throw new Error('a purchase without beforeReserve cannot be withdrawn');
   }
 
-  async tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<PurchaseOutcome> {
-    if (request.pay !== true) {
-      const held = await this.hold(buyerId, request, idempotencyKey, 'answer');
-      return held instanceof DomainError ? { ok: false, refusal: held } : { ok: true, order: toOrder(held) };
-    }
-    const held = await this.hold(buyerId, request, idempotencyKey, 'order');
+  /**
+   * `beforeReserve` is called once, right before inventory asks the store (see
+   * `ReserveRequest.beforeStore`); `false` withdraws the purchase with nothing reserved.
+   */
+  async tryPurchase(
+    buyerId: string,
+    request: PurchaseRequest,
+    idempotencyKey?: string,
+    beforeReserve?: () => Promise<boolean>,
+  ): Promise<PurchaseOutcome> {
+    const onKey = request.pay === true ? 'order' : 'answer';
+    const held = await this.hold(buyerId, request, idempotencyKey, onKey, beforeReserve);
+    if (held === WITHDRAWN) return { ok: false, withdrawn: true };
     if (held instanceof DomainError) return { ok: false, refusal: held };
+    if (request.pay !== true) return { ok: true, order: toOrder(held) };
     let paid: Order;
     try {
       paid = await this.settle(held);
@@ -215,7 +227,13 @@ export class OrdersService implements OrdersClient {
    * order and its key commit together: a crash after this cannot leave a key that a retry would
    * take over and buy a second time. A refusal is returned, not thrown (see `tryPurchase`).
    */
-  private async hold(buyerId: string, request: PurchaseRequest, key: string | undefined, onKey: 'answer' | 'order'): Promise<OrderRow | DomainError> {
+  private async hold(
+    buyerId: string,
+    request: PurchaseRequest,
+    key: string | undefined,
+    onKey: 'answer' | 'order',
+    beforeStore?: () => Promise<boolean>,
+  ): Promise<OrderRow | DomainError | typeof WITHDRAWN> {
     // Refused from memory before an id is minted: most buyers of a drop end here.
     const known = this.refusalFromMemory(request);
     if (known) return known;
@@ -225,8 +243,9 @@ export class OrdersService implements OrdersClient {
       productId: request.productId,
       buyerId,
       quantity: request.quantity,
+      ...(beforeStore ? { beforeStore } : {}),
     });
-    if (!outcome.ok) return refusalError(outcome, request.productId);
+    if (!outcome.ok) return outcome.reason === 'WITHDRAWN' ? WITHDRAWN : refusalError(outcome, request.productId);
     const { allocation } = outcome;
     try {
       const answer = onKey === 'answer' ? this.sql`status_code = 201, response = jsonb_build_object('order', order_json(o)),` : this.sql``;

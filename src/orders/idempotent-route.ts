@@ -1,0 +1,165 @@
+/**
+ * A route's work, run once per (buyer, `Idempotency-Key`): a repeat of the same request gets the
+ * stored first answer, a repeat while the first runs gets `IDEMPOTENCY_IN_PROGRESS`, the key for
+ * another request `IDEMPOTENCY_KEY_REUSED`. Without a key the work simply runs.
+ *
+ * The key is claimed (a row with no answer yet) before the work changes anything. Pay claims it
+ * first. A purchase claims it late, when its reservation's turn with the store has come
+ * (`claimKey`, handed to inventory as `beforeStore`): at a drop, most buyers are refused from
+ * memory or while waiting in line before that, and for them the key and the refusal are written
+ * in one statement instead of a claim and then an answer.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DomainError } from '../infra/errors.js';
+import { problem, PROBLEM_CONTENT_TYPE, sendProblem, type Problem } from '../http/problem.js';
+import { requestHash, type IdempotencyClaim, type IdempotencyStore, type KnownAnswer } from './idempotency.js';
+
+export interface Answer {
+  readonly statusCode: number;
+  readonly body: unknown;
+  /** The work stored this answer under the key itself (with the order, in one statement). */
+  readonly stored?: boolean;
+}
+
+/** The work gave up before changing anything because `claimKey` said no. */
+export const WITHDRAWN = Symbol('withdrawn');
+
+/** What a route's work ends with: an answer, a refusal it returns rather than throws, or withdrawn. */
+export type Outcome = Answer | DomainError | typeof WITHDRAWN;
+
+/**
+ * Claims the key now; `true`: claimed, go on. `false`: the key already has an answer (or the
+ * refusal known by the time the claim was sent was stored with it): change nothing, end with
+ * {@link WITHDRAWN}. Throws `IDEMPOTENCY_IN_PROGRESS` and `IDEMPOTENCY_KEY_REUSED`.
+ */
+export type ClaimKey = () => Promise<boolean>;
+
+export interface IdempotentOptions {
+  /** Claim when the work calls `claimKey`, not before it runs (the purchase). */
+  readonly claimLate?: boolean;
+  /** A refusal known in memory; asked when a late claim is sent, and stored with it if known. */
+  readonly knownRefusal?: () => DomainError | undefined;
+}
+
+/** A refusal that a retry with the same key must be allowed to redo (never stored). */
+function isDefinitive(error: DomainError): boolean {
+  return error.status < 500 && error.code !== 'CONTENTION';
+}
+
+export async function idempotent(
+  store: IdempotencyStore,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  scope: string,
+  work: (claimedKey: string | undefined, claimKey: ClaimKey | undefined) => Promise<Outcome>,
+  options: IdempotentOptions = {},
+): Promise<FastifyReply> {
+  const header = request.headers['idempotency-key'];
+  const key = typeof header === 'string' ? header : undefined;
+  if (key === undefined) {
+    const answer = await work(undefined, undefined);
+    if (answer === WITHDRAWN) throw new Error('work without a key cannot be withdrawn');
+    if (answer instanceof DomainError) return sendProblem(reply, problemOf(answer, request), answer.retryAfterSeconds);
+    return reply.status(answer.statusCode).send(answer.body);
+  }
+  const hash = requestHash(scope, request.body ?? null);
+  let claimed = false;
+  /** What a claim found instead of claiming: an answer to send. */
+  let found: IdempotencyClaim | undefined;
+  let knownAtClaim: DomainError | undefined;
+  const knownRefusal = options.knownRefusal;
+  const known = knownRefusal && ((): KnownAnswer | undefined => {
+    knownAtClaim = knownRefusal();
+    return knownAtClaim && { statusCode: knownAtClaim.status, response: problemOf(knownAtClaim, request) };
+  });
+  const claimKey: ClaimKey = async () => {
+    const claim = await store.claim(request.buyerId, key, scope, hash, known);
+    if (claim.kind === 'claimed' && claim.answered === undefined) {
+      claimed = true;
+      return true;
+    }
+    found = claim;
+    return false;
+  };
+
+  if (options.claimLate !== true && !(await claimKey())) return sendFound(reply, found, knownAtClaim);
+  let answer: Outcome;
+  try {
+    answer = await work(key, options.claimLate === true ? claimKey : undefined);
+  } catch (error) {
+    // Unclaimed, nothing of this request's is under the key (the claim itself may be what threw).
+    if (!claimed) throw error;
+    if (!(error instanceof DomainError && isDefinitive(error))) {
+      await abandon(store, request, key);
+      throw error;
+    }
+    answer = error;
+  }
+  if (answer === WITHDRAWN) return sendFound(reply, found, knownAtClaim);
+  if (answer instanceof DomainError) {
+    if (!claimed) return claimWithRefusal(store, request, reply, key, scope, hash, answer);
+    if (isDefinitive(answer)) return storeRefusal(store, request, reply, key, answer);
+    await abandon(store, request, key);
+    // Rare (CONTENTION, a fault named by the domain): the error handler answers and logs it.
+    throw answer;
+  }
+  if (!claimed) throw new Error(`the work of ${scope} answered without claiming its key`);
+  if (answer.stored !== true) await store.complete(request.buyerId, key, answer.statusCode, answer.body);
+  return reply.status(answer.statusCode).send(answer.body);
+}
+
+function problemOf(error: DomainError, request: FastifyRequest): Problem {
+  return problem(error.code, error.message, error.extras, request.url);
+}
+
+/** Sends what a claim found: the refusal stored with it, or an earlier answer replayed. */
+function sendFound(reply: FastifyReply, found: IdempotencyClaim | undefined, knownAtClaim: DomainError | undefined): FastifyReply {
+  if (found === undefined) throw new Error('withdrawn without a claim');
+  // The stored problem is the one sent: built once, not again by the error handler.
+  if (found.kind === 'claimed') return sendProblem(reply, found.answered?.response as Problem, knownAtClaim?.retryAfterSeconds);
+  void reply.header('idempotent-replayed', 'true');
+  if (found.statusCode >= 400) {
+    return reply.status(found.statusCode).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(found.response));
+  }
+  return reply.status(found.statusCode).send(found.response);
+}
+
+/** Refused before claiming: the key and its refusal go in one statement, unless the key has an answer already. */
+async function claimWithRefusal(
+  store: IdempotencyStore,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  key: string,
+  scope: string,
+  hash: string,
+  refusal: DomainError,
+): Promise<FastifyReply> {
+  // Not definitive (CONTENTION): nothing is stored, so the same key may retry.
+  if (!isDefinitive(refusal)) throw refusal;
+  const response = problemOf(refusal, request);
+  const claim = await store.claim(request.buyerId, key, scope, hash, { statusCode: refusal.status, response });
+  return claim.kind === 'claimed' ? sendProblem(reply, response, refusal.retryAfterSeconds) : sendFound(reply, claim, undefined);
+}
+
+/** Drops the claim of an answer that is not definitive, so the same key may retry. */
+async function abandon(store: IdempotencyStore, request: FastifyRequest, key: string): Promise<void> {
+  await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
+    request.log.error({ err: abandonError }, 'could not release an idempotency key');
+  });
+}
+
+/** Stores a definitive refusal under the claimed key and sends it. */
+async function storeRefusal(
+  store: IdempotencyStore,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  key: string,
+  refusal: DomainError,
+): Promise<FastifyReply> {
+  const refused = problemOf(refusal, request);
+  // The buyer still gets the refusal if storing it fails; the key then waits out its claim.
+  await store.complete(request.buyerId, key, refusal.status, refused).catch((completeError: unknown) => {
+    request.log.error({ err: completeError }, 'could not store a refusal under its idempotency key');
+  });
+  return sendProblem(reply, refused, refusal.retryAfterSeconds);
+}
