@@ -51,7 +51,9 @@ export interface OrdersClient {
   /**
    * `purchase` with its refusals returned, not thrown (faults still throw). At a drop nearly every
    * buyer is refused, and a thrown refusal costs each of them V8's rejection tracking at every
-   * `await` it passes on its way to the route.
+   * `await` it passes on its way to the route. `beforeReserve` is called once, just before the
+   * store is asked to reserve (never for a buyer refused from memory or while waiting in line);
+   * `false` withdraws the purchase with nothing reserved. The route claims the key there.
    */
   tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string, beforeReserve?: () => Promise<boolean>): Promise<PurchaseOutcome>;
   /**

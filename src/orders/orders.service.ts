@@ -81,10 +81,7 @@ export class OrdersService implements OrdersClient {
     throw new Error('a purchase without beforeReserve cannot be withdrawn');
   }
 
-  /**
-   * `beforeReserve` is called once, right before inventory asks the store (see
-   * `ReserveRequest.beforeStore`); `false` withdraws the purchase with nothing reserved.
-   */
+  /** See {@link OrdersClient.tryPurchase}; `beforeReserve` becomes `ReserveRequest.beforeStore`. */
   async tryPurchase(
     buyerId: string,
     request: PurchaseRequest,
