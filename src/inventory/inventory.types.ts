@@ -74,7 +74,9 @@ export interface ReserveRequest {
    * Called once, when the reservation's turn with the store has come and nothing known in memory
    * refuses it, just before the store is asked; resolving `false` gives the turn up unreserved
    * (outcome `WITHDRAWN`). Orders claims the buyer's `Idempotency-Key` here, so a buyer refused
-   * while waiting in line stores the key and its refusal in one write, not two. Strategies never
+   * while waiting in line stores the key and its refusal in one write, not two. It runs holding
+   * the reservation's lane (`ReserveLanes`), so its round trip lengthens the turn: the price of
+   * the one write, measured in BENCHMARKS.md (herds faster, drops no better). Strategies never
    * call it.
    */
   readonly beforeStore?: () => Promise<boolean>;

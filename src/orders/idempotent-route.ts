@@ -66,11 +66,10 @@ export async function idempotent(
   let claimed = false;
   /** What a claim found instead of claiming: an answer to send. */
   let found: IdempotencyClaim | undefined;
-  let knownAtClaim: DomainError | undefined;
   const knownRefusal = options.knownRefusal;
   const known = knownRefusal && ((): KnownAnswer | undefined => {
-    knownAtClaim = knownRefusal();
-    return knownAtClaim && { statusCode: knownAtClaim.status, response: problemOf(knownAtClaim, request) };
+    const refusal = knownRefusal();
+    return refusal && { statusCode: refusal.status, response: problemOf(refusal, request) };
   });
   const claimKey: ClaimKey = async () => {
     const claim = await store.claim(request.buyerId, key, scope, hash, known);
@@ -82,7 +81,7 @@ export async function idempotent(
     return false;
   };
 
-  if (options.claimLate !== true && !(await claimKey())) return sendFound(reply, found, knownAtClaim);
+  if (options.claimLate !== true && !(await claimKey())) return sendFound(reply, found);
   let answer: Outcome;
   try {
     answer = await work(key, options.claimLate === true ? claimKey : undefined);
@@ -95,7 +94,7 @@ export async function idempotent(
     }
     answer = error;
   }
-  if (answer === WITHDRAWN) return sendFound(reply, found, knownAtClaim);
+  if (answer === WITHDRAWN) return sendFound(reply, found);
   if (answer instanceof DomainError) {
     if (!claimed) return claimWithRefusal(store, request, reply, key, scope, hash, answer);
     if (isDefinitive(answer)) return storeRefusal(store, request, reply, key, answer);
@@ -112,11 +111,14 @@ function problemOf(error: DomainError, request: FastifyRequest): Problem {
   return problem(error.code, error.message, error.extras, request.url);
 }
 
-/** Sends what a claim found: the refusal stored with it, or an earlier answer replayed. */
-function sendFound(reply: FastifyReply, found: IdempotencyClaim | undefined, knownAtClaim: DomainError | undefined): FastifyReply {
+/**
+ * Sends what a claim found: the refusal stored with it, or an earlier answer replayed. Neither
+ * carries `Retry-After`: a refusal known in memory is "sold out", which has none.
+ */
+function sendFound(reply: FastifyReply, found: IdempotencyClaim | undefined): FastifyReply {
   if (found === undefined) throw new Error('withdrawn without a claim');
   // The stored problem is the one sent: built once, not again by the error handler.
-  if (found.kind === 'claimed') return sendProblem(reply, found.answered?.response as Problem, knownAtClaim?.retryAfterSeconds);
+  if (found.kind === 'claimed') return sendProblem(reply, found.answered?.response as Problem);
   void reply.header('idempotent-replayed', 'true');
   if (found.statusCode >= 400) {
     return reply.status(found.statusCode).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(found.response));
@@ -138,7 +140,7 @@ async function claimWithRefusal(
   if (!isDefinitive(refusal)) throw refusal;
   const response = problemOf(refusal, request);
   const claim = await store.claim(request.buyerId, key, scope, hash, { statusCode: refusal.status, response });
-  return claim.kind === 'claimed' ? sendProblem(reply, response, refusal.retryAfterSeconds) : sendFound(reply, claim, undefined);
+  return claim.kind === 'claimed' ? sendProblem(reply, response, refusal.retryAfterSeconds) : sendFound(reply, claim);
 }
 
 /** Drops the claim of an answer that is not definitive, so the same key may retry. */

@@ -43,9 +43,6 @@ export interface OrdersOptions {
   readonly log: { error(object: unknown, message: string): void };
 }
 
-/** `hold`'s word for a reservation its `beforeStore` gave up. */
-const WITHDRAWN = Symbol('withdrawn');
-
 export function toOrder(row: OrderRow): Order {
   return {
     id: row.id,
@@ -90,8 +87,8 @@ export class OrdersService implements OrdersClient {
   ): Promise<PurchaseOutcome> {
     const onKey = request.pay === true ? 'order' : 'answer';
     const held = await this.hold(buyerId, request, idempotencyKey, onKey, beforeReserve);
-    if (held === WITHDRAWN) return { ok: false, withdrawn: true };
-    if (held instanceof DomainError) return { ok: false, refusal: held };
+    // Not a row: refused or withdrawn, nothing held.
+    if ('ok' in held) return held;
     if (request.pay !== true) return { ok: true, order: toOrder(held) };
     let paid: Order;
     try {
@@ -230,10 +227,10 @@ export class OrdersService implements OrdersClient {
     key: string | undefined,
     onKey: 'answer' | 'order',
     beforeStore?: () => Promise<boolean>,
-  ): Promise<OrderRow | DomainError | typeof WITHDRAWN> {
+  ): Promise<OrderRow | Exclude<PurchaseOutcome, { ok: true }>> {
     // Refused from memory before an id is minted: most buyers of a drop end here.
     const known = this.refusalFromMemory(request);
-    if (known) return known;
+    if (known) return { ok: false, refusal: known };
     const orderId = this.options.newId();
     const outcome = await this.options.inventory.reserve({
       allocationId: orderId,
@@ -242,7 +239,9 @@ export class OrdersService implements OrdersClient {
       quantity: request.quantity,
       ...(beforeStore ? { beforeStore } : {}),
     });
-    if (!outcome.ok) return outcome.reason === 'WITHDRAWN' ? WITHDRAWN : refusalError(outcome, request.productId);
+    if (!outcome.ok) {
+      return outcome.reason === 'WITHDRAWN' ? { ok: false, withdrawn: true } : { ok: false, refusal: refusalError(outcome, request.productId) };
+    }
     const { allocation } = outcome;
     try {
       const answer = onKey === 'answer' ? this.sql`status_code = 201, response = jsonb_build_object('order', order_json(o)),` : this.sql``;
