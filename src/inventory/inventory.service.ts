@@ -199,9 +199,8 @@ export class InventoryService implements InventoryClient {
       // Asked on entering the lane, not before: the last unit may go while this one waits in line.
       const learned = this.refusalFromMemory(request.productId);
       if (learned) return learned;
-      if (request.beforeStore && !(await request.beforeStore())) return { ok: false, reason: 'WITHDRAWN' };
       const seen = this.soldOut.returnsSoFar(request.productId);
-      const outcome = await strategy.reserve(request);
+      const outcome = request.alongside ? await this.reserveAlongside(strategy, request, request.alongside) : await strategy.reserve(request);
       const remaining = outcome.ok || outcome.reason === 'SOLD_OUT' ? outcome.remaining : undefined;
       if (remaining !== undefined) {
         this.lanes.noteRemaining(request.productId, remaining);
@@ -210,6 +209,31 @@ export class InventoryService implements InventoryClient {
       }
       return outcome;
     });
+  }
+
+  /**
+   * Asks the store and runs `alongside` at once, so neither waits for the other's round trip.
+   * When `alongside` says no (or fails), a unit the store reserved meanwhile goes straight back.
+   */
+  private async reserveAlongside(
+    strategy: StockStrategy,
+    request: ReserveRequest,
+    alongside: () => Promise<boolean>,
+  ): Promise<ReserveOutcome> {
+    const [goOn, reserved] = await Promise.allSettled([alongside(), strategy.reserve(request)]);
+    if (goOn.status === 'fulfilled' && goOn.value) {
+      if (reserved.status === 'rejected') throw reserved.reason;
+      return reserved.value;
+    }
+    if (reserved.status === 'fulfilled' && reserved.value.ok) {
+      // If this fails too, the sweeper returns the unit when its hold expires.
+      await strategy
+        .release(request.allocationId, 'cancelled', false)
+        .then((released) => this.unitsBack(released))
+        .catch((error: unknown) => this.options.warn(`could not release withdrawn allocation ${request.allocationId}: ${String(error)}`));
+    }
+    if (goOn.status === 'rejected') throw goOn.reason;
+    return { ok: false, reason: 'WITHDRAWN' };
   }
 
   async release(allocationId: string): Promise<ReleasedAllocation | null> {

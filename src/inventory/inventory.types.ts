@@ -71,15 +71,14 @@ export interface ReserveRequest {
   readonly buyerId: string;
   readonly quantity: number;
   /**
-   * Called once, when the reservation's turn with the store has come and nothing known in memory
-   * refuses it, just before the store is asked; resolving `false` gives the turn up unreserved
-   * (outcome `WITHDRAWN`). Orders claims the buyer's `Idempotency-Key` here, so a buyer refused
-   * while waiting in line stores the key and its refusal in one write, not two. It runs holding
-   * the reservation's lane (`ReserveLanes`), so its round trip lengthens the turn: the price of
-   * the one write, measured in BENCHMARKS.md (herds faster, drops no better). Strategies never
-   * call it.
+   * Run once, when the reservation's turn with the store has come and nothing known in memory
+   * refuses it, at the same time as the store is asked; resolving `false` (or failing) undoes
+   * whatever the store reserved meanwhile, and the outcome is `WITHDRAWN` (or the failure).
+   * Orders claims the buyer's `Idempotency-Key` here: a buyer refused in memory or while waiting
+   * in line stores the key and its refusal in one write, and a winner's claim costs no round trip
+   * of its own before the store's. Strategies never call it.
    */
-  readonly beforeStore?: () => Promise<boolean>;
+  readonly alongside?: () => Promise<boolean>;
 }
 
 /** Why a reservation was refused. Every strategy names one; never an opaque "0 rows". */
@@ -99,5 +98,5 @@ export type ReserveOutcome =
       readonly remaining?: number;
     }
   | ReserveRefusal
-  /** `beforeStore` gave the turn up: nothing was reserved. */
+  /** `alongside` gave the turn up: nothing stays reserved. */
   | { readonly ok: false; readonly reason: 'WITHDRAWN' };

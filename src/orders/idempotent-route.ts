@@ -3,16 +3,26 @@
  * stored first answer, a repeat while the first runs gets `IDEMPOTENCY_IN_PROGRESS`, the key for
  * another request `IDEMPOTENCY_KEY_REUSED`. Without a key the work simply runs.
  *
- * The key is claimed (a row with no answer yet) before the work changes anything. Pay claims it
- * first. A purchase claims it late, when its reservation's turn with the store has come
- * (`claimKey`, handed to inventory as `beforeStore`): at a drop, most buyers are refused from
- * memory or while waiting in line before that, and for them the key and the refusal are written
- * in one statement instead of a claim and then an answer.
+ * The key is claimed (a row with no answer yet) before the work's change can be answered for. Pay
+ * claims it first. A purchase claims it late, when its reservation's turn with the store has come,
+ * and side by side with the reservation (`claimKey`, handed to inventory as `alongside`): at a
+ * drop, most buyers are refused from memory or while waiting in line before that, and for them
+ * the key and the refusal are written in one statement instead of a claim and then an answer;
+ * a winner's claim costs no round trip before the store's. A reservation whose claim finds the
+ * key taken is undone before anything is answered.
+ *
+ * @remarks Two requests with one key in this process never run side by side: the second is told
+ * `IDEMPOTENCY_IN_PROGRESS` (or `IDEMPOTENCY_KEY_REUSED`) at once, as the database would tell it.
+ * Without this, a double submit could reserve twice; with a per-buyer limit the claim's holder
+ * might then be refused over the limit while the other's unit goes back. Across processes the
+ * database's claim still decides which request answers; that rare race refuses, never oversells.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { problem, PROBLEM_CONTENT_TYPE, sendProblem, type Problem } from '../http/problem.js';
-import { requestHash, type IdempotencyClaim, type IdempotencyStore, type KnownAnswer } from './idempotency.js';
+import { requestHash, type IdempotencyClaim, type IdempotencyStore } from './idempotency.js';
+
+type Replay = Extract<IdempotencyClaim, { kind: 'replay' }>;
 
 export interface Answer {
   readonly statusCode: number;
@@ -21,24 +31,34 @@ export interface Answer {
   readonly stored?: boolean;
 }
 
-/** The work gave up before changing anything because `claimKey` said no. */
+/** The work gave up, leaving nothing changed, because `claimKey` said no. */
 export const WITHDRAWN = Symbol('withdrawn');
 
 /** What a route's work ends with: an answer, a refusal it returns rather than throws, or withdrawn. */
 export type Outcome = Answer | DomainError | typeof WITHDRAWN;
 
 /**
- * Claims the key now; `true`: claimed, go on. `false`: the key already has an answer (or the
- * refusal known by the time the claim was sent was stored with it): change nothing, end with
- * {@link WITHDRAWN}. Throws `IDEMPOTENCY_IN_PROGRESS` and `IDEMPOTENCY_KEY_REUSED`.
+ * Claims the key now; `true`: claimed, go on. `false`: the key already has an answer: leave
+ * nothing changed (undo what was done meanwhile) and end with {@link WITHDRAWN}; the answer is
+ * replayed. Throws `IDEMPOTENCY_IN_PROGRESS` and `IDEMPOTENCY_KEY_REUSED`.
  */
 export type ClaimKey = () => Promise<boolean>;
 
 export interface IdempotentOptions {
   /** Claim when the work calls `claimKey`, not before it runs (the purchase). */
   readonly claimLate?: boolean;
-  /** A refusal known in memory; asked when a late claim is sent, and stored with it if known. */
-  readonly knownRefusal?: () => DomainError | undefined;
+}
+
+/** Keys whose request is running in this process, per store: `buyer\nkey` → the request's hash. */
+const running = new WeakMap<IdempotencyStore, Map<string, string>>();
+
+function runningIn(store: IdempotencyStore): Map<string, string> {
+  let keys = running.get(store);
+  if (keys === undefined) {
+    keys = new Map();
+    running.set(store, keys);
+  }
+  return keys;
 }
 
 /** A refusal that a retry with the same key must be allowed to redo (never stored). */
@@ -63,64 +83,67 @@ export async function idempotent(
     return reply.status(answer.statusCode).send(answer.body);
   }
   const hash = requestHash(scope, request.body ?? null);
-  let claimed = false;
-  /** What a claim found instead of claiming: an answer to send. */
-  let found: IdempotencyClaim | undefined;
-  const knownRefusal = options.knownRefusal;
-  const known = knownRefusal && ((): KnownAnswer | undefined => {
-    const refusal = knownRefusal();
-    return refusal && { statusCode: refusal.status, response: problemOf(refusal, request) };
-  });
-  const claimKey: ClaimKey = async () => {
-    const claim = await store.claim(request.buyerId, key, scope, hash, known);
-    if (claim.kind === 'claimed' && claim.answered === undefined) {
-      claimed = true;
-      return true;
-    }
-    found = claim;
-    return false;
-  };
-
-  if (options.claimLate !== true && !(await claimKey())) return sendFound(reply, found);
-  let answer: Outcome;
+  const keys = runningIn(store);
+  const id = `${request.buyerId}\n${key}`;
+  const other = keys.get(id);
+  if (other !== undefined) {
+    if (other !== hash) throw new DomainError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request', { key });
+    throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'a request with this Idempotency-Key is still being handled', { key }, 1);
+  }
+  keys.set(id, hash);
   try {
-    answer = await work(key, options.claimLate === true ? claimKey : undefined);
-  } catch (error) {
-    // Unclaimed, nothing of this request's is under the key (the claim itself may be what threw).
-    if (!claimed) throw error;
-    if (!(error instanceof DomainError && isDefinitive(error))) {
-      await abandon(store, request, key);
-      throw error;
+    let claimed = false;
+    /** What a claim found instead of claiming: the key's earlier answer. */
+    let found: Replay | undefined;
+    const claimKey: ClaimKey = async () => {
+      const claim = await store.claim(request.buyerId, key, scope, hash);
+      if (claim.kind === 'claimed') {
+        claimed = true;
+        return true;
+      }
+      found = claim;
+      return false;
+    };
+
+    if (options.claimLate !== true && !(await claimKey())) return sendReplay(reply, found);
+    let answer: Outcome;
+    try {
+      answer = await work(key, options.claimLate === true ? claimKey : undefined);
+    } catch (error) {
+      // Unclaimed, nothing of this request's is under the key (the claim itself may be what threw).
+      if (!claimed) throw error;
+      if (!(error instanceof DomainError && isDefinitive(error))) {
+        await abandon(store, request, key);
+        throw error;
+      }
+      answer = error;
     }
-    answer = error;
+    if (answer === WITHDRAWN) return sendReplay(reply, found);
+    if (answer instanceof DomainError) {
+      if (!claimed) return claimWithRefusal(store, request, reply, key, scope, hash, answer);
+      if (isDefinitive(answer)) return storeRefusal(store, request, reply, key, answer);
+      await abandon(store, request, key);
+      // Rare (CONTENTION, a fault named by the domain): the error handler answers and logs it.
+      throw answer;
+    }
+    if (!claimed) throw new Error(`the work of ${scope} answered without claiming its key`);
+    if (answer.stored !== true) await store.complete(request.buyerId, key, answer.statusCode, answer.body);
+    return reply.status(answer.statusCode).send(answer.body);
+  } finally {
+    keys.delete(id);
   }
-  if (answer === WITHDRAWN) return sendFound(reply, found);
-  if (answer instanceof DomainError) {
-    if (!claimed) return claimWithRefusal(store, request, reply, key, scope, hash, answer);
-    if (isDefinitive(answer)) return storeRefusal(store, request, reply, key, answer);
-    await abandon(store, request, key);
-    // Rare (CONTENTION, a fault named by the domain): the error handler answers and logs it.
-    throw answer;
-  }
-  if (!claimed) throw new Error(`the work of ${scope} answered without claiming its key`);
-  if (answer.stored !== true) await store.complete(request.buyerId, key, answer.statusCode, answer.body);
-  return reply.status(answer.statusCode).send(answer.body);
 }
 
 function problemOf(error: DomainError, request: FastifyRequest): Problem {
   return problem(error.code, error.message, error.extras, request.url);
 }
 
-/**
- * Sends what a claim found: the refusal stored with it, or an earlier answer replayed. Neither
- * carries `Retry-After`: a refusal known in memory is "sold out", which has none.
- */
-function sendFound(reply: FastifyReply, found: IdempotencyClaim | undefined): FastifyReply {
+/** Sends the key's earlier answer again, marked as a replay. */
+function sendReplay(reply: FastifyReply, found: Replay | undefined): FastifyReply {
   if (found === undefined) throw new Error('withdrawn without a claim');
-  // The stored problem is the one sent: built once, not again by the error handler.
-  if (found.kind === 'claimed') return sendProblem(reply, found.answered?.response as Problem);
   void reply.header('idempotent-replayed', 'true');
   if (found.statusCode >= 400) {
+    // The stored problem is the one sent: built once, not again by the error handler.
     return reply.status(found.statusCode).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(found.response));
   }
   return reply.status(found.statusCode).send(found.response);
@@ -140,7 +163,7 @@ async function claimWithRefusal(
   if (!isDefinitive(refusal)) throw refusal;
   const response = problemOf(refusal, request);
   const claim = await store.claim(request.buyerId, key, scope, hash, { statusCode: refusal.status, response });
-  return claim.kind === 'claimed' ? sendProblem(reply, response, refusal.retryAfterSeconds) : sendFound(reply, claim);
+  return claim.kind === 'claimed' ? sendProblem(reply, response, refusal.retryAfterSeconds) : sendReplay(reply, claim);
 }
 
 /** Drops the claim of an answer that is not definitive, so the same key may retry. */

@@ -26,7 +26,7 @@ export interface PurchaseRequest {
 
 /**
  * A purchase's outcome: the order, the refusal that `purchase` would throw, or `withdrawn` when
- * `beforeReserve` said no (nothing was reserved).
+ * `alongReserve` said no (nothing stays reserved).
  */
 export type PurchaseOutcome =
   | { readonly ok: true; readonly order: Order }
@@ -51,11 +51,12 @@ export interface OrdersClient {
   /**
    * `purchase` with its refusals returned, not thrown (faults still throw). At a drop nearly every
    * buyer is refused, and a thrown refusal costs each of them V8's rejection tracking at every
-   * `await` it passes on its way to the route. `beforeReserve` is called once, just before the
-   * store is asked to reserve (never for a buyer refused from memory or while waiting in line);
-   * `false` withdraws the purchase with nothing reserved. The route claims the key there.
+   * `await` it passes on its way to the route. `alongReserve` is called once, as the store is
+   * asked to reserve and side by side with it (never for a buyer refused from memory or while
+   * waiting in line); `false` withdraws the purchase and undoes the reservation. The route claims
+   * the key there.
    */
-  tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string, beforeReserve?: () => Promise<boolean>): Promise<PurchaseOutcome>;
+  tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string, alongReserve?: () => Promise<boolean>): Promise<PurchaseOutcome>;
   /**
    * The refusal `purchase` would throw without a round trip to any store (the product sold out a
    * moment ago), or `undefined`. With an Idempotency-Key, that answer is stored with the key's

@@ -76,7 +76,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
             if (outcome.ok) return { statusCode: 201, body: { order: outcome.order }, stored: key !== undefined };
             return 'refusal' in outcome ? outcome.refusal : WITHDRAWN;
           },
-          { claimLate: true, knownRefusal: () => orders.refusalFromMemory(request.body) },
+          { claimLate: true },
         ),
     );
 

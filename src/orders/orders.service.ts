@@ -75,18 +75,18 @@ export class OrdersService implements OrdersClient {
     const outcome = await this.tryPurchase(buyerId, request, idempotencyKey);
     if (outcome.ok) return outcome.order;
     if ('refusal' in outcome) throw outcome.refusal;
-    throw new Error('a purchase without beforeReserve cannot be withdrawn');
+    throw new Error('a purchase without alongReserve cannot be withdrawn');
   }
 
-  /** See {@link OrdersClient.tryPurchase}; `beforeReserve` becomes `ReserveRequest.beforeStore`. */
+  /** See {@link OrdersClient.tryPurchase}; `alongReserve` becomes `ReserveRequest.alongside`. */
   async tryPurchase(
     buyerId: string,
     request: PurchaseRequest,
     idempotencyKey?: string,
-    beforeReserve?: () => Promise<boolean>,
+    alongReserve?: () => Promise<boolean>,
   ): Promise<PurchaseOutcome> {
     const onKey = request.pay === true ? 'order' : 'answer';
-    const held = await this.hold(buyerId, request, idempotencyKey, onKey, beforeReserve);
+    const held = await this.hold(buyerId, request, idempotencyKey, onKey, alongReserve);
     // Not a row: refused or withdrawn, nothing held.
     if ('ok' in held) return held;
     if (request.pay !== true) return { ok: true, order: toOrder(held) };
@@ -226,7 +226,7 @@ export class OrdersService implements OrdersClient {
     request: PurchaseRequest,
     key: string | undefined,
     onKey: 'answer' | 'order',
-    beforeStore?: () => Promise<boolean>,
+    alongside?: () => Promise<boolean>,
   ): Promise<OrderRow | Exclude<PurchaseOutcome, { ok: true }>> {
     // Refused from memory before an id is minted: most buyers of a drop end here.
     const known = this.refusalFromMemory(request);
@@ -237,7 +237,7 @@ export class OrdersService implements OrdersClient {
       productId: request.productId,
       buyerId,
       quantity: request.quantity,
-      ...(beforeStore ? { beforeStore } : {}),
+      ...(alongside ? { alongside } : {}),
     });
     if (!outcome.ok) {
       return outcome.reason === 'WITHDRAWN' ? { ok: false, withdrawn: true } : { ok: false, refusal: refusalError(outcome, request.productId) };
