@@ -3,11 +3,11 @@
  * in one process (a client is a direct call). The split mode replaces a client with its HTTP
  * implementation here, and nowhere else.
  */
-import { v7 as uuidv7 } from 'uuid';
 import type { FastifyBaseLogger } from 'fastify';
 import { MODULE_NAMES, type Config } from './config.js';
 import { openModuleDatabases, type ModuleDatabases } from './infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-postgres.js';
+import { timeOrderedIds } from './infra/ids.js';
 import { migrate } from './infra/migrate.js';
 import { keptSecret } from './infra/secrets.js';
 import { Tokens } from './infra/tokens.js';
@@ -83,7 +83,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   const tokenSecret = await keptSecret(config.dataDir, 'token-secret', config.tokenSecret);
   const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
-  const newId = (): string => uuidv7();
+  const newId = timeOrderedIds();
   const strategies = buildStrategies({
     inventorySql: databases.inventory,
     naiveGapMs: config.naiveGapMs,
