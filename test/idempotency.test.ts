@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DomainError } from '../src/infra/errors.js';
-import { requestHash } from '../src/orders/idempotency.js';
+import { randomUUID } from 'node:crypto';
+import { requestHash, type HeldKey } from '../src/orders/idempotency.js';
 import type { Answer } from './support/api.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
@@ -20,6 +21,8 @@ afterAll(async () => {
 
 const orderId = (answer: Answer): string => (answer.body['order'] as { id: string }).id;
 const keyed = (key: string): Record<string, string> => ({ 'idempotency-key': key });
+/** A key as a request holds it, with a claim of its own. */
+const heldKey = (buyerId: string, key: string): HeldKey => ({ buyerId, key, claimId: randomUUID() });
 
 async function debitsOf(userId: string): Promise<number> {
   const sql = t.server.system.stores.databases.users;
@@ -156,11 +159,11 @@ describe('claims in one statement', () => {
     const store = t.server.system.orders.idempotency;
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
-    await store.claim(buyer.id, 'answered', 'purchase', 'h-answered', { statusCode: 409, response: { code: 'SOLD_OUT' } });
+    await store.claim(heldKey(buyer.id, 'answered'), 'purchase', 'h-answered', { statusCode: 409, response: { code: 'SOLD_OUT' } });
     const keys = Array.from({ length: 120 }, (_, i) => `batch-${i % 100}`);
     const claims = await Promise.allSettled([
-      ...keys.map((key) => store.claim(buyer.id, key, 'purchase', `h-${key}`)),
-      store.claim(buyer.id, 'answered', 'purchase', 'h-answered'),
+      ...keys.map((key) => store.claim(heldKey(buyer.id, key), 'purchase', `h-${key}`)),
+      store.claim(heldKey(buyer.id, 'answered'), 'purchase', 'h-answered'),
     ]);
     const claimedKeys = claims
       .map((claim, index) => (claim.status === 'fulfilled' && claim.value.kind === 'claimed' ? keys[index] : undefined))
@@ -251,11 +254,12 @@ describe('answers in one statement', () => {
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const keys = Array.from({ length: 60 }, (_, i) => `answer-${i}`);
-    await Promise.all(keys.map((key) => store.claim(buyer.id, key, 'purchase', `h-${key}`)));
-    await Promise.all(keys.map((key, i) => store.complete(buyer.id, key, 409, { code: 'SOLD_OUT', n: i })));
+    const held = keys.map((key) => heldKey(buyer.id, key));
+    await Promise.all(held.map((key) => store.claim(key, 'purchase', `h-${key.key}`)));
+    await Promise.all(held.map((key, i) => store.complete(key, 409, { code: 'SOLD_OUT', n: i })));
     // A second answer for a key already answered changes nothing.
-    await store.complete(buyer.id, 'answer-0', 201, { order: 'late' });
-    const replays = await Promise.all(keys.map((key) => store.claim(buyer.id, key, 'purchase', `h-${key}`)));
+    await store.complete(held[0] ?? heldKey(buyer.id, 'answer-0'), 201, { order: 'late' });
+    const replays = await Promise.all(keys.map((key) => store.claim(heldKey(buyer.id, key), 'purchase', `h-${key}`)));
     expect(replays).toEqual(keys.map((_, i) => ({ kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT', n: i } })));
   });
 });
@@ -280,6 +284,78 @@ describe('a stale claim', () => {
     const [count] = await orders<{ n: number }[]>`select count(*)::int as n from orders where buyer_id = ${buyer.id}`;
     expect(count?.n).toBe(1);
     expect(await debitsOf(buyer.id)).toBe(0);
+  });
+});
+
+describe('a claim taken over', () => {
+  it('is fenced at the store: the request that lost it can neither answer nor drop the key', async () => {
+    const store = t.server.system.orders.idempotency;
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const stalled = heldKey(buyer.id, 'fenced');
+    expect(await store.claim(stalled, 'purchase', 'h-fenced')).toEqual({ kind: 'claimed' });
+    const orders = t.server.system.stores.databases.orders;
+    await orders`update idempotency_keys set created_at = now() - interval '6 minutes' where buyer_id = ${buyer.id} and key = 'fenced'`;
+    const retry = heldKey(buyer.id, 'fenced');
+    expect(await store.claim(retry, 'purchase', 'h-fenced')).toEqual({ kind: 'claimed' });
+    await store.complete(stalled, 201, { order: 'from the stalled request' });
+    await store.abandon(stalled);
+    await expect(store.claim(heldKey(buyer.id, 'fenced'), 'purchase', 'h-fenced')).rejects.toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
+    await store.complete(retry, 409, { code: 'SOLD_OUT' });
+    expect(await store.claim(heldKey(buyer.id, 'fenced'), 'purchase', 'h-fenced')).toEqual({ kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT' } });
+  });
+
+  it('records no order for the request that stalled: its unit goes back and it is told to wait', async () => {
+    const product = await t.api.createProduct({ stock: 3 });
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const body = { productId: product.id, quantity: 1 };
+    const inventory = t.server.system.stores.databases.inventory;
+    const orders = t.server.system.stores.databases.orders;
+    // The purchase stalls on the product's row, its key already claimed beside the reservation.
+    let unlock = (): void => undefined;
+    const unlocked = new Promise<void>((resolve) => {
+      unlock = resolve;
+    });
+    let lockHeld = (): void => undefined;
+    const held = new Promise<void>((resolve) => {
+      lockHeld = resolve;
+    });
+    const locked = inventory.begin(async (tx) => {
+      await tx`select 1 from products where id = ${product.id} for update`;
+      lockHeld();
+      await unlocked;
+    });
+    const retry = heldKey(buyer.id, 'stall');
+    let answer: Answer;
+    try {
+      await held;
+      const stalled = t.api.call('POST', '/v1/purchases', { token: buyer.token, body, headers: keyed('stall') });
+      let claimedRows: { n: number }[] = [];
+      for (let wait = 0; wait < 100 && claimedRows[0]?.n !== 1; wait += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        claimedRows = await orders<{ n: number }[]>`select count(*)::int as n from idempotency_keys where buyer_id = ${buyer.id} and key = 'stall'`;
+      }
+      expect(claimedRows[0]?.n).toBe(1);
+      // Long enough to go stale; a retry at another server takes the key over.
+      await orders`update idempotency_keys set created_at = now() - interval '6 minutes' where buyer_id = ${buyer.id} and key = 'stall'`;
+      expect(await t.server.system.orders.idempotency.claim(retry, 'purchase', requestHash('purchase', body))).toEqual({ kind: 'claimed' });
+      unlock();
+      await locked;
+      answer = await stalled;
+    } finally {
+      unlock();
+      await locked;
+    }
+    expect(answer.status).toBe(409);
+    expect(answer.body).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
+    const [count] = await orders<{ n: number }[]>`select count(*)::int as n from orders where buyer_id = ${buyer.id}`;
+    expect(count?.n).toBe(0);
+    const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
+    expect(stats.body).toMatchObject({ held: 0, cancelled: 1, remaining: 3 });
+    const [key] = await orders<{ claim_id: string; status_code: number | null; order_id: string | null }[]>`
+      select claim_id, status_code, order_id from idempotency_keys where buyer_id = ${buyer.id} and key = 'stall'`;
+    expect(key).toEqual({ claim_id: retry.claimId, status_code: null, order_id: null });
   });
 });
 

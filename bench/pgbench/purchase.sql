@@ -1,29 +1,37 @@
 -- The statements one purchase issues on the `atomic` strategy's hot path, in order, as pgbench
 -- runs them: claim the Idempotency-Key (orders: the server's batched claim statement with a batch
 -- of one, since pgbench cannot gather the claims of a moment as the server does), reserve (one
--- round trip into reserve_atomic, inventory), record the order and store the answer under the key
--- in one statement (orders). Ids are made server-side from random numbers so pgbench spends no
+-- round trip into reserve_atomic, inventory; the server sends it side by side with the claim),
+-- record the order and store the answer under the key in one statement, if the key still carries
+-- this request's claim (orders). Ids are made server-side from random numbers so pgbench spends no
 -- extra round trip on them.
 -- Params (pgbench -D): product = the product's uuid.
 \set a random(1, 2147483647)
 \set b random(1, 2147483647)
 \set buyer random(1, 100000)
-INSERT INTO idempotency_keys (buyer_id, key, scope, request_hash, status_code, response)
-SELECT buyer_id, key, scope, request_hash, status_code, response
+INSERT INTO idempotency_keys (buyer_id, key, claim_id, scope, request_hash, status_code, response)
+SELECT buyer_id, key, claim_id, scope, request_hash, status_code, response
   FROM jsonb_to_recordset(jsonb_build_array(jsonb_build_object(
-         'buyer_id', md5('buyer' || :buyer)::uuid, 'key', 'hot-' || :a || '-' || :b, 'scope', 'purchase',
+         'buyer_id', md5('buyer' || :buyer)::uuid, 'key', 'hot-' || :a || '-' || :b,
+         'claim_id', md5('claim' || :a || '-' || :b)::uuid, 'scope', 'purchase',
          'request_hash', 'Yq1v0vZ8JmVb3m2sFf8uKQpZC0a2Yk9pR3dW7xTn5eA', 'status_code', NULL, 'response', NULL)))
-    AS t(buyer_id uuid, key text, scope text, request_hash text, status_code integer, response jsonb)
+    AS t(buyer_id uuid, key text, claim_id uuid, scope text, request_hash text, status_code integer, response jsonb)
  ORDER BY buyer_id, key
 ON CONFLICT (buyer_id, key) DO NOTHING
 RETURNING buyer_id, key;
 SELECT * FROM reserve_atomic(md5(:a || '-' || :b)::uuid, :product::uuid, md5('buyer' || :buyer)::uuid, 1);
-WITH o AS (
+WITH claim AS (
+  SELECT 1 FROM idempotency_keys
+   WHERE buyer_id = md5('buyer' || :buyer)::uuid AND key = 'hot-' || :a || '-' || :b
+     AND claim_id = md5('claim' || :a || '-' || :b)::uuid AND status_code IS NULL
+     FOR UPDATE),
+o AS (
   INSERT INTO orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
-  VALUES (md5(:a || '-' || :b)::uuid, md5('buyer' || :buyer)::uuid, :product::uuid, 1, 1000, 'held',
-          now() + interval '300 seconds')
+  SELECT md5(:a || '-' || :b)::uuid, md5('buyer' || :buyer)::uuid, :product::uuid, 1, 1000, 'held',
+         now() + interval '300 seconds'
+   WHERE EXISTS (SELECT 1 FROM claim)
   RETURNING *),
 answered AS (
   UPDATE idempotency_keys k SET status_code = 201, response = jsonb_build_object('order', order_json(o)), order_id = o.id
-    FROM o WHERE k.buyer_id = o.buyer_id AND k.key = 'hot-' || :a || '-' || :b AND k.status_code IS NULL)
+    FROM o WHERE k.buyer_id = o.buyer_id AND k.key = 'hot-' || :a || '-' || :b)
 SELECT * FROM o;

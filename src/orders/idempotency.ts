@@ -28,6 +28,18 @@ export interface KnownAnswer {
   readonly response: unknown;
 }
 
+/**
+ * A key as one request holds it. `claimId` (minted by the request, written with its claim) tells
+ * this request's claim from a later one that took the key over after it went stale: every write
+ * under the key names it, so a request that stalled past {@link STALE_CLAIM} writes nothing under
+ * a key that is no longer its own.
+ */
+export interface HeldKey {
+  readonly buyerId: string;
+  readonly key: string;
+  readonly claimId: string;
+}
+
 export type IdempotencyClaim =
   /** With an answer, the key was written already completed with it: there is no work left. */
   | { readonly kind: 'claimed' }
@@ -39,11 +51,11 @@ export interface IdempotencyStore {
    * `IDEMPOTENCY_IN_PROGRESS` while the first is running, `IDEMPOTENCY_KEY_REUSED` for another request.
    * With `answer`, a claim is written already completed with it (one statement, not two).
    */
-  claim(buyerId: string, key: string, scope: string, requestHash: string, answer?: KnownAnswer): Promise<IdempotencyClaim>;
-  /** Stores the definitive answer of a claimed key. */
-  complete(buyerId: string, key: string, statusCode: number, response: unknown): Promise<void>;
+  claim(held: HeldKey, scope: string, requestHash: string, answer?: KnownAnswer): Promise<IdempotencyClaim>;
+  /** Stores the definitive answer of a claimed key (nothing, if the claim is no longer this one). */
+  complete(held: HeldKey, statusCode: number, response: unknown): Promise<void>;
   /** Drops a claim whose answer is not definitive, so the key may be retried. */
-  abandon(buyerId: string, key: string): Promise<void>;
+  abandon(held: HeldKey): Promise<void>;
   /** Removes keys older than the retention; returns how many. */
   cleanup(): Promise<number>;
 }
@@ -137,18 +149,14 @@ class GroupBatches<Item, Result> {
   }
 }
 
-interface NewClaim {
-  readonly buyerId: string;
-  readonly key: string;
+interface NewClaim extends HeldKey {
   readonly scope: string;
   readonly hash: string;
   readonly answer: KnownAnswer | undefined;
 }
 
 
-interface NewAnswer {
-  readonly buyerId: string;
-  readonly key: string;
+interface NewAnswer extends HeldKey {
   readonly statusCode: number;
   readonly response: unknown;
 }
@@ -169,9 +177,9 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
 
   constructor(private readonly sql: Sql) {}
 
-  async claim(buyerId: string, key: string, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
-    const inserted = await this.claims.add({ buyerId, key, scope, hash, answer });
-    return inserted ? { kind: 'claimed' } : this.claimExisting(buyerId, key, scope, hash, answer);
+  async claim(held: HeldKey, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
+    const inserted = await this.claims.add({ ...held, scope, hash, answer });
+    return inserted ? { kind: 'claimed' } : this.claimExisting(held, scope, hash, answer);
   }
 
   /**
@@ -191,6 +199,7 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
       return {
         buyer_id: claim.buyerId,
         key: claim.key,
+        claim_id: claim.claimId,
         scope: claim.scope,
         request_hash: claim.hash,
         status_code: claim.answer?.statusCode ?? null,
@@ -198,10 +207,10 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
       };
     });
     const inserted = await this.sql<{ buyer_id: string; key: string }[]>`
-      insert into idempotency_keys (buyer_id, key, scope, request_hash, status_code, response)
-      select buyer_id, key, scope, request_hash, status_code, response
+      insert into idempotency_keys (buyer_id, key, claim_id, scope, request_hash, status_code, response)
+      select buyer_id, key, claim_id, scope, request_hash, status_code, response
         from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
-          as t(buyer_id uuid, key text, scope text, request_hash text, status_code integer, response jsonb)
+          as t(buyer_id uuid, key text, claim_id uuid, scope text, request_hash text, status_code integer, response jsonb)
        order by buyer_id, key
       on conflict (buyer_id, key) do nothing
       returning buyer_id, key`;
@@ -210,17 +219,18 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
   }
 
   /** The key is there already: replay its answer, refuse, or take over a stale claim. */
-  private async claimExisting(buyerId: string, key: string, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
+  private async claimExisting(held: HeldKey, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
+    const { buyerId, key, claimId } = held;
     const statusCode = answer?.statusCode ?? null;
     const response = answer === undefined ? null : this.sql.json(answer.response as postgres.JSONValue);
     // Twice at most: the row may be removed by the clean-up between the insert and the read.
     for (let attempt = 0; attempt < 2; attempt += 1) {
       const [claimed] = await this.sql<{ claimed: boolean }[]>`
-        insert into idempotency_keys as k (buyer_id, key, scope, request_hash, status_code, response)
-        values (${buyerId}, ${key}, ${scope}, ${hash}, ${statusCode}, ${response})
+        insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response)
+        values (${buyerId}, ${key}, ${claimId}, ${scope}, ${hash}, ${statusCode}, ${response})
         on conflict (buyer_id, key) do update
-          set scope = excluded.scope, request_hash = excluded.request_hash, status_code = excluded.status_code,
-              response = excluded.response, order_id = null, created_at = now()
+          set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
+              status_code = excluded.status_code, response = excluded.response, order_id = null, created_at = now()
           where k.created_at < now() - ${KEY_RETENTION}::interval
              or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)
         returning true as claimed`;
@@ -244,32 +254,36 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
     throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'this Idempotency-Key is changing hands; retry', { key }, 1);
   }
 
-  complete(buyerId: string, key: string, statusCode: number, response: unknown): Promise<void> {
-    return this.answers.add({ buyerId, key, statusCode, response });
+  complete(held: HeldKey, statusCode: number, response: unknown): Promise<void> {
+    return this.answers.add({ ...held, statusCode, response });
   }
 
   /**
    * Stores every answer of a batch in one statement: when the last unit goes, the
    * refusals of every buyer still in line arrive together. Each key belongs to the one request
-   * that claimed it, so two batches never share a row.
+   * that claimed it, so two batches never share a row; an answer whose claim was taken over
+   * matches none.
    */
   private async storeAnswers(answers: readonly NewAnswer[]): Promise<void[]> {
     const rows = answers.map((answer) => ({
       buyer_id: answer.buyerId,
       key: answer.key,
+      claim_id: answer.claimId,
       status_code: answer.statusCode,
       response: answer.response,
     }));
     await this.sql`
       update idempotency_keys k set status_code = t.status_code, response = t.response
         from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
-          as t(buyer_id uuid, key text, status_code integer, response jsonb)
-       where k.buyer_id = t.buyer_id and k.key = t.key and k.status_code is null`;
+          as t(buyer_id uuid, key text, claim_id uuid, status_code integer, response jsonb)
+       where k.buyer_id = t.buyer_id and k.key = t.key and k.claim_id = t.claim_id and k.status_code is null`;
     return answers.map(() => undefined);
   }
 
-  async abandon(buyerId: string, key: string): Promise<void> {
-    await this.sql`delete from idempotency_keys where buyer_id = ${buyerId} and key = ${key} and status_code is null`;
+  async abandon(held: HeldKey): Promise<void> {
+    await this.sql`
+      delete from idempotency_keys
+       where buyer_id = ${held.buyerId} and key = ${held.key} and claim_id = ${held.claimId} and status_code is null`;
   }
 
   async cleanup(): Promise<number> {

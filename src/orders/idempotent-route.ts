@@ -17,10 +17,11 @@
  * might then be refused over the limit while the other's unit goes back. Across processes the
  * database's claim still decides which request answers; that rare race refuses, never oversells.
  */
+import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { problem, PROBLEM_CONTENT_TYPE, sendProblem, type Problem } from '../http/problem.js';
-import { requestHash, type IdempotencyClaim, type IdempotencyStore } from './idempotency.js';
+import { requestHash, type HeldKey, type IdempotencyClaim, type IdempotencyStore } from './idempotency.js';
 
 type Replay = Extract<IdempotencyClaim, { kind: 'replay' }>;
 
@@ -71,7 +72,7 @@ export async function idempotent(
   request: FastifyRequest,
   reply: FastifyReply,
   scope: string,
-  work: (claimedKey: string | undefined, claimKey: ClaimKey | undefined) => Promise<Outcome>,
+  work: (held: HeldKey | undefined, claimKey: ClaimKey | undefined) => Promise<Outcome>,
   options: IdempotentOptions = {},
 ): Promise<FastifyReply> {
   const header = request.headers['idempotency-key'];
@@ -91,12 +92,13 @@ export async function idempotent(
     throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'a request with this Idempotency-Key is still being handled', { key }, 1);
   }
   keys.set(id, hash);
+  const held: HeldKey = { buyerId: request.buyerId, key, claimId: randomUUID() };
   try {
     let claimed = false;
     /** What a claim found instead of claiming: the key's earlier answer. */
     let found: Replay | undefined;
     const claimKey: ClaimKey = async () => {
-      const claim = await store.claim(request.buyerId, key, scope, hash);
+      const claim = await store.claim(held, scope, hash);
       if (claim.kind === 'claimed') {
         claimed = true;
         return true;
@@ -108,26 +110,26 @@ export async function idempotent(
     if (options.claimLate !== true && !(await claimKey())) return sendReplay(reply, found);
     let answer: Outcome;
     try {
-      answer = await work(key, options.claimLate === true ? claimKey : undefined);
+      answer = await work(held, options.claimLate === true ? claimKey : undefined);
     } catch (error) {
       // Unclaimed, nothing of this request's is under the key (the claim itself may be what threw).
       if (!claimed) throw error;
       if (!(error instanceof DomainError && isDefinitive(error))) {
-        await abandon(store, request, key);
+        await abandon(store, request, held);
         throw error;
       }
       answer = error;
     }
     if (answer === WITHDRAWN) return sendReplay(reply, found);
     if (answer instanceof DomainError) {
-      if (!claimed) return claimWithRefusal(store, request, reply, key, scope, hash, answer);
-      if (isDefinitive(answer)) return storeRefusal(store, request, reply, key, answer);
-      await abandon(store, request, key);
+      if (!claimed) return claimWithRefusal(store, request, reply, held, scope, hash, answer);
+      if (isDefinitive(answer)) return storeRefusal(store, request, reply, held, answer);
+      await abandon(store, request, held);
       // Rare (CONTENTION, a fault named by the domain): the error handler answers and logs it.
       throw answer;
     }
     if (!claimed) throw new Error(`the work of ${scope} answered without claiming its key`);
-    if (answer.stored !== true) await store.complete(request.buyerId, key, answer.statusCode, answer.body);
+    if (answer.stored !== true) await store.complete(held, answer.statusCode, answer.body);
     return reply.status(answer.statusCode).send(answer.body);
   } finally {
     keys.delete(id);
@@ -154,7 +156,7 @@ async function claimWithRefusal(
   store: IdempotencyStore,
   request: FastifyRequest,
   reply: FastifyReply,
-  key: string,
+  held: HeldKey,
   scope: string,
   hash: string,
   refusal: DomainError,
@@ -162,13 +164,13 @@ async function claimWithRefusal(
   // Not definitive (CONTENTION): nothing is stored, so the same key may retry.
   if (!isDefinitive(refusal)) throw refusal;
   const response = problemOf(refusal, request);
-  const claim = await store.claim(request.buyerId, key, scope, hash, { statusCode: refusal.status, response });
+  const claim = await store.claim(held, scope, hash, { statusCode: refusal.status, response });
   return claim.kind === 'claimed' ? sendProblem(reply, response, refusal.retryAfterSeconds) : sendReplay(reply, claim);
 }
 
 /** Drops the claim of an answer that is not definitive, so the same key may retry. */
-async function abandon(store: IdempotencyStore, request: FastifyRequest, key: string): Promise<void> {
-  await store.abandon(request.buyerId, key).catch((abandonError: unknown) => {
+async function abandon(store: IdempotencyStore, request: FastifyRequest, held: HeldKey): Promise<void> {
+  await store.abandon(held).catch((abandonError: unknown) => {
     request.log.error({ err: abandonError }, 'could not release an idempotency key');
   });
 }
@@ -178,12 +180,12 @@ async function storeRefusal(
   store: IdempotencyStore,
   request: FastifyRequest,
   reply: FastifyReply,
-  key: string,
+  held: HeldKey,
   refusal: DomainError,
 ): Promise<FastifyReply> {
   const refused = problemOf(refusal, request);
   // The buyer still gets the refusal if storing it fails; the key then waits out its claim.
-  await store.complete(request.buyerId, key, refusal.status, refused).catch((completeError: unknown) => {
+  await store.complete(held, refusal.status, refused).catch((completeError: unknown) => {
     request.log.error({ err: completeError }, 'could not store a refusal under its idempotency key');
   });
   return sendProblem(reply, refused, refusal.retryAfterSeconds);

@@ -2,7 +2,7 @@
 import type { AuditOrder } from '../audit/audit.types.js';
 import type { DomainError } from '../infra/errors.js';
 import type { AllocationStatus } from '../inventory/inventory.types.js';
-import type { IdempotencyStore } from './idempotency.js';
+import type { HeldKey, IdempotencyStore } from './idempotency.js';
 
 export type OrderStatus = AllocationStatus;
 
@@ -47,7 +47,7 @@ export interface OrdersClient {
    * With `idempotencyKey` (claimed by the caller), stores the answer `201 { order }` under it; a
    * held order's answer is written in the statement that records the order.
    */
-  purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order>;
+  purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: HeldKey): Promise<Order>;
   /**
    * `purchase` with its refusals returned, not thrown (faults still throw). At a drop nearly every
    * buyer is refused, and a thrown refusal costs each of them V8's rejection tracking at every
@@ -56,7 +56,7 @@ export interface OrdersClient {
    * waiting in line); `false` withdraws the purchase and undoes the reservation. The route claims
    * the key there.
    */
-  tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string, alongReserve?: () => Promise<boolean>): Promise<PurchaseOutcome>;
+  tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: HeldKey, alongReserve?: () => Promise<boolean>): Promise<PurchaseOutcome>;
   /**
    * The refusal `purchase` would throw without a round trip to any store (the product sold out a
    * moment ago), or `undefined`. With an Idempotency-Key, that answer is stored with the key's

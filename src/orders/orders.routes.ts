@@ -71,9 +71,9 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
           request,
           reply,
           'purchase',
-          async (key, claimKey) => {
-            const outcome = await orders.tryPurchase(request.buyerId, request.body, key, claimKey);
-            if (outcome.ok) return { statusCode: 201, body: { order: outcome.order }, stored: key !== undefined };
+          async (held, claimKey) => {
+            const outcome = await orders.tryPurchase(request.buyerId, request.body, held, claimKey);
+            if (outcome.ok) return { statusCode: 201, body: { order: outcome.order }, stored: held !== undefined };
             return 'refusal' in outcome ? outcome.refusal : WITHDRAWN;
           },
           { claimLate: true },

@@ -17,8 +17,9 @@ import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import type { AuditOrder } from '../audit/audit.types.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
+import type { Allocation } from '../inventory/inventory.types.js';
 import type { UsersClient } from '../users/users.client.js';
-import { PostgresIdempotencyStore, type IdempotencyStore } from './idempotency.js';
+import { PostgresIdempotencyStore, type HeldKey, type IdempotencyStore } from './idempotency.js';
 import type { Order, OrdersClient, OrdersPage, OrderStatus, PurchaseOutcome, PurchaseRequest } from './orders.client.js';
 import { refusalError } from './refusals.js';
 
@@ -71,7 +72,7 @@ export class OrdersService implements OrdersClient {
     return this.expired;
   }
 
-  async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<Order> {
+  async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: HeldKey): Promise<Order> {
     const outcome = await this.tryPurchase(buyerId, request, idempotencyKey);
     if (outcome.ok) return outcome.order;
     if ('refusal' in outcome) throw outcome.refusal;
@@ -82,7 +83,7 @@ export class OrdersService implements OrdersClient {
   async tryPurchase(
     buyerId: string,
     request: PurchaseRequest,
-    idempotencyKey?: string,
+    idempotencyKey?: HeldKey,
     alongReserve?: () => Promise<boolean>,
   ): Promise<PurchaseOutcome> {
     const onKey = request.pay === true ? 'order' : 'answer';
@@ -107,7 +108,7 @@ export class OrdersService implements OrdersClient {
     if (idempotencyKey !== undefined) {
       // The sale is made: a failure to store its answer must not turn it into an error (the key
       // stays claimed, so a retry is told to wait rather than allowed to buy again).
-      await this.idempotency.complete(buyerId, idempotencyKey, 201, { order: paid }).catch((completeError: unknown) => {
+      await this.idempotency.complete(idempotencyKey, 201, { order: paid }).catch((completeError: unknown) => {
         this.options.log.error({ err: completeError, orderId: paid.id }, 'could not store the answer of an instant purchase');
       });
     }
@@ -219,12 +220,15 @@ export class OrdersService implements OrdersClient {
    * the same statement writes on the key either the 201 answer (`answer`: a held purchase ends
    * here) or the order's id (`order`: an instant purchase pays before it answers). Either way the
    * order and its key commit together: a crash after this cannot leave a key that a retry would
-   * take over and buy a second time. A refusal is returned, not thrown (see `tryPurchase`).
+   * take over and buy a second time. And only while the key still carries this request's claim: a
+   * request that stalled until a retry took its key over records no order (its unit goes back) and
+   * is told `IDEMPOTENCY_IN_PROGRESS`, so one key never has two orders. A refusal is returned, not
+   * thrown (see `tryPurchase`).
    */
   private async hold(
     buyerId: string,
     request: PurchaseRequest,
-    key: string | undefined,
+    key: HeldKey | undefined,
     onKey: 'answer' | 'order',
     alongside?: () => Promise<boolean>,
   ): Promise<OrderRow | Exclude<PurchaseOutcome, { ok: true }>> {
@@ -243,31 +247,66 @@ export class OrdersService implements OrdersClient {
       return outcome.reason === 'WITHDRAWN' ? { ok: false, withdrawn: true } : { ok: false, refusal: refusalError(outcome, request.productId) };
     }
     const { allocation } = outcome;
+    let row: OrderRow | undefined;
     try {
-      const answer = onKey === 'answer' ? this.sql`status_code = 201, response = jsonb_build_object('order', order_json(o)),` : this.sql``;
-      const answered =
-        key === undefined
-          ? this.sql``
-          : this.sql`, answered as (
-              update idempotency_keys k set ${answer} order_id = o.id
-                from o where k.buyer_id = o.buyer_id and k.key = ${key} and k.status_code is null)`;
-      const [row] = await this.sql<OrderRow[]>`
-        with o as (
-          insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
-          values (${orderId}, ${buyerId}, ${allocation.productId}, ${allocation.quantity},
-                  ${allocation.amountCents}, 'held', ${allocation.expiresAt})
-          returning *)${answered}
-        select * from o`;
-      if (!row) throw new Error('insert returned no order');
-      return row;
+      row = key === undefined ? await this.recordOrder(orderId, buyerId, allocation) : await this.recordKeyedOrder(orderId, buyerId, allocation, key, onKey);
     } catch (error) {
       // The buyer is told "no", so the unit must not stay held: give it back now rather than at
       // expiry. If this fails too, the sweeper returns it when the hold expires.
-      await this.options.inventory.release(orderId).catch((releaseError: unknown) => {
-        this.options.log.error({ err: releaseError, orderId }, 'could not release the hold of an unrecorded order');
-      });
+      await this.releaseUnrecorded(orderId);
       throw error;
     }
+    if (row) return row;
+    // Nothing recorded: the key is no longer this request's (a retry took it over, see above).
+    await this.releaseUnrecorded(orderId);
+    return {
+      ok: false,
+      refusal: new DomainError('IDEMPOTENCY_IN_PROGRESS', 'this Idempotency-Key was taken over by a later request', { key: key?.key }, 1),
+    };
+  }
+
+  private async releaseUnrecorded(orderId: string): Promise<void> {
+    await this.options.inventory.release(orderId).catch((releaseError: unknown) => {
+      this.options.log.error({ err: releaseError, orderId }, 'could not release the hold of an unrecorded order');
+    });
+  }
+
+  private async recordOrder(orderId: string, buyerId: string, allocation: Allocation): Promise<OrderRow> {
+    const [row] = await this.sql<OrderRow[]>`
+      insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
+      values (${orderId}, ${buyerId}, ${allocation.productId}, ${allocation.quantity},
+              ${allocation.amountCents}, 'held', ${allocation.expiresAt})
+      returning *`;
+    if (!row) throw new Error('insert returned no order');
+    return row;
+  }
+
+  /** `recordOrder` and its key in one statement, if the key still carries this claim (else nothing). */
+  private async recordKeyedOrder(
+    orderId: string,
+    buyerId: string,
+    allocation: Allocation,
+    key: HeldKey,
+    onKey: 'answer' | 'order',
+  ): Promise<OrderRow | undefined> {
+    const answer = onKey === 'answer' ? this.sql`status_code = 201, response = jsonb_build_object('order', order_json(o)),` : this.sql``;
+    // The claim's row is locked first, so a takeover cannot slip between the check and the writes.
+    const [row] = await this.sql<OrderRow[]>`
+      with claim as (
+        select 1 from idempotency_keys
+         where buyer_id = ${key.buyerId} and key = ${key.key} and claim_id = ${key.claimId} and status_code is null
+           for update),
+      o as (
+        insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
+        select ${orderId}::uuid, ${buyerId}::uuid, ${allocation.productId}::uuid, ${allocation.quantity}::int,
+               ${allocation.amountCents}::int8, 'held', ${allocation.expiresAt}::timestamptz
+         where exists (select 1 from claim)
+        returning *),
+      answered as (
+        update idempotency_keys k set ${answer} order_id = o.id
+          from o where k.buyer_id = o.buyer_id and k.key = ${key.key})
+      select * from o`;
+    return row;
   }
 
   /** Debit → confirm → paid, for an order that is held; compensates when the confirm fails. */
