@@ -20,18 +20,18 @@ SELECT buyer_id, key, claim_id, scope, request_hash, status_code, response
 ON CONFLICT (buyer_id, key) DO NOTHING
 RETURNING buyer_id, key;
 SELECT * FROM reserve_atomic(md5(:a || '-' || :b)::uuid, :product::uuid, md5('buyer' || :buyer)::uuid, 1);
-WITH claim AS (
-  SELECT 1 FROM idempotency_keys
+WITH answered AS (
+  UPDATE idempotency_keys
+     SET status_code = 201, order_id = md5(:a || '-' || :b)::uuid,
+         response = jsonb_build_object('order', order_fields_json(md5(:a || '-' || :b)::uuid, 'held',
+           md5('buyer' || :buyer)::uuid, :product::uuid, 1, 1000, now() + interval '300 seconds', now()))
    WHERE buyer_id = md5('buyer' || :buyer)::uuid AND key = 'hot-' || :a || '-' || :b
      AND claim_id = md5('claim' || :a || '-' || :b)::uuid AND status_code IS NULL
-     FOR UPDATE),
+  RETURNING 1),
 o AS (
   INSERT INTO orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
   SELECT md5(:a || '-' || :b)::uuid, md5('buyer' || :buyer)::uuid, :product::uuid, 1, 1000, 'held',
          now() + interval '300 seconds'
-   WHERE EXISTS (SELECT 1 FROM claim)
-  RETURNING *),
-answered AS (
-  UPDATE idempotency_keys k SET status_code = 201, response = jsonb_build_object('order', order_json(o)), order_id = o.id
-    FROM o WHERE k.buyer_id = o.buyer_id AND k.key = 'hot-' || :a || '-' || :b)
+   WHERE EXISTS (SELECT 1 FROM answered)
+  RETURNING *)
 SELECT * FROM o;

@@ -289,22 +289,25 @@ export class OrdersService implements OrdersClient {
     key: HeldKey,
     onKey: 'answer' | 'order',
   ): Promise<OrderRow | undefined> {
-    const answer = onKey === 'answer' ? this.sql`status_code = 201, response = jsonb_build_object('order', order_json(o)),` : this.sql``;
-    // The claim's row is locked first, so a takeover cannot slip between the check and the writes.
+    const answer =
+      onKey === 'answer'
+        ? this.sql`status_code = 201, response = jsonb_build_object('order', order_fields_json(
+            ${orderId}::uuid, 'held', ${buyerId}::uuid, ${allocation.productId}::uuid, ${allocation.quantity}::int,
+            ${allocation.amountCents}::int8, ${allocation.expiresAt}::timestamptz, now())),`
+        : this.sql``;
+    // The key's update is the guard: a takeover committed before it, or while it waits for the
+    // row, leaves it nothing to update, and then no order is inserted either (migration 005).
     const [row] = await this.sql<OrderRow[]>`
-      with claim as (
-        select 1 from idempotency_keys
+      with answered as (
+        update idempotency_keys set ${answer} order_id = ${orderId}
          where buyer_id = ${key.buyerId} and key = ${key.key} and claim_id = ${key.claimId} and status_code is null
-           for update),
+        returning 1),
       o as (
         insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
         select ${orderId}::uuid, ${buyerId}::uuid, ${allocation.productId}::uuid, ${allocation.quantity}::int,
                ${allocation.amountCents}::int8, 'held', ${allocation.expiresAt}::timestamptz
-         where exists (select 1 from claim)
-        returning *),
-      answered as (
-        update idempotency_keys k set ${answer} order_id = o.id
-          from o where k.buyer_id = o.buyer_id and k.key = ${key.key})
+         where exists (select 1 from answered)
+        returning *)
       select * from o`;
     return row;
   }
