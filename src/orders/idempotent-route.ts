@@ -53,13 +53,24 @@ export interface IdempotentOptions {
 /** Keys whose request is running in this process, per store: `buyer\nkey` → the request's hash. */
 const running = new WeakMap<IdempotencyStore, Map<string, string>>();
 
-function runningIn(store: IdempotencyStore): Map<string, string> {
+/**
+ * Marks the key as running in this process and returns how to unmark it; throws what the
+ * database would say if another request with it runs here already.
+ */
+function startRunning(store: IdempotencyStore, buyerId: string, key: string, hash: string): () => void {
   let keys = running.get(store);
   if (keys === undefined) {
     keys = new Map();
     running.set(store, keys);
   }
-  return keys;
+  const id = `${buyerId}\n${key}`;
+  const other = keys.get(id);
+  if (other !== undefined) {
+    if (other !== hash) throw new DomainError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request', { key });
+    throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'a request with this Idempotency-Key is still being handled', { key }, 1);
+  }
+  keys.set(id, hash);
+  return () => keys.delete(id);
 }
 
 /** A refusal that a retry with the same key must be allowed to redo (never stored). */
@@ -84,14 +95,7 @@ export async function idempotent(
     return reply.status(answer.statusCode).send(answer.body);
   }
   const hash = requestHash(scope, request.body ?? null);
-  const keys = runningIn(store);
-  const id = `${request.buyerId}\n${key}`;
-  const other = keys.get(id);
-  if (other !== undefined) {
-    if (other !== hash) throw new DomainError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request', { key });
-    throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'a request with this Idempotency-Key is still being handled', { key }, 1);
-  }
-  keys.set(id, hash);
+  const stopRunning = startRunning(store, request.buyerId, key, hash);
   const held: HeldKey = { buyerId: request.buyerId, key, claimId: randomUUID() };
   try {
     let claimed = false;
@@ -132,7 +136,7 @@ export async function idempotent(
     if (answer.stored !== true) await store.complete(held, answer.statusCode, answer.body);
     return reply.status(answer.statusCode).send(answer.body);
   } finally {
-    keys.delete(id);
+    stopRunning();
   }
 }
 
