@@ -58,12 +58,16 @@ describe('bench', () => {
 
   it('warms up unmeasured, measures the floor in the same run and reports p99 as a ratio to it', async () => {
     const productsBefore = await t.api.admin<{ products: unknown[] }>('GET', '/v1/products');
-    const report = await bench({ scenario: scenarioFor('herd', { buyers: 100 }), strategies: ['atomic'], floor: startFloor, warmupBuyers: 40 });
+    const report = await bench({ scenario: scenarioFor('herd', { buyers: 100 }), strategies: ['atomic'], floor: startFloor, warmupBuyers: 40, runs: 2 });
     const [result] = report.summary;
     expect(report.warmupBuyers).toBe(40);
-    // Three warm-up products of their own, plus the measured one; their sales are not reported.
+    // Three warm-up products of their own, plus one measured per round; their sales are not reported.
     const productsAfter = await t.api.admin<{ products: unknown[] }>('GET', '/v1/products');
-    expect(productsAfter.body.products.length - productsBefore.body.products.length).toBe(4);
+    expect(productsAfter.body.products.length - productsBefore.body.products.length).toBe(5);
+    // Each round's own ratio is shown beside the median's.
+    const rounds = report.results.map((run) => run.floorRatioP99?.toFixed(2));
+    expect(rounds).toHaveLength(2);
+    expect(renderTerminal(report)).toContain(`×floor p99 by round: atomic ${rounds.join(', ')}`);
     expect(result?.outcomes.requests).toBe(100);
     expect(report.floorSummary?.outcomes.requests).toBe(100);
     expect(report.floorSummary?.outcomes.connectionErrors).toBe(0);

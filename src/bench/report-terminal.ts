@@ -63,6 +63,17 @@ export function renderTerminal(report: BenchReport): string {
     '',
     table(header, rows),
   ];
+  if (report.runs > 1 && report.floor.length > 0) {
+    // The median alone hides how far rounds on a shared machine wander; the reader should see it.
+    const rounds = report.summary.map(
+      (summary) =>
+        `${summary.strategy} ${report.results
+          .filter((result) => result.strategy === summary.strategy)
+          .map((result) => na(result.floorRatioP99, 2))
+          .join(', ')}`,
+    );
+    lines.push(`×floor p99 by round: ${rounds.join('; ')}`);
+  }
   for (const r of report.summary) {
     if (r.checkout) {
       const c = r.checkout;
