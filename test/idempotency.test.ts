@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { requestHash, type HeldKey } from '../src/orders/idempotency.js';
 import type { Answer } from './support/api.js';
 import { startTestServer, type TestServer } from './support/server.js';
+import { holdProductRow } from './support/row-lock.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
 let t: TestServer;
@@ -200,19 +201,11 @@ describe('a herd with keys', () => {
     const inventory = t.server.system.stores.databases.inventory;
     let answers: Answer[];
     try {
-      let lockHeld = (): void => undefined;
-      const held = new Promise<void>((resolve) => {
-        lockHeld = resolve;
-      });
-      const locked = inventory.begin(async (tx) => {
-        await tx`select 1 from products where id = ${product.id} for update`;
-        lockHeld();
-        await new Promise((resolve) => setTimeout(resolve, 700));
-      });
       // The herd starts once the row is held, so no buyer can reserve before it.
-      await held;
+      const row = await holdProductRow(inventory, product.id);
+      const released = new Promise((resolve) => setTimeout(resolve, 700)).then(() => row.release());
       answers = await storm(buyers.length, (i) => t.api.purchase(buyers[i]?.token ?? '', product.id, 1, keyed(`herd-${i}`)));
-      await locked;
+      await released;
     } finally {
       delete (store as { complete?: unknown }).complete;
     }
@@ -323,23 +316,10 @@ describe('a claim taken over', () => {
     const inventory = t.server.system.stores.databases.inventory;
     const orders = t.server.system.stores.databases.orders;
     // The purchase stalls on the product's row, its key already claimed beside the reservation.
-    let unlock = (): void => undefined;
-    const unlocked = new Promise<void>((resolve) => {
-      unlock = resolve;
-    });
-    let lockHeld = (): void => undefined;
-    const held = new Promise<void>((resolve) => {
-      lockHeld = resolve;
-    });
-    const locked = inventory.begin(async (tx) => {
-      await tx`select 1 from products where id = ${product.id} for update`;
-      lockHeld();
-      await unlocked;
-    });
+    const row = await holdProductRow(inventory, product.id);
     const retry = heldKey(buyer.id, 'stall');
     let answer: Answer;
     try {
-      await held;
       const stalled = t.api.call('POST', '/v1/purchases', { token: buyer.token, body, headers: keyed('stall') });
       let claimedRows: { n: number }[] = [];
       for (let wait = 0; wait < 100 && claimedRows[0]?.n !== 1; wait += 1) {
@@ -350,12 +330,10 @@ describe('a claim taken over', () => {
       // Long enough to go stale; a retry at another server takes the key over.
       await orders`update idempotency_keys set created_at = now() - interval '6 minutes' where buyer_id = ${buyer.id} and key = 'stall'`;
       expect(await t.server.system.orders.idempotency.claim(retry, 'purchase', requestHash('purchase', body))).toEqual({ kind: 'claimed' });
-      unlock();
-      await locked;
+      await row.release();
       answer = await stalled;
     } finally {
-      unlock();
-      await locked;
+      await row.release();
     }
     expect(answer.status).toBe(409);
     expect(answer.body).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });

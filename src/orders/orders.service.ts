@@ -249,7 +249,7 @@ export class OrdersService implements OrdersClient {
     const { allocation } = outcome;
     let row: OrderRow | undefined;
     try {
-      row = key === undefined ? await this.recordOrder(orderId, buyerId, allocation) : await this.recordKeyedOrder(orderId, buyerId, allocation, key, onKey);
+      row = await this.recordOrder(orderId, buyerId, allocation, key, onKey);
     } catch (error) {
       // The buyer is told "no", so the unit must not stay held: give it back now rather than at
       // expiry. If this fails too, the sweeper returns it when the hold expires.
@@ -271,22 +271,17 @@ export class OrdersService implements OrdersClient {
     });
   }
 
-  private async recordOrder(orderId: string, buyerId: string, allocation: Allocation): Promise<OrderRow> {
-    const [row] = await this.sql<OrderRow[]>`
-      insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
-      values (${orderId}, ${buyerId}, ${allocation.productId}, ${allocation.quantity},
-              ${allocation.amountCents}, 'held', ${allocation.expiresAt})
-      returning *`;
-    if (!row) throw new Error('insert returned no order');
-    return row;
-  }
-
-  /** `recordOrder` and its key in one statement, if the key still carries this claim (else nothing). */
-  private async recordKeyedOrder(
+  /**
+   * Inserts the order; with a key, in the same statement, writes on it the answer or the order's
+   * id, and inserts the order only if that write happened (the key still carries this claim):
+   * `undefined` then. The key's update is the guard: a takeover committed before it, or while it
+   * waits for the row, leaves it nothing to update (migration 005 builds the answer from values).
+   */
+  private async recordOrder(
     orderId: string,
     buyerId: string,
     allocation: Allocation,
-    key: HeldKey,
+    key: HeldKey | undefined,
     onKey: 'answer' | 'order',
   ): Promise<OrderRow | undefined> {
     const answer =
@@ -295,20 +290,23 @@ export class OrdersService implements OrdersClient {
             ${orderId}::uuid, 'held', ${buyerId}::uuid, ${allocation.productId}::uuid, ${allocation.quantity}::int,
             ${allocation.amountCents}::int8, ${allocation.expiresAt}::timestamptz, now())),`
         : this.sql``;
-    // The key's update is the guard: a takeover committed before it, or while it waits for the
-    // row, leaves it nothing to update, and then no order is inserted either (migration 005).
     const [row] = await this.sql<OrderRow[]>`
-      with answered as (
-        update idempotency_keys set ${answer} order_id = ${orderId}
-         where buyer_id = ${key.buyerId} and key = ${key.key} and claim_id = ${key.claimId} and status_code is null
-        returning 1),
+      with ${
+        key === undefined
+          ? this.sql``
+          : this.sql`answered as (
+              update idempotency_keys set ${answer} order_id = ${orderId}
+               where buyer_id = ${key.buyerId} and key = ${key.key} and claim_id = ${key.claimId} and status_code is null
+              returning 1),`
+      }
       o as (
         insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
         select ${orderId}::uuid, ${buyerId}::uuid, ${allocation.productId}::uuid, ${allocation.quantity}::int,
                ${allocation.amountCents}::int8, 'held', ${allocation.expiresAt}::timestamptz
-         where exists (select 1 from answered)
+         where ${key === undefined ? this.sql`true` : this.sql`exists (select 1 from answered)`}
         returning *)
       select * from o`;
+    if (!row && key === undefined) throw new Error('insert returned no order');
     return row;
   }
 
