@@ -7,8 +7,8 @@
  *
  * @remarks Claims go to the database in groups, one statement each (a drop brings thousands at
  * once; see {@link GroupBatches}), and so do answers; a key that is already there falls back to the one-key path,
- * which replays, refuses or takes over a stale claim. Answers that are not definitive (a 503,
- * `CONTENTION`, a 5xx) are not stored: the claim is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
+ * which replays, refuses or takes over a stale claim. Answers that are not definitive (one with
+ * `Retry-After`, such as `CONTENTION`, or a 5xx) are not stored: the claim is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
  * whose request died without an answer can be taken over after `STALE_CLAIM` (so a crash does not
  * lock a key for a day), unless it had recorded an order: then that order is the answer.
  */

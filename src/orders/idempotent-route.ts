@@ -73,9 +73,13 @@ function startRunning(store: IdempotencyStore, buyerId: string, key: string, has
   return () => keys.delete(id);
 }
 
-/** A refusal that a retry with the same key must be allowed to redo (never stored). */
+/**
+ * Whether a refusal is the key's answer for good. One that tells the buyer to come back
+ * (`Retry-After`: `CONTENTION`, `IDEMPOTENCY_IN_PROGRESS`, `RATE_LIMITED`) or a fault (5xx) is
+ * not: it is never stored, so a retry with the same key may redo the work.
+ */
 function isDefinitive(error: DomainError): boolean {
-  return error.status < 500 && error.code !== 'CONTENTION';
+  return error.status < 500 && error.retryAfterSeconds === undefined;
 }
 
 export async function idempotent(
@@ -129,7 +133,7 @@ export async function idempotent(
       if (!claimed) return claimWithRefusal(store, request, reply, held, scope, hash, answer);
       if (isDefinitive(answer)) return storeRefusal(store, request, reply, held, answer);
       await abandon(store, request, held);
-      // Rare (CONTENTION, a fault named by the domain): the error handler answers and logs it.
+      // Rare (CONTENTION, a key taken over, a fault named by the domain): the error handler answers it.
       throw answer;
     }
     if (!claimed) throw new Error(`the work of ${scope} answered without claiming its key`);
@@ -165,7 +169,7 @@ async function claimWithRefusal(
   hash: string,
   refusal: DomainError,
 ): Promise<FastifyReply> {
-  // Not definitive (CONTENTION): nothing is stored, so the same key may retry.
+  // Not definitive (CONTENTION, …): nothing is stored, so the same key may retry.
   if (!isDefinitive(refusal)) throw refusal;
   const response = problemOf(refusal, request);
   const claim = await store.claim(held, scope, hash, { statusCode: refusal.status, response });
