@@ -24,10 +24,7 @@ export interface PurchaseRequest {
   readonly pay?: boolean;
 }
 
-/**
- * A purchase's outcome: the order, the refusal that `purchase` would throw, or `withdrawn` when
- * `alongReserve` said no (nothing stays reserved).
- */
+/** A purchase's outcome: the order, the refusal, or `withdrawn` when `alongReserve` said no (nothing stays reserved). */
 export type PurchaseOutcome =
   | { readonly ok: true; readonly order: Order }
   | { readonly ok: false; readonly refusal: DomainError }
@@ -43,26 +40,16 @@ export interface OrdersPage {
 export interface OrdersClient {
   /**
    * Mints the order id, has inventory reserve under it, records the order `held` (and with
-   * `pay`, pays it). Throws a `DomainError` naming the refusal (`SOLD_OUT`, `LIMIT_EXCEEDED`, …).
-   * With `idempotencyKey` (claimed by the caller), stores the answer `201 { order }` under it; a
-   * held order's answer is written in the statement that records the order.
-   */
-  purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: HeldKey): Promise<Order>;
-  /**
-   * `purchase` with its refusals returned, not thrown (faults still throw). At a drop nearly every
-   * buyer is refused, and a thrown refusal costs each of them V8's rejection tracking at every
-   * `await` it passes on its way to the route. `alongReserve` is called once, as the store is
-   * asked to reserve and side by side with it (never for a buyer refused from memory or while
-   * waiting in line); `false` withdraws the purchase and undoes the reservation. The route claims
-   * the key there.
+   * `pay`, pays it). A refusal (`SOLD_OUT`, `LIMIT_EXCEEDED`, …) is returned, not thrown (faults
+   * still throw): at a drop nearly every buyer is refused, and a thrown refusal costs each of them
+   * V8's rejection tracking at every `await` it passes on its way to the route. With
+   * `idempotencyKey` (held by the caller), the answer `201 { order }` is stored under it; a held
+   * order's answer is written in the statement that records the order. `alongReserve` is called
+   * once, as the store is asked to reserve and side by side with it (never for a buyer refused from
+   * memory or while waiting in line); `false` withdraws the purchase and undoes the reservation.
+   * The route claims the key there.
    */
   tryPurchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: HeldKey, alongReserve?: () => Promise<boolean>): Promise<PurchaseOutcome>;
-  /**
-   * The refusal `purchase` would throw without a round trip to any store (the product sold out a
-   * moment ago), or `undefined`. With an Idempotency-Key, that answer is stored with the key's
-   * claim in one statement: at a drop, most buyers get exactly this answer.
-   */
-  refusalFromMemory(request: PurchaseRequest): DomainError | undefined;
   /**
    * Debits the buyer (once per order), confirms the hold, marks the order `paid`. Throws
    * `INSUFFICIENT_FUNDS` (the hold stays), `HOLD_EXPIRED` (refunded, unit back in stock),

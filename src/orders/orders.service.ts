@@ -72,13 +72,6 @@ export class OrdersService implements OrdersClient {
     return this.expired;
   }
 
-  async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: HeldKey): Promise<Order> {
-    const outcome = await this.tryPurchase(buyerId, request, idempotencyKey);
-    if (outcome.ok) return outcome.order;
-    if ('refusal' in outcome) throw outcome.refusal;
-    throw new Error('a purchase without alongReserve cannot be withdrawn');
-  }
-
   /** See {@link OrdersClient.tryPurchase}; `alongReserve` becomes `ReserveRequest.alongside`. */
   async tryPurchase(
     buyerId: string,
@@ -113,11 +106,6 @@ export class OrdersService implements OrdersClient {
       });
     }
     return { ok: true, order: paid };
-  }
-
-  refusalFromMemory(request: PurchaseRequest): DomainError | undefined {
-    const refusal = this.options.inventory.refusalFromMemory(request.productId);
-    return refusal ? refusalError(refusal, request.productId) : undefined;
   }
 
   async pay(buyerId: string, orderId: string): Promise<Order> {
@@ -233,8 +221,8 @@ export class OrdersService implements OrdersClient {
     alongside?: () => Promise<boolean>,
   ): Promise<OrderRow | Exclude<PurchaseOutcome, { ok: true }>> {
     // Refused from memory before an id is minted: most buyers of a drop end here.
-    const known = this.refusalFromMemory(request);
-    if (known) return { ok: false, refusal: known };
+    const known = this.options.inventory.refusalFromMemory(request.productId);
+    if (known) return { ok: false, refusal: refusalError(known, request.productId) };
     const orderId = this.options.newId();
     const outcome = await this.options.inventory.reserve({
       allocationId: orderId,
