@@ -34,7 +34,15 @@ export interface Config {
   readonly amqpUrl: string | undefined;
   readonly seedDemo: boolean;
   readonly logLevel: string;
+  /**
+   * How the modules reach each other in one process: `direct` calls, or `json`, every call's
+   * arguments, result and error through JSON as an HTTP hop would carry them (the tests run so,
+   * proving the module contracts carry plain data only).
+   */
+  readonly moduleHop: ModuleHop;
 }
+
+export type ModuleHop = 'direct' | 'json';
 
 export type ModuleName = 'users' | 'inventory' | 'orders';
 export const MODULE_NAMES: readonly ModuleName[] = ['users', 'inventory', 'orders'];
@@ -102,6 +110,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   }
   const seed = text('SEED_DEMO') ?? 'true';
   if (!['true', 'false', '1', '0'].includes(seed)) problems.push(`SEED_DEMO must be true or false, got "${seed}"`);
+  const moduleHop = text('MODULE_HOP') ?? 'direct';
+  if (moduleHop !== 'direct' && moduleHop !== 'json') problems.push(`MODULE_HOP must be direct or json, got "${moduleHop}"`);
   const logLevel = text('LOG_LEVEL') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${logLevel}"`);
@@ -138,6 +148,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     amqpUrl: url('AMQP_URL', ['amqp:', 'amqps:']),
     seedDemo: seed === 'true' || seed === '1',
     logLevel,
+    moduleHop: moduleHop as ModuleHop,
     ...overrides,
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -111,7 +111,7 @@ function startSweeper(system: System, app: App): { stop(): void } {
       if (released.length > 0) app.log.info({ holds: released.length }, 'expired holds returned to stock');
       if (Date.now() - lastCleanup >= KEY_CLEANUP_INTERVAL_MS) {
         lastCleanup = Date.now();
-        const removed = await system.orders.idempotency.cleanup();
+        const removed = await system.orders.keys.cleanup();
         if (removed > 0) app.log.info({ keys: removed }, 'old idempotency keys removed');
       }
     } catch (error) {

@@ -8,10 +8,14 @@ import { MODULE_NAMES, type Config } from './config.js';
 import { openModuleDatabases, type ModuleDatabases } from './infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-postgres.js';
 import { timeOrderedIds } from './infra/ids.js';
+import { overJson } from './infra/json-hop.js';
 import { migrate } from './infra/migrate.js';
 import { keptSecret } from './infra/secrets.js';
 import { Tokens } from './infra/tokens.js';
+import type { InventoryClient } from './inventory/inventory.client.js';
 import { InventoryService } from './inventory/inventory.service.js';
+import type { OrdersClient } from './orders/orders.client.js';
+import type { UsersClient } from './users/users.client.js';
 import { buildStrategies, type StrategyRegistry } from './inventory/strategies/index.js';
 import { OrdersService } from './orders/orders.service.js';
 import { UsersService } from './users/users.service.js';
@@ -104,8 +108,8 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   });
   const orders = new OrdersService({
     sql: databases.orders,
-    inventory,
-    users,
+    inventory: hop(config, inventory, 'inventory'),
+    users: hop(config, users, 'users'),
     newId,
     paymentDelayMs: config.paymentDelayMs,
     log,
@@ -123,12 +127,18 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   };
 }
 
+/** A module's client as its callers reach it (see `Config.moduleHop`). */
+function hop<T extends object>(config: Config, client: T, name: string): T {
+  return config.moduleHop === 'json' ? overJson(client, name) : client;
+}
+
 export function appFor(system: System): App {
   const { databases } = system.stores;
+  const { config } = system;
   return buildApp({
-    users: system.users,
-    inventory: system.inventory,
-    orders: system.orders,
+    users: hop(config, system.users as UsersClient, 'users'),
+    inventory: hop(config, system.inventory as InventoryClient, 'inventory'),
+    orders: hop(config, system.orders as OrdersClient, 'orders'),
     tokens: system.tokens,
     adminToken: system.adminToken,
     defaultStrategy: system.config.strategy,

@@ -4,9 +4,9 @@
  * a storm of retries makes one order and one debit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DomainError } from '../src/infra/errors.js';
+import { refusal } from '../src/infra/errors.js';
 import { randomUUID } from 'node:crypto';
-import { requestHash, type HeldKey } from '../src/orders/idempotency.js';
+import { requestHash, type HeldKey, type KeptOutcome } from '../src/orders/idempotency.js';
 import type { Answer } from './support/api.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { holdProductRow } from './support/row-lock.js';
@@ -25,8 +25,15 @@ afterAll(async () => {
 
 const orderId = (answer: Answer): string => (answer.body['order'] as { id: string }).id;
 const keyed = (key: string): Record<string, string> => ({ 'idempotency-key': key });
-/** A key as a request holds it, with a claim of its own. */
-const heldKey = (buyerId: string, key: string): HeldKey => ({ buyerId, key, claimId: randomUUID() });
+/** A key as a request holds it, with a claim of its own (`hash` stands for the request's body). */
+const heldKey = (buyerId: string, key: string, hash = `h-${key}`): HeldKey => ({
+  buyerId,
+  key,
+  claimId: randomUUID(),
+  scope: 'purchase',
+  hash,
+});
+const soldOut = (extras: Record<string, unknown> = {}): KeptOutcome => ({ ok: false, refusal: refusal('SOLD_OUT', 'sold out', extras) });
 
 async function debitsOf(userId: string): Promise<number> {
   const sql = t.server.system.stores.databases.users;
@@ -105,7 +112,7 @@ describe('idempotency keys on purchase', () => {
     expect(answer.status).toBe(409);
     expect(answer.body).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
     expect(answer.headers['retry-after']).toBe('1');
-    // The key is claimed side by side with the reservation: the unit reserved meanwhile went back.
+    // The key is written after the reservation: the unit reserved meanwhile went back.
     const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
     expect(stats.body).toMatchObject({ held: 0, cancelled: 1, remaining: 1 });
   });
@@ -149,7 +156,7 @@ describe('idempotency keys on purchase', () => {
     const first = await t.api.purchase(buyer.token, product.id, 1, keyed('old'));
     const sql = t.server.system.stores.databases.orders;
     await sql`update idempotency_keys set created_at = now() - interval '25 hours' where buyer_id = ${buyer.id}`;
-    expect(await t.server.system.orders.idempotency.cleanup()).toBeGreaterThanOrEqual(1);
+    expect(await t.server.system.orders.keys.cleanup()).toBeGreaterThanOrEqual(1);
     const [left] = await sql<{ n: number }[]>`select count(*)::int8 as n from idempotency_keys where buyer_id = ${buyer.id}`;
     expect(left?.n).toBe(0);
     const again = await t.api.purchase(buyer.token, product.id, 1, keyed('old'));
@@ -159,37 +166,32 @@ describe('idempotency keys on purchase', () => {
 });
 
 describe('claims in one statement', () => {
-  it('claims each new key once when a turn brings many, repeats included, and replays a stored answer', async () => {
-    const store = t.server.system.orders.idempotency;
+  it('claims each new key once when a turn brings many, repeats included, and replays a kept outcome', async () => {
+    const store = t.server.system.orders.keys;
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
-    await store.claim(heldKey(buyer.id, 'answered'), 'purchase', 'h-answered', { statusCode: 409, response: { code: 'SOLD_OUT' } });
+    expect(await store.answerFirst(heldKey(buyer.id, 'answered'), soldOut())).toEqual(soldOut());
     const keys = Array.from({ length: 120 }, (_, i) => `batch-${i % 100}`);
-    const claims = await Promise.allSettled([
-      ...keys.map((key) => store.claim(heldKey(buyer.id, key), 'purchase', `h-${key}`)),
-      store.claim(heldKey(buyer.id, 'answered'), 'purchase', 'h-answered'),
+    const claims = await Promise.all([
+      ...keys.map((key) => store.claim(heldKey(buyer.id, key))),
+      store.claim(heldKey(buyer.id, 'answered')),
     ]);
-    const claimedKeys = claims
-      .map((claim, index) => (claim.status === 'fulfilled' && claim.value.kind === 'claimed' ? keys[index] : undefined))
-      .filter((key) => key !== undefined);
-    expect(claimedKeys).toHaveLength(100);
-    // The first claim of each key keeps it; the repeats (indices 100–119) are the ones told to wait.
-    expect(claims.slice(0, 100).every((claim) => claim.status === 'fulfilled' && claim.value.kind === 'claimed')).toBe(true);
-    expect(new Set(claimedKeys).size).toBe(100);
-    // The 20 repeats find their key claimed and unanswered: in progress, never claimed twice.
-    const refused = claims.filter((claim) => claim.status === 'rejected');
-    expect(refused).toHaveLength(20);
-    for (const claim of refused) expect((claim as PromiseRejectedResult).reason).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
-    expect(claims.at(-1)).toMatchObject({ status: 'fulfilled', value: { kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT' } } });
+    // The first claim of each key keeps it; the repeats (indices 100–119) find it claimed and
+    // unanswered: in progress, never claimed twice.
+    expect(claims.slice(0, 100).every((claim) => claim.claimed)).toBe(true);
+    for (const claim of claims.slice(100, 120)) {
+      expect(claim).toMatchObject({ claimed: false, outcome: { ok: false, refusal: { code: 'IDEMPOTENCY_IN_PROGRESS' } } });
+    }
+    expect(claims.at(-1)).toEqual({ claimed: false, outcome: { ...soldOut(), replayed: true } });
   });
 });
 
 describe('a herd with keys', () => {
-  it('claims a key late: a buyer refused before its turn with the store writes its key once, with the refusal', async () => {
+  it('writes each key once, with its outcome: no buyer claims first and answers after', async () => {
     const product = await t.api.createProduct({ stock: 1 });
     const buyers = await t.api.createBuyers(300);
-    const store = t.server.system.orders.idempotency;
-    // Counted on the real store (nothing is faked): answers stored after a claim, one per call.
+    const store = t.server.system.orders.keys;
+    // Counted on the real store (nothing is faked): outcomes kept after a claim, one per call.
     const complete = store.complete.bind(store);
     let completed = 0;
     store.complete = async (...args) => {
@@ -211,10 +213,9 @@ describe('a herd with keys', () => {
     }
     expect(tally(answers)).toEqual({ '201': 1, '409 SOLD_OUT': 299 });
     await expectInvariant(t.api, product.id, answers);
-    // Only buyers who claimed and then heard "sold out" from the store itself (at most one per
-    // lane, the pool's 10) store an answer after their claim; the rest wrote key and refusal at once.
-    // Claiming first, every refused buyer stored its answer after its claim (299 here).
-    expect(completed).toBeLessThanOrEqual(10);
+    // A purchase writes its key with its outcome (the refusal, or the order) in one statement.
+    // Claiming first, every refused buyer would have kept its answer after its claim (299 here).
+    expect(completed).toBe(0);
     const sql = t.server.system.stores.databases.orders;
     const [stored] = await sql<{ n: number }[]>`
       select count(*)::int as n from idempotency_keys
@@ -232,14 +233,14 @@ describe('an answer that is not definitive', () => {
     const product = await t.api.createProduct({ stock: 5 });
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
-    const orders = t.server.system.orders;
-    // One contended attempt, as optimistic gives after its retries; the store stays the real one.
-    orders.tryPurchase = async () => ({ ok: false, refusal: new DomainError('CONTENTION', undefined, { productId: product.id }, 1) });
+    const inventory = t.server.system.inventory;
+    // One contended attempt, as optimistic gives after its retries; the key store stays the real one.
+    inventory.reserve = async () => ({ ok: false, reason: 'CONTENTION', retryAfterSeconds: 1 });
     let contended: Answer;
     try {
       contended = await t.api.purchase(buyer.token, product.id, 1, keyed('contended'));
     } finally {
-      delete (orders as { tryPurchase?: unknown }).tryPurchase;
+      delete (inventory as { reserve?: unknown }).reserve;
     }
     expect(contended.status).toBe(409);
     expect(contended.body['code']).toBe('CONTENTION');
@@ -251,19 +252,19 @@ describe('an answer that is not definitive', () => {
   });
 });
 
-describe('answers in one statement', () => {
-  it('stores every answer completed in one turn, each under its own key, and never overwrites one', async () => {
-    const store = t.server.system.orders.idempotency;
+describe('outcomes in one statement', () => {
+  it('keeps every outcome completed in one turn, each under its own key, and never overwrites one', async () => {
+    const store = t.server.system.orders.keys;
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const keys = Array.from({ length: 60 }, (_, i) => `answer-${i}`);
     const held = keys.map((key) => heldKey(buyer.id, key));
-    await Promise.all(held.map((key) => store.claim(key, 'purchase', `h-${key.key}`)));
-    await Promise.all(held.map((key, i) => store.complete(key, 409, { code: 'SOLD_OUT', n: i })));
-    // A second answer for a key already answered changes nothing.
-    await store.complete(held[0] ?? heldKey(buyer.id, 'answer-0'), 201, { order: 'late' });
-    const replays = await Promise.all(keys.map((key) => store.claim(heldKey(buyer.id, key), 'purchase', `h-${key}`)));
-    expect(replays).toEqual(keys.map((_, i) => ({ kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT', n: i } })));
+    expect((await Promise.all(held.map((key) => store.claim(key)))).every((claim) => claim.claimed)).toBe(true);
+    await Promise.all(held.map((key, i) => store.complete(key, soldOut({ n: i }))));
+    // A second outcome for a key already answered changes nothing.
+    await store.complete(held[0] ?? heldKey(buyer.id, 'answer-0'), soldOut({ n: 'late' }));
+    const replays = await Promise.all(keys.map((key) => store.claim(heldKey(buyer.id, key))));
+    expect(replays).toEqual(keys.map((_, i) => ({ claimed: false, outcome: { ...soldOut({ n: i }), replayed: true } })));
   });
 });
 
@@ -292,58 +293,51 @@ describe('a stale claim', () => {
 
 describe('a claim taken over', () => {
   it('is fenced at the store: the request that lost it can neither answer nor drop the key', async () => {
-    const store = t.server.system.orders.idempotency;
+    const store = t.server.system.orders.keys;
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const stalled = heldKey(buyer.id, 'fenced');
-    expect(await store.claim(stalled, 'purchase', 'h-fenced')).toEqual({ kind: 'claimed' });
+    expect(await store.claim(stalled)).toEqual({ claimed: true });
     const orders = t.server.system.stores.databases.orders;
     await orders`update idempotency_keys set created_at = now() - interval '6 minutes' where buyer_id = ${buyer.id} and key = 'fenced'`;
     const retry = heldKey(buyer.id, 'fenced');
-    expect(await store.claim(retry, 'purchase', 'h-fenced')).toEqual({ kind: 'claimed' });
-    await store.complete(stalled, 201, { order: 'from the stalled request' });
+    expect(await store.claim(retry)).toEqual({ claimed: true });
+    await store.complete(stalled, soldOut({ from: 'the stalled request' }));
     await store.abandon(stalled);
-    await expect(store.claim(heldKey(buyer.id, 'fenced'), 'purchase', 'h-fenced')).rejects.toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
-    await store.complete(retry, 409, { code: 'SOLD_OUT' });
-    expect(await store.claim(heldKey(buyer.id, 'fenced'), 'purchase', 'h-fenced')).toEqual({ kind: 'replay', statusCode: 409, response: { code: 'SOLD_OUT' } });
+    expect(await store.claim(heldKey(buyer.id, 'fenced'))).toMatchObject({
+      claimed: false,
+      outcome: { ok: false, refusal: { code: 'IDEMPOTENCY_IN_PROGRESS' } },
+    });
+    await store.complete(retry, soldOut());
+    expect(await store.claim(heldKey(buyer.id, 'fenced'))).toEqual({ claimed: false, outcome: { ...soldOut(), replayed: true } });
   });
 
-  it('records no order for the request that stalled: its unit goes back and it is told to wait', async () => {
+  it('records no order for a purchase whose key was answered meanwhile: its unit goes back and it gets that outcome', async () => {
     const product = await t.api.createProduct({ stock: 3 });
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const body = { productId: product.id, quantity: 1 };
     const inventory = t.server.system.stores.databases.inventory;
     const orders = t.server.system.stores.databases.orders;
-    // The purchase stalls on the product's row, its key already claimed beside the reservation.
+    // The purchase stalls on the product's row; a retry at another server is answered meanwhile.
     const row = await holdProductRow(inventory, product.id);
-    const retry = heldKey(buyer.id, 'stall');
     let answer: Answer;
     try {
       const stalled = t.api.call('POST', '/v1/purchases', { token: buyer.token, body, headers: keyed('stall') });
-      let claimedRows: { n: number }[] = [];
-      for (let wait = 0; wait < 100 && claimedRows[0]?.n !== 1; wait += 1) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        claimedRows = await orders<{ n: number }[]>`select count(*)::int as n from idempotency_keys where buyer_id = ${buyer.id} and key = 'stall'`;
-      }
-      expect(claimedRows[0]?.n).toBe(1);
-      // Long enough to go stale; a retry at another server takes the key over.
-      await orders`update idempotency_keys set created_at = now() - interval '6 minutes' where buyer_id = ${buyer.id} and key = 'stall'`;
-      expect(await t.server.system.orders.idempotency.claim(retry, 'purchase', requestHash('purchase', body))).toEqual({ kind: 'claimed' });
+      const retry = heldKey(buyer.id, 'stall', requestHash('purchase', body));
+      expect(await t.server.system.orders.keys.answerFirst(retry, soldOut({ productId: product.id }))).toEqual(soldOut({ productId: product.id }));
       await row.release();
       answer = await stalled;
     } finally {
       await row.release();
     }
     expect(answer.status).toBe(409);
-    expect(answer.body).toMatchObject({ code: 'IDEMPOTENCY_IN_PROGRESS' });
+    expect(answer.headers['idempotent-replayed']).toBe('true');
+    expect(answer.body).toMatchObject({ code: 'SOLD_OUT', productId: product.id });
     const [count] = await orders<{ n: number }[]>`select count(*)::int as n from orders where buyer_id = ${buyer.id}`;
     expect(count?.n).toBe(0);
     const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
     expect(stats.body).toMatchObject({ held: 0, cancelled: 1, remaining: 3 });
-    const [key] = await orders<{ claim_id: string; status_code: number | null; order_id: string | null }[]>`
-      select claim_id, status_code, order_id from idempotency_keys where buyer_id = ${buyer.id} and key = 'stall'`;
-    expect(key).toEqual({ claim_id: retry.claimId, status_code: null, order_id: null });
   });
 });
 

@@ -60,9 +60,9 @@ describe('sold-out hints', () => {
       const refused = await t.api.purchase(loser.token, product.id, 1, keyed('from-memory'));
       expect(refused.status).toBe(409);
       expect(refused.body).toMatchObject({ code: 'SOLD_OUT', remaining: 0 });
-      const [row] = await sql<{ status_code: number; response: { code: string } }[]>`
+      const [row] = await sql<{ status_code: number; response: unknown }[]>`
         select status_code, response from idempotency_keys where buyer_id = ${loser.id} and key = 'from-memory'`;
-      expect(row).toMatchObject({ status_code: 409, response: { code: 'SOLD_OUT' } });
+      expect(row).toMatchObject({ status_code: 409, response: { ok: false, refusal: { code: 'SOLD_OUT' } } });
       expect((await sql<{ n: number }[]>`select count(*)::int8 as n from idempotency_keys`)[0]?.n).toBe((before[0]?.n ?? 0) + 1);
 
       // The winner's retry arrives while the product is refused from memory: it gets its 201 back.

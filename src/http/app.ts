@@ -151,8 +151,7 @@ export function buildApp(deps: AppDeps): App {
         },
       },
       async (request) => {
-        const found = await deps.orders.existing(request.body.ids);
-        return { missing: request.body.ids.filter((id) => !found.has(id)) };
+        return { missing: await deps.orders.missing(request.body.ids) };
       },
     );
     done();

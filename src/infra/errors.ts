@@ -41,6 +41,27 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export type ProblemExtras = Readonly<Record<string, unknown>>;
 
 /**
+ * A refusal as plain data: what a module client returns instead of throwing, and what an
+ * `Idempotency-Key` keeps as its answer. It crosses a process boundary as JSON unchanged.
+ */
+export interface Refusal {
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly extras: ProblemExtras;
+  /** Come back after this many seconds (`CONTENTION`, `IDEMPOTENCY_IN_PROGRESS`, …). */
+  readonly retryAfterSeconds?: number;
+}
+
+/**
+ * Whether a refusal is its request's answer for good. One that tells the buyer to come back
+ * (`Retry-After`) or a fault (5xx) is not: it is never kept under an `Idempotency-Key`, so a retry
+ * with the same key may redo the work.
+ */
+export function isDefinitive(refusal: Refusal): boolean {
+  return ERROR_CODES[refusal.code].status < 500 && refusal.retryAfterSeconds === undefined;
+}
+
+/**
  * A refusal or fault that the domain knows how to name. `extras` become members of the problem
  * document; `retryAfterSeconds` becomes the `Retry-After` header.
  */
@@ -64,4 +85,21 @@ export class DomainError extends Error {
     this.extras = extras;
     this.retryAfterSeconds = retryAfterSeconds;
   }
+
+  /** The refusal as plain data. */
+  toRefusal(): Refusal {
+    const refusal = { code: this.code, detail: this.message, extras: this.extras };
+    return this.retryAfterSeconds === undefined ? refusal : { ...refusal, retryAfterSeconds: this.retryAfterSeconds };
+  }
+
+  /** The error a refusal stands for (one that crossed a process boundary as data). */
+  static of(refusal: Refusal): DomainError {
+    return new DomainError(refusal.code, refusal.detail, refusal.extras, refusal.retryAfterSeconds);
+  }
+}
+
+/** Refuses with `code`, as data: the hot path's way of saying no without throwing. */
+export function refusal(code: ErrorCode, detail?: string, extras: ProblemExtras = {}, retryAfterSeconds?: number): Refusal {
+  const made = { code, detail: detail ?? ERROR_CODES[code].meaning, extras };
+  return retryAfterSeconds === undefined ? made : { ...made, retryAfterSeconds };
 }

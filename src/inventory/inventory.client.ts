@@ -1,7 +1,9 @@
 /**
  * What the other modules may ask of inventory. In one process the client is the service itself
  * (a direct call); in split mode an HTTP client implements the same interface, so callers do not
- * change. Refusals on the hot path come back as values (`ReserveOutcome`), not exceptions.
+ * change. Every argument and result is plain, JSON-serialisable data. Refusals on the hot path
+ * come back as values (`ReserveOutcome`), not exceptions; what inventory keeps in memory to answer
+ * faster (sold-out hints, reserve lanes) stays behind `reserve`.
  */
 import type { AuditSnapshot } from '../audit/audit.types.js';
 import type { ConfirmOutcome, ReleasedAllocation } from './stock-strategy.js';
@@ -12,7 +14,6 @@ import type {
   ProductChange,
   ProductStats,
   ReserveOutcome,
-  ReserveRefusal,
   ReserveRequest,
 } from './inventory.types.js';
 
@@ -26,14 +27,11 @@ export interface InventoryClient {
   /** Ends the sale now: later reservations get `SALE_ENDED`; holds stay payable until they expire. */
   endSale(id: string): Promise<Product>;
   stats(id: string): Promise<ProductStats>;
-  reserve(request: ReserveRequest): Promise<ReserveOutcome>;
   /**
-   * The refusal `reserve` would give this product without asking the store (it answered "sold
-   * out" a moment ago), or `undefined`: ask `reserve`. Lets a caller answer at once and store that
-   * answer in the one statement it must write anyway. A client in another process may always
-   * answer `undefined`.
+   * Takes `quantity` units for the buyer under the order id, or says why not. Idempotent by the
+   * id: asking again returns the same allocation.
    */
-  refusalFromMemory(productId: string): ReserveRefusal | undefined;
+  reserve(request: ReserveRequest): Promise<ReserveOutcome>;
   /** Cancels a hold at once; `null` when it was not held. */
   release(allocationId: string): Promise<ReleasedAllocation | null>;
   /** Expires a hold if its expiry passed by the store's clock; `null` when it did not. */

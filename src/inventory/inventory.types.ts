@@ -70,15 +70,6 @@ export interface ReserveRequest {
   readonly productId: string;
   readonly buyerId: string;
   readonly quantity: number;
-  /**
-   * Run once, when the reservation's turn with the store has come and nothing known in memory
-   * refuses it, at the same time as the store is asked; resolving `false` (or failing) undoes
-   * whatever the store reserved meanwhile, and the outcome is `WITHDRAWN` (or the failure).
-   * Orders claims the buyer's `Idempotency-Key` here: a buyer refused in memory or while waiting
-   * in line stores the key and its refusal in one write, and a winner's claim costs no round trip
-   * of its own before the store's. Strategies never call it.
-   */
-  readonly alongside?: () => Promise<boolean>;
 }
 
 /** Why a reservation was refused. Every strategy names one; never an opaque "0 rows". */
@@ -97,6 +88,4 @@ export type ReserveOutcome =
       /** Units left just after this one, when the strategy saw it under its guard (a hint: others may sell meanwhile). */
       readonly remaining?: number;
     }
-  | ReserveRefusal
-  /** `alongside` gave the turn up: nothing stays reserved. */
-  | { readonly ok: false; readonly reason: 'WITHDRAWN' };
+  | ReserveRefusal;

@@ -1,66 +1,59 @@
 /**
- * Idempotency keys of purchases and payments, scoped to the buyer. A key is claimed (a row with
- * no answer yet) before the work changes anything (see `idempotent-route.ts` for when) and
- * completed with the first definitive answer, or written already answered; a repeat
- * with the same request gets that answer back, a repeat while the first is still running gets
- * `IDEMPOTENCY_IN_PROGRESS`, and the same key for another request gets `IDEMPOTENCY_KEY_REUSED`.
+ * `Idempotency-Key`s of purchases and payments, scoped to the buyer: the one place that reads or
+ * writes their rows, for a key's whole life (hold in this process, claim, record with an order,
+ * answer, replay, take-over, clean-up).
  *
- * @remarks Claims go to the database in groups, one statement each (a drop brings thousands at
- * once; see {@link GroupBatches}), and so do answers; a key that is already there falls back to the one-key path,
- * which replays, refuses or takes over a stale claim. Answers that are not definitive (one with
- * `Retry-After`, such as `CONTENTION`, or a 5xx) are not stored: the claim is dropped so the same key may retry. Keys are kept 24 hours, then removed by `cleanup`; a claim
- * whose request died without an answer can be taken over after `STALE_CLAIM` (so a crash does not
- * lock a key for a day), unless it had recorded an order: then that order is the answer.
+ * A key keeps its request's first definitive outcome (the order, or a refusal) for
+ * {@link KEY_RETENTION}: a repeat of the same request gets that outcome back (`replayed`), a repeat
+ * while the first runs gets `IDEMPOTENCY_IN_PROGRESS`, the key for another request
+ * `IDEMPOTENCY_KEY_REUSED`. An outcome that says to come back (`Retry-After`) or a fault is never
+ * kept, so the same key may retry.
+ *
+ * How each request writes its key:
+ * - A purchase writes its key once, with its outcome: a refusal through {@link answerFirst}
+ *   (batched: a drop refuses thousands at once), an order in the statement that records the order
+ *   ({@link keyWrite}), so the two commit together. A purchase that finds its key answered meanwhile
+ *   records nothing: its unit goes back and the kept outcome is replayed.
+ * - A payment (and an instant purchase, between recording its order and paying it) claims its key
+ *   first (a row with no outcome yet), then {@link complete}s or {@link abandon}s it. A claim left
+ *   unanswered for {@link STALE_CLAIM} belongs to a request that died: a retry may take it over,
+ *   unless it had recorded an order (then that order is the outcome). Every write under a claim
+ *   names the claim's own id, so a request that stalled past a take-over writes nothing.
+ *
+ * @remarks Two requests with one key never run at once in this process ({@link hold}): the second
+ * is told at once what the database would tell it. Across processes the database's row decides;
+ * that rare race may refuse one of the two, never sells twice.
  */
-import { hash as cryptoHash } from 'node:crypto';
+import { hash as cryptoHash, randomUUID } from 'node:crypto';
 import type postgres from 'postgres';
 import type { Sql } from '../infra/database.js';
-import { DomainError } from '../infra/errors.js';
+import { ERROR_CODES, refusal, type Refusal } from '../infra/errors.js';
+import { GroupBatches } from '../infra/group-batches.js';
+import type { CheckoutOutcome, Order } from './orders.client.js';
 
-/** How long a definitive answer is replayed. */
+/** How long a definitive outcome is replayed. */
 export const KEY_RETENTION = '24 hours';
-/** A claim older than this without an answer belongs to a request that died; it may be taken over. */
+/** A claim older than this without an outcome belongs to a request that died; it may be taken over. */
 const STALE_CLAIM = '5 minutes';
 
-/** An answer known before any work (a refusal from memory), stored with the claim itself. */
-export interface KnownAnswer {
-  readonly statusCode: number;
-  readonly response: unknown;
-}
+/** What a key keeps: its request's first definitive outcome. */
+export type KeptOutcome = { readonly ok: true; readonly order: Order } | { readonly ok: false; readonly refusal: Refusal };
 
-/**
- * A key as one request holds it. `claimId` (minted by the request, written with its claim) tells
- * this request's claim from a later one that took the key over after it went stale: every write
- * under the key names it, so a request that stalled past {@link STALE_CLAIM} writes nothing under
- * a key that is no longer its own.
- */
+/** A key as the one request running with it in this process holds it. */
 export interface HeldKey {
   readonly buyerId: string;
   readonly key: string;
+  /** Tells this request's claim from one that took the key over after it went stale. */
   readonly claimId: string;
+  /** `purchase`, or `pay:<order id>`: with the body, what makes two requests "the same". */
+  readonly scope: string;
+  readonly hash: string;
 }
 
-export type IdempotencyClaim =
-  /** With an answer, the key was written already completed with it: there is no work left. */
-  | { readonly kind: 'claimed' }
-  | { readonly kind: 'replay'; readonly statusCode: number; readonly response: unknown };
+/** What claiming found: the key is this request's now, or it has an outcome to give instead. */
+export type Claim = { readonly claimed: true } | { readonly claimed: false; readonly outcome: CheckoutOutcome };
 
-export interface IdempotencyStore {
-  /**
-   * Claims `key` for this request, or returns the stored answer of the same request. Throws
-   * `IDEMPOTENCY_IN_PROGRESS` while the first is running, `IDEMPOTENCY_KEY_REUSED` for another request.
-   * With `answer`, a claim is written already completed with it (one statement, not two).
-   */
-  claim(held: HeldKey, scope: string, requestHash: string, answer?: KnownAnswer): Promise<IdempotencyClaim>;
-  /** Stores the definitive answer of a claimed key (nothing, if the claim is no longer this one). */
-  complete(held: HeldKey, statusCode: number, response: unknown): Promise<void>;
-  /** Drops a claim whose answer is not definitive, so the key may be retried. */
-  abandon(held: HeldKey): Promise<void>;
-  /** Removes keys older than the retention; returns how many. */
-  cleanup(): Promise<number>;
-}
-
-/** A stable digest of what makes two requests "the same": the scope (route, order) and the body. */
+/** A stable digest of what makes two requests "the same": the scope and the body. */
 export function requestHash(scope: string, body: unknown): string {
   // The one-shot `hash` makes no Hash object: a third of `createHash`'s cost, once per keyed request.
   return cryptoHash('sha256', `${scope}\n${stableJson(body)}`, 'base64url');
@@ -77,117 +70,139 @@ function stableJson(value: unknown): string {
   return JSON.stringify(value ?? null);
 }
 
-/** Items sent in one statement at most. */
-const MAX_BATCH = 500;
-/**
- * Statements of one batcher in flight at once; what arrives meanwhile waits and goes together.
- * One, measured against two: 10–15 % less server CPU per keyed refusal kept alive, herds a little
- * faster, `hot` the same (each statement costs the server a write and PostgreSQL a wake-up on the
- * same two cores; the claims it saves outweigh the wait). Every statement is short (autocommit,
- * no row held past it), so one in flight is never stuck behind a long one.
- */
-const MAX_BATCHES_IN_FLIGHT = 1;
-/**
- * …except in a burst: while a full batch waits, one more statement may go. When a drop's last
- * unit goes, its whole line is refused in one turn (~1,900 refusals to store); one at a time,
- * PostgreSQL sat idle while the server sent each batch's answers, and the server while
- * PostgreSQL stored the next. Side by side the two overlap (traced: the line's last answer
- * ~100 ms after the sale ended instead of ~215).
- */
-const MAX_BATCHES_IN_FLIGHT_IN_A_BURST = 2;
+const inProgress = (key: string, detail = 'a request with this Idempotency-Key is still being handled'): CheckoutOutcome => ({
+  ok: false,
+  refusal: refusal('IDEMPOTENCY_IN_PROGRESS', detail, { key }, 1),
+});
 
-/**
- * Group commit: calls go to the database together. A call that finds a free slot goes with the
- * others of its event-loop turn; calls that arrive while {@link MAX_BATCHES_IN_FLIGHT} statement(s)
- * are out wait for one to come back and then go as one statement (at most {@link MAX_BATCH}; a
- * burst may have {@link MAX_BATCHES_IN_FLIGHT_IN_A_BURST} out).
- * Under a trickle every call goes at once; under a storm a thousand claims take a handful of
- * statements instead of one per turn, and each statement costs PostgreSQL a wake-up, a parse and
- * a commit on the same cores as the server. `send` returns each item's result, in order.
- *
- * @remarks Written here rather than taken from a DataLoader-style library: those batch per tick
- * only, and the slots in flight are the point.
- */
-class GroupBatches<Item, Result> {
-  private pending: { item: Item; settle: (result: Result) => void; fail: (error: unknown) => void }[] = [];
-  private inFlight = 0;
-  private scheduled = false;
+const reused = (key: string): CheckoutOutcome => ({
+  ok: false,
+  refusal: refusal('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request', { key }),
+});
 
-  constructor(private readonly send: (items: readonly Item[]) => Promise<readonly Result[]>) {}
+/** The HTTP status a successful outcome is answered with (a purchase creates, a payment does not). */
+const successStatus = (scope: string): number => (scope === 'purchase' ? 201 : 200);
 
-  add(item: Item): Promise<Result> {
-    return new Promise((settle, fail) => {
-      this.pending.push({ item, settle, fail });
-      this.schedule();
-    });
-  }
-
-  /** Flushes after this turn's calls are in, if a slot is free (else when one frees). */
-  private schedule(): void {
-    const slots = this.pending.length >= MAX_BATCH ? MAX_BATCHES_IN_FLIGHT_IN_A_BURST : MAX_BATCHES_IN_FLIGHT;
-    if (this.scheduled || this.inFlight >= slots || this.pending.length === 0) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.flush();
-    });
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.pending.splice(0, MAX_BATCH);
-    this.inFlight += 1;
-    this.schedule();
-    try {
-      const results = await this.send(batch.map((entry) => entry.item));
-      batch.forEach((entry, index) => entry.settle(results[index] as Result));
-    } catch (error) {
-      for (const entry of batch) entry.fail(error);
-    } finally {
-      this.inFlight -= 1;
-      this.schedule();
-    }
-  }
-}
+/** The HTTP status the outcome is answered with, kept beside it for whoever reads the table. */
+const statusOf = (scope: string, outcome: KeptOutcome): number =>
+  outcome.ok ? successStatus(scope) : ERROR_CODES[outcome.refusal.code].status;
 
 interface NewClaim extends HeldKey {
-  readonly scope: string;
-  readonly hash: string;
-  readonly answer: KnownAnswer | undefined;
+  /** With an outcome, the key is written already answered: there is no work left. */
+  readonly outcome: KeptOutcome | undefined;
 }
 
-
 interface NewAnswer extends HeldKey {
-  readonly statusCode: number;
-  readonly response: unknown;
+  readonly outcome: KeptOutcome;
 }
 
 interface KeyRow {
   request_hash: string;
   status_code: number | null;
-  response: unknown;
-  /** The order of a stale claim whose request recorded one (migration 003), as the API shows it. */
-  stale_order: unknown;
+  response: KeptOutcome | null;
+  /** The order of a stale claim whose request recorded one, as the API shows it. */
+  stale_order: Order | null;
 }
 
 const idOf = (item: { buyerId: string; key: string }): string => `${item.buyerId}\n${item.key}`;
 
-export class PostgresIdempotencyStore implements IdempotencyStore {
+export class IdempotencyKeys {
+  /** Keys whose request runs in this process: `buyer\nkey` → the request's hash. */
+  private readonly running = new Map<string, string>();
   private readonly claims = new GroupBatches<NewClaim, boolean>((claims) => this.insertClaims(claims));
   private readonly answers = new GroupBatches<NewAnswer, void>((answers) => this.storeAnswers(answers));
 
   constructor(private readonly sql: Sql) {}
 
-  async claim(held: HeldKey, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
-    const inserted = await this.claims.add({ ...held, scope, hash, answer });
-    return inserted ? { kind: 'claimed' } : this.claimExisting(held, scope, hash, answer);
+  /**
+   * Marks the key as running in this process, or refuses as the database would if a request with
+   * it runs here already. Call {@link letGo} when the request ends.
+   */
+  hold(buyerId: string, key: string, scope: string, body: unknown): HeldKey | CheckoutOutcome {
+    const hash = requestHash(scope, body);
+    const id = `${buyerId}\n${key}`;
+    const other = this.running.get(id);
+    if (other !== undefined) return other === hash ? inProgress(key) : reused(key);
+    this.running.set(id, hash);
+    return { buyerId, key, claimId: randomUUID(), scope, hash };
+  }
+
+  letGo(held: HeldKey): void {
+    this.running.delete(idOf(held));
+  }
+
+  /** Claims the key for work that follows (a payment), or gives the outcome it has instead. */
+  async claim(held: HeldKey): Promise<Claim> {
+    const inserted = await this.claims.add({ ...held, outcome: undefined });
+    return inserted ? { claimed: true } : this.claimExisting(held, undefined);
   }
 
   /**
-   * Inserts every claim of a batch whose key is new, in one statement, each with its answer if it
-   * has one (a refusal). Of two claims of one key in a batch only the first is sent: the later goes to
-   * the one-key path once the statement is back, so the first keeps the key and the statement
-   * never meets its own row. Rows go in key order, so two batches that share keys wait on each
-   * other instead of deadlocking.
+   * Writes the key with its definitive outcome, unless it has one already: returns the outcome
+   * the buyer gets (this one, or the kept one replayed).
+   */
+  async answerFirst(held: HeldKey, outcome: KeptOutcome): Promise<CheckoutOutcome> {
+    const inserted = await this.claims.add({ ...held, outcome });
+    if (inserted) return outcome;
+    const claim = await this.claimExisting(held, outcome);
+    return claim.claimed ? outcome : claim.outcome;
+  }
+
+  /**
+   * The part of an order's statement that writes its key: a CTE named `key_written` that has a
+   * row only if the key was written (new, expired, or a stale claim taken over). The order's
+   * insert is guarded by it, so order and key commit together or not at all. With `answer` (the
+   * order as JSON, built in the same statement) the key is answered; without, it is claimed with
+   * the order's id (an instant purchase pays before it answers).
+   */
+  keyWrite(held: HeldKey, orderId: string, answer: postgres.PendingQuery<postgres.Row[]> | undefined): postgres.PendingQuery<postgres.Row[]> {
+    const response = answer === undefined ? this.sql`null::jsonb` : this.sql`jsonb_build_object('ok', true, 'order', ${answer})`;
+    return this.sql`key_written as (
+      insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response, order_id)
+      values (${held.buyerId}, ${held.key}, ${held.claimId}, ${held.scope}, ${held.hash},
+              ${answer === undefined ? null : successStatus(held.scope)}, ${response}, ${orderId})
+      on conflict (buyer_id, key) do update
+        set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
+            status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id, created_at = now()
+        where ${this.takeable()}
+      returning 1),`;
+  }
+
+  /** The key a `keyWrite` could not write: the outcome it has, or why not yet. */
+  async outcomeOf(held: HeldKey): Promise<CheckoutOutcome> {
+    return (await this.existing(held)) ?? inProgress(held.key, 'this Idempotency-Key is changing hands; retry');
+  }
+
+  /** Keeps the definitive outcome of a claimed key (nothing, if the claim is no longer this one). */
+  complete(held: HeldKey, outcome: KeptOutcome): Promise<void> {
+    return this.answers.add({ ...held, outcome });
+  }
+
+  /** Drops a claim whose outcome is not definitive, so the key may be retried. */
+  async abandon(held: HeldKey): Promise<void> {
+    await this.sql`
+      delete from idempotency_keys
+       where buyer_id = ${held.buyerId} and key = ${held.key} and claim_id = ${held.claimId} and status_code is null`;
+  }
+
+  /** Removes keys older than the retention; returns how many. */
+  async cleanup(): Promise<number> {
+    const result = await this.sql`delete from idempotency_keys where created_at < now() - ${KEY_RETENTION}::interval`;
+    return result.count;
+  }
+
+  /** A row that may be written over: past its retention, or a stale claim that recorded no order. */
+  private takeable(): postgres.PendingQuery<postgres.Row[]> {
+    return this.sql`k.created_at < now() - ${KEY_RETENTION}::interval
+      or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)`;
+  }
+
+  /**
+   * Inserts every claim of a batch whose key is new, in one statement, each with its outcome if
+   * it has one. Of two claims of one key in a batch only the first is sent: the later goes to the
+   * one-key path once the statement is back, so the first keeps the key and the statement never
+   * meets its own row. Rows go in key order, so two batches that share keys wait on each other
+   * instead of deadlocking.
    */
   private async insertClaims(claims: readonly NewClaim[]): Promise<boolean[]> {
     const firstIndex = new Map<string, number>();
@@ -202,8 +217,8 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
         claim_id: claim.claimId,
         scope: claim.scope,
         request_hash: claim.hash,
-        status_code: claim.answer?.statusCode ?? null,
-        response: claim.answer?.response ?? null,
+        status_code: claim.outcome === undefined ? null : statusOf(claim.scope, claim.outcome),
+        response: claim.outcome ?? null,
       };
     });
     const inserted = await this.sql<{ buyer_id: string; key: string }[]>`
@@ -218,76 +233,60 @@ export class PostgresIdempotencyStore implements IdempotencyStore {
     return claims.map((claim, index) => firstIndex.get(idOf(claim)) === index && claimed.has(idOf(claim)));
   }
 
-  /** The key is there already: replay its answer, refuse, or take over a stale claim. */
-  private async claimExisting(held: HeldKey, scope: string, hash: string, answer?: KnownAnswer): Promise<IdempotencyClaim> {
-    const { buyerId, key, claimId } = held;
-    const statusCode = answer?.statusCode ?? null;
-    const response = answer === undefined ? null : this.sql.json(answer.response as postgres.JSONValue);
+  /** The key is there already: take it over if it may be, else give its outcome (or refuse). */
+  private async claimExisting(held: HeldKey, outcome: KeptOutcome | undefined): Promise<Claim> {
+    const statusCode = outcome === undefined ? null : statusOf(held.scope, outcome);
+    const response = outcome === undefined ? null : this.sql.json(outcome as unknown as postgres.JSONValue);
     // Twice at most: the row may be removed by the clean-up between the insert and the read.
     for (let attempt = 0; attempt < 2; attempt += 1) {
       const [claimed] = await this.sql<{ claimed: boolean }[]>`
         insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response)
-        values (${buyerId}, ${key}, ${claimId}, ${scope}, ${hash}, ${statusCode}, ${response})
+        values (${held.buyerId}, ${held.key}, ${held.claimId}, ${held.scope}, ${held.hash}, ${statusCode}, ${response})
         on conflict (buyer_id, key) do update
           set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
               status_code = excluded.status_code, response = excluded.response, order_id = null, created_at = now()
-          where k.created_at < now() - ${KEY_RETENTION}::interval
-             or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)
+          where ${this.takeable()}
         returning true as claimed`;
-      if (claimed) return { kind: 'claimed' };
-      const [row] = await this.sql<KeyRow[]>`
-        select k.request_hash, k.status_code, k.response,
-               case when k.status_code is null and k.created_at < now() - ${STALE_CLAIM}::interval
-                    then (select order_json(o) from orders o where o.id = k.order_id) end as stale_order
-          from idempotency_keys k where k.buyer_id = ${buyerId} and k.key = ${key}`;
-      if (!row) continue;
-      if (row.request_hash !== hash) {
-        throw new DomainError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request', { key });
-      }
-      // Its request died after recording an order: that order is the answer (never a second one).
-      if (row.stale_order !== null) return { kind: 'replay', statusCode: 201, response: { order: row.stale_order } };
-      if (row.status_code === null) {
-        throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'a request with this Idempotency-Key is still being handled', { key }, 1);
-      }
-      return { kind: 'replay', statusCode: row.status_code, response: row.response };
+      if (claimed) return { claimed: true };
+      const found = await this.existing(held);
+      if (found) return { claimed: false, outcome: found };
     }
-    throw new DomainError('IDEMPOTENCY_IN_PROGRESS', 'this Idempotency-Key is changing hands; retry', { key }, 1);
+    return { claimed: false, outcome: inProgress(held.key, 'this Idempotency-Key is changing hands; retry') };
   }
 
-  complete(held: HeldKey, statusCode: number, response: unknown): Promise<void> {
-    return this.answers.add({ ...held, statusCode, response });
+  /** What the key says to a request that found it taken; `undefined` when the row is gone. */
+  private async existing(held: HeldKey): Promise<CheckoutOutcome | undefined> {
+    const [row] = await this.sql<KeyRow[]>`
+      select k.request_hash, k.status_code, k.response,
+             case when k.status_code is null and k.created_at < now() - ${STALE_CLAIM}::interval
+                  then (select order_json(o) from orders o where o.id = k.order_id) end as stale_order
+        from idempotency_keys k where k.buyer_id = ${held.buyerId} and k.key = ${held.key}`;
+    if (!row) return undefined;
+    if (row.request_hash !== held.hash) return reused(held.key);
+    // Its request died after recording an order: that order is the outcome (never a second one).
+    if (row.stale_order !== null) return { ok: true, order: row.stale_order, replayed: true };
+    if (row.status_code === null || row.response === null) return inProgress(held.key);
+    return { ...row.response, replayed: true };
   }
 
   /**
-   * Stores every answer of a batch in one statement: when the last unit goes, the
-   * refusals of every buyer still in line arrive together. Each key belongs to the one request
-   * that claimed it, so two batches never share a row; an answer whose claim was taken over
-   * matches none.
+   * Keeps every outcome of a batch in one statement: when the last unit goes, the outcomes of
+   * every buyer still in line arrive together. Each key belongs to the one request that claimed
+   * it, so two batches never share a row; an outcome whose claim was taken over matches none.
    */
   private async storeAnswers(answers: readonly NewAnswer[]): Promise<void[]> {
     const rows = answers.map((answer) => ({
       buyer_id: answer.buyerId,
       key: answer.key,
       claim_id: answer.claimId,
-      status_code: answer.statusCode,
-      response: answer.response,
+      status_code: statusOf(answer.scope, answer.outcome),
+      response: answer.outcome,
     }));
     await this.sql`
       update idempotency_keys k set status_code = t.status_code, response = t.response
-        from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+        from jsonb_to_recordset(${this.sql.json(rows as unknown as postgres.JSONValue)}::jsonb)
           as t(buyer_id uuid, key text, claim_id uuid, status_code integer, response jsonb)
        where k.buyer_id = t.buyer_id and k.key = t.key and k.claim_id = t.claim_id and k.status_code is null`;
     return answers.map(() => undefined);
-  }
-
-  async abandon(held: HeldKey): Promise<void> {
-    await this.sql`
-      delete from idempotency_keys
-       where buyer_id = ${held.buyerId} and key = ${held.key} and claim_id = ${held.claimId} and status_code is null`;
-  }
-
-  async cleanup(): Promise<number> {
-    const result = await this.sql`delete from idempotency_keys where created_at < now() - ${KEY_RETENTION}::interval`;
-    return result.count;
   }
 }

@@ -3,11 +3,11 @@
  * buyer's own orders, and the admin's list of a product's orders. Purchase and pay honour an
  * `Idempotency-Key` scoped to the buyer; without one they cost nothing extra.
  */
-import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
+import { problem, sendProblem } from '../http/problem.js';
 import { bearerSecurity, idParams, uuid } from '../http/schemas.js';
-import { idempotent, WITHDRAWN } from './idempotent-route.js';
-import type { Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
+import type { CheckoutOutcome, Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
 
 /** Larger quantities are malformed requests, not "sold out". */
 export const MAX_QUANTITY = 1000;
@@ -42,6 +42,20 @@ const productOrdersQuery = {
   },
 } as const;
 
+/** The request's `Idempotency-Key` (the schema has checked its form), if it sent one. */
+function idempotencyKey(request: FastifyRequest): string | undefined {
+  const header = request.headers['idempotency-key'];
+  return typeof header === 'string' ? header : undefined;
+}
+
+/** Answers an outcome: `status` with the order, or the refusal's problem; a kept one is marked replayed. */
+function sendOutcome(request: FastifyRequest, reply: FastifyReply, outcome: CheckoutOutcome, status: number): FastifyReply {
+  if (outcome.replayed === true) void reply.header('idempotent-replayed', 'true');
+  if (outcome.ok) return reply.status(status).send({ order: outcome.order });
+  const { code, detail, extras, retryAfterSeconds } = outcome.refusal;
+  return sendProblem(reply, problem(code, detail, extras, request.url), retryAfterSeconds);
+}
+
 export interface OrdersRouteGuards {
   readonly buyer: preHandlerHookHandler;
   readonly admin: preHandlerHookHandler;
@@ -66,18 +80,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
         },
       },
       async (request, reply) =>
-        idempotent(
-          orders.idempotency,
-          request,
-          reply,
-          'purchase',
-          async (held, claimKey) => {
-            const outcome = await orders.tryPurchase(request.buyerId, request.body, held, claimKey);
-            if (outcome.ok) return { statusCode: 201, body: { order: outcome.order }, stored: held !== undefined };
-            return 'refusal' in outcome ? outcome.refusal : WITHDRAWN;
-          },
-          { claimLate: true },
-        ),
+        sendOutcome(request, reply, await orders.purchase(request.buyerId, request.body, idempotencyKey(request)), 201),
     );
 
     app.post<{ Params: { id: string } }>(
@@ -93,10 +96,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
         },
       },
       async (request, reply) =>
-        idempotent(orders.idempotency, request, reply, `pay:${request.params.id}`, async () => ({
-          statusCode: 200,
-          body: { order: await orders.pay(request.buyerId, request.params.id) },
-        })),
+        sendOutcome(request, reply, await orders.pay(request.buyerId, request.params.id, idempotencyKey(request)), 200),
     );
 
     app.post<{ Params: { id: string } }>(

@@ -1,6 +1,7 @@
 /**
  * Starts a real flashsale server for a test file: its own throw-away module databases (random
- * prefix) on the 127.0.0.1 PostgreSQL, a random port, and a clean-up that drops them.
+ * prefix) on the 127.0.0.1 PostgreSQL, a random port, the modules wired through a JSON hop, and a
+ * clean-up that drops them.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -37,6 +38,8 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       port: 0,
       // The shared PostgreSQL allows 100 connections and two test files run at once.
       dbPoolSize: 10,
+      // Every module call crosses JSON, as it would between processes: the contracts carry plain data.
+      moduleHop: 'json',
       ...overrides,
     },
   );

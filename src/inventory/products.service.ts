@@ -1,0 +1,187 @@
+/**
+ * The catalogue: products, their stock counts and sale windows, the admin's changes, and the
+ * audit's view of a product's stock (read from the allocations, the truth, not from counters).
+ */
+import type { AuditSnapshot } from '../audit/audit.types.js';
+import type { Sql } from '../infra/database.js';
+import { DomainError } from '../infra/errors.js';
+import type { AllocationStatus, NewProduct, Product, ProductChange, ProductStats } from './inventory.types.js';
+import type { ProductStrategies } from './product-strategies.js';
+import type { StockMemory } from './stock-memory.js';
+import type { StrategyName } from './strategy-names.js';
+
+interface ProductRow {
+  id: string;
+  name: string;
+  price_cents: number;
+  stock: number;
+  remaining: number;
+  per_buyer_limit: number | null;
+  hold_seconds: number;
+  opens_at: Date;
+  closes_at: Date | null;
+  ended_at: Date | null;
+  strategy: StrategyName;
+  created_at: Date;
+}
+
+export interface ProductsOptions {
+  readonly sql: Sql;
+  readonly strategies: ProductStrategies;
+  readonly memory: StockMemory;
+  readonly defaultStrategy: StrategyName;
+  readonly defaultHoldSeconds: number;
+  /** Mints product ids (time-ordered UUIDs). */
+  readonly newId: () => string;
+  readonly warn: (message: string) => void;
+}
+
+function toProduct(row: ProductRow): Product {
+  return {
+    id: row.id,
+    name: row.name,
+    priceCents: row.price_cents,
+    stock: row.stock,
+    remaining: row.remaining,
+    perBuyerLimit: row.per_buyer_limit,
+    holdSeconds: row.hold_seconds,
+    opensAt: row.opens_at.toISOString(),
+    closesAt: row.closes_at?.toISOString() ?? null,
+    endedAt: row.ended_at?.toISOString() ?? null,
+    strategy: row.strategy,
+    createdAt: row.created_at.toISOString(),
+  };
+}
+
+export class Products {
+  private readonly sql: Sql;
+  private readonly strategies: ProductStrategies;
+  private readonly memory: StockMemory;
+
+  constructor(private readonly options: ProductsOptions) {
+    this.sql = options.sql;
+    this.strategies = options.strategies;
+    this.memory = options.memory;
+  }
+
+  async createProduct(input: NewProduct): Promise<Product> {
+    const strategy = input.strategy ?? this.options.defaultStrategy;
+    this.strategies.named(strategy);
+    const opensAt = input.opensAt ?? null;
+    const closesAt = input.closesAt ?? null;
+    if (opensAt !== null && closesAt !== null && Date.parse(closesAt) <= Date.parse(opensAt)) {
+      throw new DomainError('VALIDATION_FAILED', 'closesAt must be after opensAt', {
+        errors: [{ field: 'closesAt', message: 'must be after opensAt' }],
+      });
+    }
+    const [row] = await this.sql<ProductRow[]>`
+      insert into products (id, name, price_cents, stock, remaining, per_buyer_limit, hold_seconds,
+                            opens_at, closes_at, strategy)
+      values (${this.options.newId()}, ${input.name}, ${input.priceCents}, ${input.stock}, ${input.stock},
+              ${input.perBuyerLimit ?? null}, ${input.holdSeconds ?? this.options.defaultHoldSeconds},
+              coalesce(${opensAt}::timestamptz, now()), ${closesAt}::timestamptz, ${strategy})
+      returning *`;
+    if (!row) throw new Error('insert returned no product');
+    if (strategy === 'naive') {
+      this.options.warn(`product ${row.id} uses the naive strategy: it is unsafe on purpose and will oversell`);
+    }
+    this.strategies.remember(row.id, strategy);
+    this.memory.stockChanged(row.id, row.remaining, false);
+    return toProduct(row);
+  }
+
+  async getProduct(id: string): Promise<Product> {
+    const [row] = await this.sql<ProductRow[]>`select * from products where id = ${id}`;
+    if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId: id });
+    return toProduct(row);
+  }
+
+  async listProducts(): Promise<Product[]> {
+    const rows = await this.sql<ProductRow[]>`select * from products order by created_at desc, id limit 500`;
+    return rows.map(toProduct);
+  }
+
+  async updateProduct(id: string, change: ProductChange): Promise<Product> {
+    const addStock = change.addStock ?? 0;
+    if (change.opensAt !== undefined || change.closesAt !== undefined) {
+      const current = await this.getProduct(id);
+      const opensAt = change.opensAt ?? current.opensAt;
+      const closesAt = change.closesAt === undefined ? current.closesAt : change.closesAt;
+      if (closesAt !== null && Date.parse(closesAt) <= Date.parse(opensAt)) {
+        throw new DomainError('VALIDATION_FAILED', 'closesAt must be after opensAt', {
+          errors: [{ field: 'closesAt', message: 'must be after opensAt' }],
+        });
+      }
+    }
+    const [row] = await this.sql<ProductRow[]>`
+      update products set
+        stock = stock + ${addStock},
+        remaining = remaining + ${addStock},
+        -- Every change bumps the version, as JPA's @Version does: an optimistic reservation that
+        -- read the product before a new price, limit or window must not be written after it.
+        version = version + 1,
+        name = coalesce(${change.name ?? null}::text, name),
+        price_cents = coalesce(${change.priceCents ?? null}::bigint, price_cents),
+        per_buyer_limit = case when ${change.perBuyerLimit !== undefined} then ${change.perBuyerLimit ?? null}::int
+                               else per_buyer_limit end,
+        hold_seconds = coalesce(${change.holdSeconds ?? null}::int, hold_seconds),
+        opens_at = coalesce(${change.opensAt ?? null}::timestamptz, opens_at),
+        closes_at = case when ${change.closesAt !== undefined} then ${change.closesAt ?? null}::timestamptz
+                         else closes_at end
+      where id = ${id} and remaining + ${addStock} >= 0
+      returning *`;
+    if (row) {
+      this.memory.stockChanged(id, row.remaining, addStock > 0);
+      return toProduct(row);
+    }
+    const current = await this.getProduct(id);
+    throw new DomainError(
+      'INVALID_STOCK_CHANGE',
+      `cannot remove ${-addStock} units: only ${current.remaining} are not held or paid`,
+      { remaining: current.remaining, stock: current.stock },
+    );
+  }
+
+  async endSale(id: string): Promise<Product> {
+    const [row] = await this.sql<ProductRow[]>`
+      update products set ended_at = coalesce(ended_at, now()), version = version + 1 where id = ${id} returning *`;
+    if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId: id });
+    return toProduct(row);
+  }
+
+  async stats(id: string): Promise<ProductStats> {
+    const product = await this.getProduct(id);
+    const rows = await this.sql<{ status: string; units: number }[]>`
+      select status, sum(quantity)::int8 as units from allocations where product_id = ${id} group by status`;
+    const units = (status: string): number => rows.find((row) => row.status === status)?.units ?? 0;
+    return {
+      stocked: product.stock,
+      held: units('held'),
+      paid: units('paid'),
+      remaining: product.remaining,
+      expired: units('expired'),
+      cancelled: units('cancelled'),
+    };
+  }
+
+  async auditSnapshot(productId: string): Promise<AuditSnapshot> {
+    const product = await this.getProduct(productId);
+    const allocations = await this.sql<
+      { id: string; buyer_id: string; quantity: number; status: AllocationStatus; inside_hold: boolean }[]
+    >`select id, buyer_id, quantity, status, expires_at > now() as inside_hold
+        from allocations where product_id = ${productId}`;
+    return {
+      productId,
+      stocked: product.stock,
+      remaining: product.remaining,
+      perBuyerLimit: product.perBuyerLimit,
+      allocations: allocations.map((row) => ({
+        id: row.id,
+        buyerId: row.buyer_id,
+        quantity: row.quantity,
+        status: row.status,
+        insideHold: row.inside_hold,
+      })),
+    };
+  }
+}

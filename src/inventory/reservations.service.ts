@@ -1,0 +1,72 @@
+/**
+ * Reservations: the purchase path's way into a product's stock strategy, and the holds it
+ * makes (release, expiry, confirm, the expiry sweeper). What this process remembers to answer
+ * faster (`StockMemory`) is asked before the store and learns from its answers.
+ */
+import type { Sql } from '../infra/database.js';
+import type { Allocation, ReserveOutcome, ReserveRequest } from './inventory.types.js';
+import type { ProductStrategies } from './product-strategies.js';
+import type { ConfirmOutcome, ReleasedAllocation } from './stock-strategy.js';
+import { readAllocation } from './strategies/postgres-stock.js';
+import type { StockMemory } from './stock-memory.js';
+
+export class Reservations {
+  constructor(
+    private readonly sql: Sql,
+    private readonly strategies: ProductStrategies,
+    private readonly memory: StockMemory,
+  ) {}
+
+  async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    // Refused from memory before anything else: most buyers of a drop end here.
+    const known = this.memory.refusal(request.productId);
+    if (known) return known;
+    const strategy = await this.strategies.ofProduct(request.productId);
+    if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
+    return this.memory.reserve(request.productId, () => strategy.reserve(request));
+  }
+
+  async release(allocationId: string): Promise<ReleasedAllocation | null> {
+    const strategy = await this.strategies.ofAllocation(allocationId);
+    return this.memory.unitsBack(strategy ? await strategy.release(allocationId, 'cancelled', false) : null);
+  }
+
+  async expire(allocationId: string): Promise<ReleasedAllocation | null> {
+    const strategy = await this.strategies.ofAllocation(allocationId);
+    return this.memory.unitsBack(strategy ? await strategy.release(allocationId, 'expired', true) : null);
+  }
+
+  async confirm(allocationId: string): Promise<ConfirmOutcome> {
+    const strategy = await this.strategies.ofAllocation(allocationId);
+    return strategy ? strategy.confirm(allocationId) : { ok: false, reason: 'NOT_FOUND' };
+  }
+
+  allocation(allocationId: string): Promise<Allocation | null> {
+    return readAllocation(this.sql, allocationId);
+  }
+
+  /**
+   * Returns the units of every hold whose expiry has passed (by the database's clock) to stock.
+   * Run every second and at start-up, so holds that expired while the server was down come back.
+   */
+  async sweepExpired(batchSize = 500): Promise<ReleasedAllocation[]> {
+    const released: ReleasedAllocation[] = [];
+    for (;;) {
+      // The product comes with the id, so each hold costs one release, not a lookup as well.
+      const due = await this.sql<{ id: string; product_id: string }[]>`
+        select id, product_id from allocations where status = 'held' and expires_at <= now()
+        order by expires_at limit ${batchSize}`;
+      let changed = 0;
+      for (const { id, product_id: productId } of due) {
+        const strategy = await this.strategies.ofProduct(productId);
+        const done = this.memory.unitsBack(strategy ? await strategy.release(id, 'expired', true) : null);
+        if (done) {
+          released.push(done);
+          changed += 1;
+        }
+      }
+      // A full batch of which nothing moved (another sweeper got there first): next time.
+      if (due.length < batchSize || changed === 0) return released;
+    }
+  }
+}

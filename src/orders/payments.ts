@@ -1,0 +1,185 @@
+/**
+ * Everything that happens to a held order after the purchase: pay, cancel, expiry.
+ *
+ * Pay: users debits (a ledger row keyed by the order id, so a retry debits once) → inventory
+ * confirms the hold → the order is marked `paid`. When the confirm fails the debit is refunded
+ * (also keyed by the order id), so money is never kept for a hold that was not sold. Inventory's
+ * allocation is the truth of a hold's state; orders reconciles with it (`reconcile`) whenever the
+ * two may have drifted (a crash between steps, a race with the sweeper or a cancel).
+ *
+ * @remarks Orders calls inventory and users, never the other way round: the expiry of a held
+ * order is driven from here (`sweepExpired`), asking inventory to expire the allocation.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Sql } from '../infra/database.js';
+import { DomainError } from '../infra/errors.js';
+import type { InventoryClient } from '../inventory/inventory.client.js';
+import type { UsersClient } from '../users/users.client.js';
+import { toOrder, type OrderRow } from './order-rows.js';
+import type { Order, OrderStatus } from './orders.client.js';
+
+export interface PaymentsOptions {
+  readonly sql: Sql;
+  readonly inventory: InventoryClient;
+  readonly users: UsersClient;
+  /** Simulated payment-gateway latency inside pay, outside any stock step. */
+  readonly paymentDelayMs?: number;
+}
+
+export class Payments {
+  private readonly sql: Sql;
+  private expired = 0;
+
+  constructor(private readonly options: PaymentsOptions) {
+    this.sql = options.sql;
+  }
+
+  /** Held orders that have become `expired` since start (any path), for the metrics. */
+  get expiredTotal(): number {
+    return this.expired;
+  }
+
+  /** See `OrdersClient.pay`; refusals are thrown here and turned into outcomes by the caller. */
+  async pay(buyerId: string, orderId: string): Promise<Order> {
+    const [row] = await this.sql<(OrderRow & { lapsed: boolean })[]>`
+      select *, expires_at <= now() as lapsed from orders where id = ${orderId} and buyer_id = ${buyerId}`;
+    if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
+    let current: OrderRow = row;
+    if (row.status === 'held' && row.lapsed) {
+      // Past its expiry by the database's clock: expire it now rather than take money for it.
+      current = await this.expireHeld(row);
+    }
+    switch (current.status) {
+      case 'held':
+        return this.settle(current);
+      case 'paid':
+        // A concurrent attempt finished while this one started: the same outcome, not a second sale.
+        if (current !== row) return toOrder(current);
+        throw new DomainError('ORDER_ALREADY_PAID', undefined, { orderId, orderStatus: 'paid' });
+      case 'cancelled':
+        throw new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled', { orderId, orderStatus: 'cancelled' });
+      case 'expired':
+        throw holdExpired(orderId);
+    }
+  }
+
+  async cancel(buyerId: string, orderId: string): Promise<Order> {
+    const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${orderId} and buyer_id = ${buyerId}`;
+    if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
+    const after = row.status === 'held' ? await this.cancelHeld(row) : row;
+    if (after.status === 'cancelled') return toOrder(after);
+    throw new DomainError('ORDER_NOT_CANCELLABLE', `the order is ${after.status}`, { orderId, orderStatus: after.status });
+  }
+
+  /** Debit → confirm → paid, for an order that is held; compensates when the confirm fails. */
+  async settle(row: OrderRow): Promise<Order> {
+    const delay = this.options.paymentDelayMs ?? 0;
+    if (delay > 0) await sleep(delay);
+    const movement = { userId: row.buyer_id, orderId: row.id, amountCents: row.amount_cents };
+    const debit = await this.options.users.debit(movement);
+    if (!debit.ok) {
+      throw new DomainError(
+        'INSUFFICIENT_FUNDS',
+        `the balance (${debit.balanceCents} cents) does not cover the order (${row.amount_cents} cents)`,
+        { orderId: row.id, balanceCents: debit.balanceCents, amountCents: row.amount_cents },
+      );
+    }
+    const confirmed = await this.options.inventory.confirm(row.id);
+    if (confirmed.ok) return toOrder(await this.mark(row.id, 'paid'));
+    await this.options.users.refund(movement);
+    switch (confirmed.reason) {
+      case 'CANCELLED':
+        await this.mark(row.id, 'cancelled');
+        throw new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled; the payment was refunded', {
+          orderId: row.id,
+          orderStatus: 'cancelled',
+        });
+      case 'EXPIRED':
+      case 'NOT_FOUND':
+        await this.options.inventory.expire(row.id);
+        await this.mark(row.id, 'expired');
+        throw holdExpired(row.id);
+    }
+  }
+
+  /** Releases a held order's units at once and marks it cancelled (or reconciles it). */
+  async cancelHeld(row: OrderRow): Promise<OrderRow> {
+    const released = await this.options.inventory.release(row.id);
+    if (!released) return this.reconcile(row);
+    // A pay that debited and died before its confirm: give the money back.
+    await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
+    return this.mark(row.id, 'cancelled');
+  }
+
+  /**
+   * Expires every held order whose expiry has passed by the orders database's clock: asks
+   * inventory to expire its hold (the units go back to stock), refunds any debit of an attempt
+   * that never finished, and marks the order `expired`, or reconciles it with what inventory
+   * says happened. Run every second and at start-up, so holds that lapsed while the server was
+   * down come back. Returns how many orders it expired.
+   */
+  async sweepExpired(batchSize = 500): Promise<number> {
+    let expired = 0;
+    for (;;) {
+      const due = await this.sql<OrderRow[]>`
+        select * from orders where status = 'held' and expires_at <= now() order by expires_at limit ${batchSize}`;
+      let changed = 0;
+      for (const row of due) {
+        const after = await this.expireHeld(row);
+        if (after.status !== 'held') changed += 1;
+        if (after.status === 'expired') expired += 1;
+      }
+      // Rows inventory still holds (its clock is behind ours) stay for the next sweep.
+      if (due.length < batchSize || changed === 0) return expired;
+    }
+  }
+
+  /** Expires a held order whose expiry passed (or reconciles it, when inventory says otherwise). */
+  private async expireHeld(row: OrderRow): Promise<OrderRow> {
+    const released = await this.options.inventory.expire(row.id);
+    if (!released) return this.reconcile(row);
+    await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
+    return this.mark(row.id, 'expired');
+  }
+
+  /** Brings a held order in line with its allocation, inventory's truth. */
+  private async reconcile(row: OrderRow): Promise<OrderRow> {
+    const allocation = await this.options.inventory.allocation(row.id);
+    const status: OrderStatus = allocation?.status ?? 'expired';
+    switch (status) {
+      case 'held':
+        return row;
+      case 'paid':
+        return this.mark(row.id, 'paid');
+      case 'cancelled':
+      case 'expired':
+        await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
+        return this.mark(row.id, status);
+    }
+  }
+
+  /**
+   * Moves a held order to `status` and returns the row as it now is. `paid` follows a confirmed
+   * allocation, which is final, so it wins over whatever orders recorded meanwhile.
+   */
+  private async mark(orderId: string, status: Exclude<OrderStatus, 'held'>): Promise<OrderRow> {
+    const [row] = await this.sql<OrderRow[]>`
+      update orders set status = ${status}, updated_at = now()
+       where id = ${orderId} and (status = 'held' or (${status} = 'paid' and status <> 'paid'))
+      returning *`;
+    if (row) {
+      if (status === 'expired') this.expired += 1;
+      return row;
+    }
+    const [current] = await this.sql<OrderRow[]>`select * from orders where id = ${orderId}`;
+    if (!current) throw new Error(`order ${orderId} vanished`);
+    return current;
+  }
+}
+
+function holdExpired(orderId: string): DomainError {
+  return new DomainError('HOLD_EXPIRED', 'the hold expired before it was paid; the unit is back in stock', {
+    orderId,
+    orderStatus: 'expired',
+  });
+}
