@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusal } from '../src/infra/errors.js';
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { requestHash, type HeldKey, type KeptOutcome } from '../src/orders/idempotency.js';
 import type { Answer } from './support/api.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -380,5 +381,29 @@ describe('idempotency keys on pay', () => {
     expect(reused.status).toBe(422);
     expect(reused.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
     expect(await debitsOf(buyer.id)).toBe(1);
+  });
+});
+
+describe('kept answers of the HTTP form', () => {
+  it('are replayed the same once migration 006 has turned them into outcomes', async () => {
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ stock: 1 });
+    const bought = await t.api.purchase(buyer.token, product.id, 1, keyed('old-order'));
+    const refused = await t.api.purchase(buyer.token, product.id, 1, keyed('old-refusal'));
+    expect(refused.body).toMatchObject({ code: 'SOLD_OUT' });
+    const sql = t.server.system.stores.databases.orders;
+    // As the route used to keep them: the 201's body, and the problem document itself.
+    await sql`update idempotency_keys set response = jsonb_build_object('order', response -> 'order')
+               where buyer_id = ${buyer.id} and key = 'old-order'`;
+    await sql`update idempotency_keys set response = ${sql.json(refused.body as never)}
+               where buyer_id = ${buyer.id} and key = 'old-refusal'`;
+    const migration = await readFile(new URL('../src/orders/migrations/006_kept_outcomes.sql', import.meta.url), 'utf8');
+    await sql.unsafe(migration);
+
+    const order = await t.api.purchase(buyer.token, product.id, 1, keyed('old-order'));
+    expect(order).toMatchObject({ status: 201, body: bought.body, headers: { 'idempotent-replayed': 'true' } });
+    const refusal = await t.api.purchase(buyer.token, product.id, 1, keyed('old-refusal'));
+    expect(refusal).toMatchObject({ status: 409, body: refused.body, headers: { 'idempotent-replayed': 'true' } });
   });
 });
