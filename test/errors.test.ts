@@ -1,14 +1,46 @@
+/**
+ * The error registry (`src/infra/errors.ts`) and the README's error table say the same thing:
+ * every code has one row, with its status and, word for word, its one-line meaning.
+ */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERROR_CODES } from '../src/infra/errors.js';
 
-describe('the error registry', () => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+interface Row {
+  readonly status: number;
+  readonly meaning: string;
+}
 
-  it.each(Object.entries(ERROR_CODES))('documents %s in the README with its status', (code, entry) => {
-    const row = readme.split('\n').find((line) => line.startsWith(`| \`${code}\` |`));
-    expect(row, `README.md has no row for ${code}`).toBeDefined();
-    expect(row).toContain(`| ${entry.status} |`);
+/** Whitespace collapsed: a table cell and a string literal may wrap or space differently. */
+function normalise(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+/** The rows of the table under the README's "## Error codes" heading, by code. */
+function readmeErrorTable(readme: string): Map<string, Row[]> {
+  const section = readme.split(/^## /m).find((part) => part.startsWith('Error codes\n'));
+  if (section === undefined) throw new Error('README.md has no "## Error codes" section');
+  const rows = new Map<string, Row[]>();
+  for (const line of section.split('\n')) {
+    const cells = /^\| `([A-Z_]+)` \| (\d{3}) \| (.+) \|$/.exec(line);
+    if (cells === null) continue;
+    const [, code = '', status = '', meaning = ''] = cells;
+    rows.set(code, [...(rows.get(code) ?? []), { status: Number(status), meaning: normalise(meaning) }]);
+  }
+  return rows;
+}
+
+describe('the error registry', () => {
+  const table = readmeErrorTable(readFileSync(new URL('../README.md', import.meta.url), 'utf8'));
+
+  it.each(Object.entries(ERROR_CODES))('documents %s in the README with its status and meaning', (code, entry) => {
+    const rows = table.get(code);
+    expect(rows, `README.md's error table has no row for ${code}`).toBeDefined();
+    expect(rows).toEqual([{ status: entry.status, meaning: normalise(entry.meaning) }]);
+  });
+
+  it('lists no code in the README that the registry does not have', () => {
+    expect([...table.keys()].filter((code) => !(code in ERROR_CODES))).toEqual([]);
   });
 
   it('gives every code an error status and a one-line meaning', () => {

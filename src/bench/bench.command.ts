@@ -40,9 +40,10 @@ options:
 type Env = Readonly<Record<string, string | undefined>>;
 
 /**
- * Buyers of each warm-up storm unless `--warmup` says otherwise. Storms of 500 left the server
- * still getting faster run after run (herd, 5 runs: 440, 320, 270, 220, 210 µs of server CPU per
- * answer; 1,000: 210 → 140); at 2,000 the runs no longer trend, they only scatter.
+ * Buyers of each warm-up storm unless `--warmup` says otherwise. After storms of 500 the server
+ * still gets faster run after run (herd, 5 runs: 440, 320, 270, 220, 210 µs of server CPU per
+ * answer), and after storms of 1,000 too (210 → 140); after storms of 2,000 the runs do not
+ * trend, they only scatter.
  */
 const DEFAULT_WARMUP_BUYERS = 2000;
 

@@ -244,7 +244,7 @@ async function withProgress<T>(
  * like the scenario ({@link warmUpStock}); they are not reported.
  *
  * Each warm-up storm is set up and audited as a measured run is (new product, new buyers, settle,
- * audit, the order check): code that V8 optimized on storms alone was deoptimized by the first
+ * audit, the order check): code that V8 optimizes on storms alone is deoptimized by the first
  * audit's requests ("wrong map": requests and replies of other routes and another client).
  */
 async function warmUp(options: BenchOptions, admin: AdminApi, strategies: readonly string[], buyerCount: number): Promise<void> {
@@ -271,8 +271,9 @@ async function warmUp(options: BenchOptions, admin: AdminApi, strategies: readon
 /**
  * The scenario's own share of units to buyers, at the warm-up's size (at least 1): a herd's
  * warm-up is a herd, so the paths it measures (buyers waiting in line for the last unit, refusals
- * stored after the claim) are the ones V8 has optimized. With a tenth as many units as buyers for
- * every scenario, the herd's first measured round was the slowest of its set in 9 of 12 sets.
+ * stored after the claim) are the ones V8 has optimized. A warm-up with a tenth as many units as
+ * buyers, whatever the scenario, leaves the herd's first measured round the slowest of its set
+ * (9 sets of 12).
  */
 function warmUpStock(scenario: Scenario, buyerCount: number): number {
   return Math.max(1, Math.round((scenario.stock * buyerCount) / Math.max(1, scenario.buyers)));

@@ -8,9 +8,9 @@
  * less than a second ago holds the rest until it has been idle 10 s (PostgreSQL 15+,
  * `PGSTAT_IDLE_INTERVAL`). Both samples wait {@link FLUSH_WAIT_MS} after the work before them, so
  * most of it is published; commits of a run's last second may be counted in the next reading.
- * Waiting the full 10 s was tried: left idle that long, the server under test went cold again
- * (p99 and CPU per answer up by a third to a half), which costs more truth than it buys. The
- * audit's own queries come after the closing sample.
+ * Not the full 10 s: left idle that long, the server under test goes cold again (p99 and CPU per
+ * answer up by a third to a half), which costs more truth than it buys. The audit's own queries
+ * come after the closing sample.
  */
 import { connect, databaseUrl, type Sql } from '../infra/database.js';
 

@@ -1,16 +1,17 @@
 /**
  * The one registry of error codes. Every refusal the API can give is listed here with its HTTP
- * status and a one-line meaning; the README's table is checked against this list by a test.
+ * status and a one-line meaning; `test/errors.test.ts` checks that the README's error table says
+ * the same (code, status and meaning), so the two are edited together.
  *
  * Domain code throws {@link DomainError} with one of these codes, never an HTTP error; the HTTP
- * shell (`http/error-handler.ts`) turns it into `application/problem+json`.
+ * shell (`http/problem.ts`) turns it into `application/problem+json`.
  */
 export const ERROR_CODES = {
   SOLD_OUT: { status: 409, title: 'Sold out', meaning: 'Not enough units remain for the whole quantity (all or nothing); `remaining` says how many are left.' },
   PRODUCT_NOT_FOUND: { status: 404, title: 'Product not found', meaning: 'No product has this id.' },
   SALE_NOT_OPEN: { status: 409, title: 'Sale not open', meaning: 'The sale window has not opened yet; `opensAt` says when it does.' },
   SALE_ENDED: { status: 409, title: 'Sale ended', meaning: 'The sale window has closed, or an admin ended the sale.' },
-  LIMIT_EXCEEDED: { status: 409, title: 'Limit exceeded', meaning: 'This buyer would hold more units of the product than its per-buyer limit allows.' },
+  LIMIT_EXCEEDED: { status: 409, title: 'Limit exceeded', meaning: 'This buyer would hold more units of the product than its per-buyer limit allows; `limit` says the limit.' },
   CONTENTION: { status: 409, title: 'Contention', meaning: 'The strategy gave up under contention before it could decide; retry after `Retry-After` seconds.' },
   VALIDATION_FAILED: { status: 400, title: 'Validation failed', meaning: 'The request body, query or path is malformed; `errors` lists what is wrong.' },
   UNAUTHORIZED: { status: 401, title: 'Unauthorized', meaning: 'The bearer token is missing, malformed or forged.' },
@@ -25,14 +26,14 @@ export const ERROR_CODES = {
   HOLD_EXPIRED: { status: 410, title: 'Hold expired', meaning: 'The hold expired before it was paid; the unit is back in stock and any debit was refunded.' },
   IDEMPOTENCY_IN_PROGRESS: { status: 409, title: 'Idempotency key in progress', meaning: 'A request with this `Idempotency-Key` is still being handled; retry shortly to get its answer.' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency key reused', meaning: 'This `Idempotency-Key` was used for a different request (another body, route or order).' },
-  RATE_LIMITED: { status: 429, title: 'Rate limited', meaning: 'This buyer sent more requests per second than `RATE_LIMIT_PER_SECOND` allows; retry after `Retry-After` seconds.' },
+  RATE_LIMITED: { status: 429, title: 'Rate limited', meaning: 'This buyer sent more purchases or payments per second than `RATE_LIMIT_PER_SECOND` allows; retry after `Retry-After` seconds.' },
   INVALID_STOCK_CHANGE: { status: 409, title: 'Invalid stock change', meaning: 'The change would leave fewer units stocked than are already held or paid.' },
   STRATEGY_UNAVAILABLE: { status: 400, title: 'Strategy unavailable', meaning: 'The strategy is unknown, or the store it needs is not configured.' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large', meaning: 'The request body is larger than the server accepts.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', meaning: 'The body must be `application/json`.' },
   OVERLOADED: { status: 503, title: 'Overloaded', meaning: 'The server is at its in-flight limit and refused the request at once; retry after `Retry-After` seconds.' },
   NOT_READY: { status: 503, title: 'Not ready', meaning: 'A store the server needs is unreachable.' },
-  INTERNAL: { status: 500, title: 'Internal error', meaning: 'An unexpected fault; the log has the details. Nothing was half-done: every step is keyed by the order id.' },
+  INTERNAL: { status: 500, title: 'Internal error', meaning: 'An unexpected fault; the log has the details.' },
 } as const satisfies Record<string, { status: number; title: string; meaning: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -4,7 +4,7 @@
  * @remarks Why not plain `v7()`: it asks the system for 16 random bytes per id
  * (`crypto.getRandomValues`, ~2.2 µs here), and a drop mints one for every buyer who reaches the
  * line as well as every buyer it sets up; from a pool refilled 256 ids at a time an id costs
- * ~0.3 µs. Given its bytes, `v7` no longer keeps its own clock sequence, so the millisecond and the
+ * ~0.3 µs. Given its bytes, `v7` keeps no clock sequence of its own, so the millisecond and the
  * counter within it are kept here, as `v7` does: ids minted by this process keep increasing.
  */
 import { randomFillSync } from 'node:crypto';

@@ -1,7 +1,7 @@
 /**
  * Measures what the optimistic strategy's bounded retries leave unsold: 2,000 buyers chase 100
- * units once each (no client retries), for several `OPTIMISTIC_RETRIES` values. The figures in the
- * README's "Stock strategies" section come from this script:
+ * units once each (no client retries), for several `OPTIMISTIC_RETRIES` values. The figures in
+ * docs/strategies.md ("How the `OPTIMISTIC_RETRIES` default was chosen") come from this script:
  *
  *   npx tsx test/support/measure-optimistic.ts [retries,… (default 0,1,3,5,10)] [runs (default 3)]
  *

@@ -1,0 +1,144 @@
+-- inventory's stored functions as they are live: the current `create or replace function` text of
+-- every function inventory's migrations (migrations/NNN_*.sql) define, in one place to read.
+-- The migrations stay append-only, so a function redefined by a later migration is read here, not
+-- pieced together from them. test/sql-functions.test.ts fails when this file and a freshly
+-- migrated database disagree: a migration that changes a function changes this file too.
+-- The server never runs this file; the migrations are what build a database.
+--
+-- Both functions are stock steps that must run as one short transaction inside the database, so
+-- the hot product row is locked for microseconds, never across a round trip to the app.
+
+-- reserve_atomic: the `atomic` strategy's whole reservation in one round trip.
+-- Params: p_allocation (the order id), p_product, p_buyer, p_quantity.
+-- Returns one row: outcome ('OK', 'SOLD_OUT', 'PRODUCT_NOT_FOUND', 'SALE_NOT_OPEN', 'SALE_ENDED',
+-- 'LIMIT_EXCEEDED'), the units left, the amount, the hold's expiry, the window's opening and the
+-- per-buyer limit.
+-- A repeated p_allocation raises unique_violation and changes nothing (the caller reads it back).
+-- Locks are taken product row first, then the buyer's `buyer_units` row, the order of every other
+-- stock step (`release_allocation`, the pessimistic and optimistic strategies), so one buyer
+-- reserving and cancelling at the same instant cannot deadlock. The sale is made on the terms of
+-- the row the predicated update locks (price, hold, limit), not on those of the plain read before
+-- it: a change committed in between is waited for and then obeyed. When the update finds nothing,
+-- a fresh read says why (the sale may have ended meanwhile), not always "sold out".
+create or replace function reserve_atomic(p_allocation uuid, p_product uuid, p_buyer uuid, p_quantity integer)
+returns table (outcome text, remaining integer, amount_cents bigint, expires_at timestamptz, opens_at timestamptz,
+               buyer_limit integer)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  v products%rowtype;
+  v_left integer;
+  v_price bigint;
+  v_hold integer;
+  v_limit integer;
+  v_units integer;
+begin
+  -- 1. Plain reads (no lock) answer the refusals that need no write: most of a herd ends here.
+  select * into v from products p where p.id = p_product;
+  if not found then
+    return query select 'PRODUCT_NOT_FOUND', 0, 0::bigint, null::timestamptz, null::timestamptz, null::integer;
+    return;
+  end if;
+  if v.ended_at is not null or (v.closes_at is not null and v.closes_at <= now()) then
+    return query select 'SALE_ENDED', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
+  if v.opens_at > now() then
+    return query select 'SALE_NOT_OPEN', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
+  if v.per_buyer_limit is not null and p_quantity > v.per_buyer_limit then
+    return query select 'LIMIT_EXCEEDED', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
+  if v.remaining < p_quantity then
+    return query select 'SOLD_OUT', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
+  if v.per_buyer_limit is not null then
+    select b.units into v_units from buyer_units b where b.product_id = p_product and b.buyer_id = p_buyer;
+    if coalesce(v_units, 0) + p_quantity > v.per_buyer_limit then
+      return query select 'LIMIT_EXCEEDED', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+      return;
+    end if;
+  end if;
+
+  -- 2. The predicated update: the only guard of the stock, the window checked again at the write,
+  --    and the terms of the sale read from the row it locks.
+  update products p
+     set remaining = p.remaining - p_quantity, version = p.version + 1
+   where p.id = p_product
+     and p.remaining >= p_quantity
+     and p.ended_at is null
+     and p.opens_at <= now()
+     and (p.closes_at is null or p.closes_at > now())
+  returning p.remaining, p.price_cents, p.hold_seconds, p.per_buyer_limit into v_left, v_price, v_hold, v_limit;
+  if not found then
+    select * into v from products p where p.id = p_product;
+    if not found then
+      return query select 'PRODUCT_NOT_FOUND', 0, 0::bigint, null::timestamptz, null::timestamptz, null::integer;
+    elsif v.ended_at is not null or (v.closes_at is not null and v.closes_at <= now()) then
+      return query select 'SALE_ENDED', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    elsif v.opens_at > now() then
+      return query select 'SALE_NOT_OPEN', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    else
+      return query select 'SOLD_OUT', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    end if;
+    return;
+  end if;
+
+  -- 3. The buyer's limit as it is now, as a predicated upsert (two racing purchases of one buyer
+  --    cannot both pass). Over a limit set meanwhile, or lost that race: give the units back in
+  --    this same transaction; nobody else saw them gone, since the product row stays locked.
+  if v_limit is not null then
+    if p_quantity <= v_limit then
+      insert into buyer_units as b (product_id, buyer_id, units)
+      values (p_product, p_buyer, p_quantity)
+      on conflict (product_id, buyer_id) do update
+        set units = b.units + excluded.units
+        where b.units + excluded.units <= v_limit;
+    end if;
+    if p_quantity > v_limit or not found then
+      update products p set remaining = p.remaining + p_quantity, version = p.version + 1 where p.id = p_product;
+      return query select 'LIMIT_EXCEEDED', v_left + p_quantity, 0::bigint, null::timestamptz, v.opens_at, v_limit;
+      return;
+    end if;
+  end if;
+
+  -- 4. The allocation (the hold), in the same transaction as the decrement, at the locked price.
+  insert into allocations (id, product_id, buyer_id, quantity, amount_cents, status, expires_at)
+  values (p_allocation, p_product, p_buyer, p_quantity, v_price * p_quantity, 'held',
+          now() + make_interval(secs => v_hold));
+
+  return query select 'OK', v_left, v_price * p_quantity, now() + make_interval(secs => v_hold), v.opens_at, v_limit;
+end
+$$;
+
+-- release_allocation: ends a hold (cancel or expiry) and returns its units to stock and to the
+-- buyer's limit, in one transaction. Works for every strategy that keeps stock in `products`.
+-- Params: p_allocation, p_status ('cancelled' or 'expired'), p_only_expired (true: only if the
+-- hold's expiry has passed by the database's clock).
+-- Returns the released allocation's product, buyer and quantity, or no row if it was not held.
+create or replace function release_allocation(p_allocation uuid, p_status text, p_only_expired boolean)
+returns table (product_id uuid, buyer_id uuid, quantity integer)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  a allocations%rowtype;
+begin
+  update allocations al
+     set status = p_status, settled_at = now()
+   where al.id = p_allocation
+     and al.status = 'held'
+     and (not p_only_expired or al.expires_at <= now())
+  returning * into a;
+  if not found then
+    return;
+  end if;
+  update products p set remaining = p.remaining + a.quantity, version = p.version + 1
+   where p.id = a.product_id;
+  update buyer_units b set units = greatest(b.units - a.quantity, 0)
+   where b.product_id = a.product_id and b.buyer_id = a.buyer_id;
+  return query select a.product_id, a.buyer_id, a.quantity;
+end
+$$;
