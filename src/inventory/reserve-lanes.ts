@@ -5,9 +5,9 @@
  * their turn comes.
  *
  * @remarks Why: a single-statement strategy (`atomic`) never waits for a connection, so
- * postgres.js pipelines every reservation a storm brings straight onto its connections. At a
- * drop of 1 unit, hundreds were on their way to PostgreSQL before the first "sold out" came back,
- * and each cost a round trip to learn the same thing. With lanes, buyers beyond the stock wait for
+ * postgres.js pipelines every reservation a storm brings straight onto its connections: at a
+ * drop of 1 unit, hundreds would be on their way to PostgreSQL before the first "sold out" came
+ * back, each a round trip to learn the same thing. With lanes, buyers beyond the stock wait for
  * the store's answer about the stock instead; while plenty is left (`hot`), nothing waits. The
  * locking strategies already queue for a connection, so lanes as wide as the pool change little
  * for them. A lane only orders work: it never refuses and never sells; the store's atomic step

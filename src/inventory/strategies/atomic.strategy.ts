@@ -1,7 +1,7 @@
 /**
  * `atomic`: one predicated `UPDATE products SET remaining = remaining - q WHERE id = $id AND
  * remaining >= q …` plus the per-buyer counter and the allocation row, in one short transaction
- * (`reserve_atomic`, migration 004, one round trip). The database's row lock is the only guard,
+ * (`reserve_atomic` in `../functions.sql`, one round trip). The database's row lock is the only guard,
  * held for the microseconds between the update and the commit, never across a round trip to the
  * app. Locks are taken product row first, then the buyer's row, like every other stock step. The
  * sale is made on the price, hold and limit of the row it locks, not of the plain read before it.

@@ -8,7 +8,7 @@
  * @remarks What it costs: under a herd most attempts lose (every sale bumps `version` and fails
  * every buyer who read the old one), so the database does several reads and failed writes per
  * sale, and with bounded retries some stock can be left unsold while buyers are told to retry;
- * see the README for the measured figure. The version-checked update comes first in the
+ * `docs/strategies.md` gives the measured figure. The version-checked update comes first in the
  * transaction, then the buyer's counter, the same lock order as `release_allocation`. No lock is
  * held between the read and the write (the connection is), and nothing is held during the backoff.
  */
