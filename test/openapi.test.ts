@@ -9,9 +9,10 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROBLEM_MEDIA_TYPE } from '../src/http/response-schemas.js';
 import { ERROR_CODES, type ErrorCode } from '../src/infra/errors.js';
 import type { Answer, CallOptions } from './support/api.js';
-import { documentedCodes, PROBLEM_MEDIA_TYPE, type OpenApiDocument, type Operation } from './support/contract.js';
+import { documentedCodes, type OpenApiDocument, type Operation } from './support/contract.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 /** Purchases and payments per buyer per second: above what one buyer here sends, except in the burst. */

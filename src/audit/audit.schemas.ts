@@ -1,11 +1,10 @@
 /** The audit's response schemas, as registered with `app.addSchema` (OpenAPI `components.schemas`). */
-import { objectSchema, ref, uuid } from '../http/schemas.js';
+import { enumOf, objectSchema, ref, uuid } from '../http/schemas.js';
 import type { AuditReport, ProductAudit, Violation, ViolationKind } from './audit.types.js';
 
 const units = { type: 'integer', minimum: 0 } as const;
 
-/** Every kind, checked against the type both ways. */
-const VIOLATION_KINDS = Object.keys({
+const VIOLATION_KINDS = enumOf<ViolationKind>({
   OVERSOLD: true,
   STOCK_MISMATCH: true,
   NEGATIVE_REMAINING: true,
@@ -13,7 +12,7 @@ const VIOLATION_KINDS = Object.keys({
   ALLOCATION_WITHOUT_ORDER: true,
   ORDER_WITHOUT_ALLOCATION: true,
   PAID_WITHOUT_SALE: true,
-} satisfies Record<ViolationKind, true>);
+});
 
 export const productAuditSchema = objectSchema<ProductAudit>('ProductAudit', "One product's units by state, from the stores' truth", {
   productId: uuid,

@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import { auditSchemas } from '../audit/audit.schemas.js';
 import { ERROR_CODES, type ErrorCode } from '../infra/errors.js';
 import { inventorySchemas } from '../inventory/inventory.schemas.js';
-import { ordersSchemas } from '../orders/orders.schemas.js';
+import { ORDER_STATUSES, ordersSchemas } from '../orders/orders.schemas.js';
 import { usersSchemas } from '../users/users.schemas.js';
 import { dateTime, ref, uuid } from './schemas.js';
 
@@ -51,7 +51,7 @@ export const problemSchema = {
     opensAt: { ...dateTime, description: '`SALE_NOT_OPEN`: when the sale opens' },
     productId: uuid,
     orderId: uuid,
-    orderStatus: { type: 'string', enum: ['held', 'paid', 'expired', 'cancelled'] },
+    orderStatus: { type: 'string', enum: ORDER_STATUSES },
     balanceCents: { type: 'integer', description: '`INSUFFICIENT_FUNDS`: the balance' },
     amountCents: { type: 'integer', description: '`INSUFFICIENT_FUNDS`: what the order costs' },
     userId: uuid,
@@ -85,7 +85,8 @@ const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set(['OVERLOADED', 'NOT_RE
 /** Codes given before an idempotent route's work runs (parsing, guards, the key's own checks): never a stored answer. */
 const BEFORE_THE_WORK: ReadonlySet<ErrorCode> = new Set([
   ...BODY_PROBLEMS,
-  ...ADMIN_PROBLEMS,
+  'UNAUTHORIZED',
+  'FORBIDDEN',
   'RATE_LIMITED',
   'IDEMPOTENCY_KEY_REUSED',
 ]);

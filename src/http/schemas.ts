@@ -27,6 +27,11 @@ export function ref<Id extends string>(id: Id): { readonly $ref: `${Id}#` } {
   return { $ref: `${id}#` };
 }
 
+/** The values of a string union as an `enum`, listed as a record so that none is missed or made up. */
+export function enumOf<T extends string>(values: Readonly<Record<T, true>>): T[] {
+  return Object.keys(values) as T[];
+}
+
 /** One schema per field of `T`, no field left out and none added. */
 export type PropertiesOf<T> = { readonly [K in keyof T]-?: object };
 

@@ -1,8 +1,8 @@
 /** Orders' response schemas, as registered with `app.addSchema` (OpenAPI `components.schemas`). */
-import { dateTime, objectSchema, ref, uuid } from '../http/schemas.js';
-import type { Order, OrdersPage } from './orders.client.js';
+import { dateTime, enumOf, objectSchema, ref, uuid } from '../http/schemas.js';
+import type { Order, OrdersPage, OrderStatus } from './orders.client.js';
 
-export const ORDER_STATUSES = ['held', 'paid', 'expired', 'cancelled'] as const;
+export const ORDER_STATUSES = enumOf<OrderStatus>({ held: true, paid: true, expired: true, cancelled: true });
 
 export const orderSchema = objectSchema<Order>('Order', 'An order: `held` until paid, cancelled or expired', {
   id: uuid,

@@ -5,6 +5,7 @@
  * route also checks the contract of what it provoked.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { PROBLEM_MEDIA_TYPE } from '../../src/http/response-schemas.js';
 
 /** The parts of an OpenAPI 3 document the check reads. */
 export interface OpenApiDocument {
@@ -33,8 +34,6 @@ export interface SchemaObject {
   readonly enum?: readonly unknown[];
   readonly [keyword: string]: unknown;
 }
-
-export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
 
 /** `/v1/orders/:id` → `/v1/orders/{id}`, as the document names paths. */
 export function openApiPath(route: string): string {
