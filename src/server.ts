@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
 import { appFor, createSystem, migrateAll, openStores, type System } from './system.js';
 import type { App } from './http/app.js';
@@ -25,7 +26,15 @@ export function listenBacklog(): number {
   }
 }
 
-export async function startServer(config: Config): Promise<RunningServer> {
+export interface StartOptions {
+  /**
+   * Sees every answer as it is sent, after serialisation. The tests use it to check each
+   * route's statuses and problem codes against the OpenAPI document; `serve` passes nothing.
+   */
+  readonly observe?: (request: FastifyRequest, reply: FastifyReply, payload: unknown) => void;
+}
+
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const bootLog = {
     info: (message: string) => console.log(message),
     warn: (message: string) => console.warn(message),
@@ -51,6 +60,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
       if (closing) void reply.header('connection', 'close');
       done(null, payload);
     });
+    const { observe } = options;
+    if (observe) {
+      app.addHook('onSend', (request, reply, payload, done) => {
+        observe(request, reply, payload);
+        done(null, payload);
+      });
+    }
     app.addHook('onClose', async () => {
       sweeper.stop();
       await stores.close();

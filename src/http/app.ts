@@ -8,7 +8,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { auditProducts } from '../audit/audit.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import { inventoryRoutes } from '../inventory/inventory.routes.js';
-import type { StrategyName } from '../inventory/strategy-names.js';
+import { STRATEGY_NAMES, type StrategyName } from '../inventory/strategy-names.js';
 import type { Tokens } from '../infra/tokens.js';
 import type { OrdersClient } from '../orders/orders.client.js';
 import { ordersRoutes } from '../orders/orders.routes.js';
@@ -19,7 +19,8 @@ import { registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
 import { perBuyerRateLimit } from './rate-limit.js';
 import { problem, registerProblemHandlers, sendProblem } from './problem.js';
-import { bearerSecurity, uuid } from './schemas.js';
+import { ADMIN_PROBLEMS, BODY_PROBLEMS, BUYER_PROBLEMS, registerResponseSchemas, responses } from './response-schemas.js';
+import { bearerSecurity, ref, uuid } from './schemas.js';
 
 export interface AppDeps {
   readonly users: UsersClient;
@@ -64,7 +65,10 @@ export function buildApp(deps: AppDeps): App {
       info: { title: 'flashsale', version: '0.1.0', description: 'Flash-sale and ticket-drop API' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
+    // Shared schemas keep their `$id` as their name in `components.schemas` (not `def-0`, …).
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json['$id'] === 'string' ? json['$id'] : `def-${i}`) },
   });
+  registerResponseSchemas(app);
   void app.register(swaggerUi, { routePrefix: '/docs' });
   const overload = registerOverloadGuard(app, deps.maxInFlight);
   const metrics = registerMetrics(app, {
@@ -77,26 +81,102 @@ export function buildApp(deps: AppDeps): App {
 
   // Registered as plugins so the OpenAPI hook sees every route.
   void app.register((scope, _options, done) => {
-    scope.get('/healthz', { schema: { tags: ['operations'], summary: 'Liveness, and the default strategy' } }, async () => ({
-      status: 'ok',
-      strategy: deps.defaultStrategy,
-      strategies: deps.availableStrategies(),
-      inFlight: overload.inFlight(),
-    }));
-
-    scope.get('/metrics', { schema: { tags: ['operations'], summary: 'Prometheus metrics' } }, async (_request, reply) =>
-      reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()),
+    scope.get(
+      '/healthz',
+      {
+        schema: {
+          tags: ['operations'],
+          summary: 'Liveness, and the default strategy',
+          response: responses(
+            {
+              200: {
+                description: 'The server is up',
+                type: 'object',
+                required: ['status', 'strategy', 'strategies', 'inFlight'],
+                properties: {
+                  status: { type: 'string', enum: ['ok'] },
+                  strategy: { type: 'string', enum: STRATEGY_NAMES, description: 'Used by products created without one' },
+                  strategies: { type: 'array', items: { type: 'string', enum: STRATEGY_NAMES }, description: 'The strategies whose stores are configured' },
+                  inFlight: { type: 'integer', minimum: 0, description: 'Requests being handled now' },
+                },
+              },
+            },
+            [],
+          ),
+        },
+      },
+      async () => ({
+        status: 'ok',
+        strategy: deps.defaultStrategy,
+        strategies: deps.availableStrategies(),
+        inFlight: overload.inFlight(),
+      }),
     );
 
-    scope.get('/readyz', { schema: { tags: ['operations'], summary: 'Readiness: every store answers' } }, async (_request, reply) => {
-      const down = await deps.checkStores();
-      if (down.length === 0) return { status: 'ready' };
-      return sendProblem(reply, problem('NOT_READY', `not reachable: ${down.join(', ')}`, { down }), 1);
-    });
+    scope.get(
+      '/metrics',
+      {
+        schema: {
+          tags: ['operations'],
+          summary: 'Prometheus metrics',
+          response: responses(
+            { 200: { description: 'The Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+            [],
+          ),
+        },
+      },
+      async (_request, reply) =>
+        reply.header('content-type', metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+
+    scope.get(
+      '/readyz',
+      {
+        schema: {
+          tags: ['operations'],
+          summary: 'Readiness: every store answers',
+          response: responses(
+            {
+              200: {
+                description: 'Every store answers',
+                type: 'object',
+                required: ['status'],
+                properties: { status: { type: 'string', enum: ['ready'] } },
+              },
+            },
+            ['NOT_READY'],
+          ),
+        },
+      },
+      async (_request, reply) => {
+        const down = await deps.checkStores();
+        if (down.length === 0) return { status: 'ready' };
+        return sendProblem(reply, problem('NOT_READY', `not reachable: ${down.join(', ')}`, { down }), 1);
+      },
+    );
 
     scope.get(
       '/v1/me',
-      { preHandler: buyer, schema: { tags: ['users'], summary: 'Your balance and orders', security: bearerSecurity } },
+      {
+        preHandler: buyer,
+        schema: {
+          tags: ['users'],
+          summary: 'Your balance and orders',
+          security: bearerSecurity,
+          response: responses(
+            {
+              200: {
+                description: 'You, and your latest 100 orders, newest first',
+                allOf: [
+                  ref('User'),
+                  { type: 'object', required: ['orders'], properties: { orders: { type: 'array', items: ref('Order') } } },
+                ],
+              },
+            },
+            [...BUYER_PROBLEMS, 'USER_NOT_FOUND'],
+          ),
+        },
+      },
       async (request) => {
         const [user, orders] = await Promise.all([
           deps.users.getUser(request.buyerId),
@@ -120,6 +200,10 @@ export function buildApp(deps: AppDeps): App {
             additionalProperties: false,
             properties: { productId: { anyOf: [uuid, { type: 'array', items: uuid, minItems: 1, maxItems: 100 }] } },
           },
+          response: responses(
+            { 200: { description: 'The audit of every product asked for', ...ref('AuditReport') } },
+            ['VALIDATION_FAILED', ...ADMIN_PROBLEMS, 'PRODUCT_NOT_FOUND'],
+          ),
         },
       },
       async (request) => {
@@ -148,6 +232,17 @@ export function buildApp(deps: AppDeps): App {
             required: ['ids'],
             properties: { ids: { type: 'array', items: uuid, maxItems: 20_000 } },
           },
+          response: responses(
+            {
+              200: {
+                description: 'The ids among those sent that have no order',
+                type: 'object',
+                required: ['missing'],
+                properties: { missing: { type: 'array', items: uuid } },
+              },
+            },
+            [...BODY_PROBLEMS, ...ADMIN_PROBLEMS],
+          ),
         },
       },
       async (request) => {

@@ -18,3 +18,39 @@ export const instant = {
 } as const;
 
 export const bearerSecurity = [{ bearer: [] }];
+
+/** An instant as the API answers it: UTC, milliseconds ("2026-11-21T10:00:00.000Z"). */
+export const dateTime = { type: 'string', format: 'date-time' } as const;
+
+/** A reference to a schema registered with `app.addSchema` (it lands in `components.schemas`). */
+export function ref<Id extends string>(id: Id): { readonly $ref: `${Id}#` } {
+  return { $ref: `${id}#` };
+}
+
+/** The values of a string union as an `enum`, listed as a record so that none is missed or made up. */
+export function enumOf<T extends string>(values: Readonly<Record<T, true>>): T[] {
+  return Object.keys(values) as T[];
+}
+
+/** One schema per field of `T`, no field left out and none added. */
+export type PropertiesOf<T> = { readonly [K in keyof T]-?: object };
+
+/** A shared response schema: an object whose fields are all required. */
+export interface ObjectSchema {
+  readonly $id: string;
+  readonly type: 'object';
+  readonly description: string;
+  readonly required: readonly string[];
+  readonly properties: Readonly<Record<string, object>>;
+}
+
+/**
+ * The response schema of `T`, to register with `app.addSchema`.
+ *
+ * @remarks A response schema is also the serializer's field list: a field it does not name is
+ * dropped from the answer. Typing `properties` by `T` makes a field added to the type and not to
+ * its schema a compile error rather than a field that silently vanishes from the API.
+ */
+export function objectSchema<T>(id: string, description: string, properties: PropertiesOf<T>): ObjectSchema {
+  return { $id: id, type: 'object', description, required: Object.keys(properties), properties };
+}

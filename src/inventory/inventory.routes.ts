@@ -1,7 +1,8 @@
 /** Inventory's HTTP routes: the product catalogue (buyers) and product administration. */
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
-import { bearerSecurity, idParams, instant } from '../http/schemas.js';
+import { ADMIN_PROBLEMS, BODY_PROBLEMS, responses } from '../http/response-schemas.js';
+import { bearerSecurity, idParams, instant, ref } from '../http/schemas.js';
 import type { InventoryClient } from './inventory.client.js';
 import type { NewProduct, ProductChange } from './inventory.types.js';
 import { STRATEGY_NAMES } from './strategy-names.js';
@@ -52,13 +53,40 @@ function assertInstants(body: { opensAt?: string; closesAt?: string | null }): v
 
 export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHookHandler) {
   return (app: FastifyInstance): void => {
-    app.get('/v1/products', { schema: { tags: ['products'], summary: 'List products with live remaining stock' } }, async () => ({
-      products: await inventory.listProducts(),
-    }));
+    app.get(
+      '/v1/products',
+      {
+        schema: {
+          tags: ['products'],
+          summary: 'List products with live remaining stock',
+          response: responses(
+            {
+              200: {
+                description: 'The latest 500 products, newest first',
+                type: 'object',
+                required: ['products'],
+                properties: { products: { type: 'array', items: ref('Product') } },
+              },
+            },
+            [],
+          ),
+        },
+      },
+      async () => ({
+        products: await inventory.listProducts(),
+      }),
+    );
 
     app.get<{ Params: { id: string } }>(
       '/v1/products/:id',
-      { schema: { tags: ['products'], summary: 'One product with live remaining stock', params: idParams } },
+      {
+        schema: {
+          tags: ['products'],
+          summary: 'One product with live remaining stock',
+          params: idParams,
+          response: responses({ 200: { description: 'The product', ...ref('Product') } }, ['VALIDATION_FAILED', 'PRODUCT_NOT_FOUND']),
+        },
+      },
       async (request) => inventory.getProduct(request.params.id),
     );
 
@@ -66,7 +94,16 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
       '/v1/admin/products',
       {
         preHandler: admin,
-        schema: { tags: ['admin'], summary: 'Create a product', body: newProductBody, security: bearerSecurity },
+        schema: {
+          tags: ['admin'],
+          summary: 'Create a product',
+          body: newProductBody,
+          security: bearerSecurity,
+          response: responses(
+            { 201: { description: 'The product, open from `opensAt` (now, without one)', ...ref('Product') } },
+            [...BODY_PROBLEMS, 'STRATEGY_UNAVAILABLE', ...ADMIN_PROBLEMS],
+          ),
+        },
       },
       async (request, reply) => {
         assertInstants(request.body);
@@ -85,6 +122,10 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
           params: idParams,
           body: productChangeBody,
           security: bearerSecurity,
+          response: responses(
+            { 200: { description: 'The product as changed', ...ref('Product') } },
+            [...BODY_PROBLEMS, ...ADMIN_PROBLEMS, 'PRODUCT_NOT_FOUND', 'INVALID_STOCK_CHANGE'],
+          ),
         },
       },
       async (request) => {
@@ -95,7 +136,19 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
 
     app.post<{ Params: { id: string } }>(
       '/v1/admin/products/:id/end',
-      { preHandler: admin, schema: { tags: ['admin'], summary: 'End the sale now', params: idParams, security: bearerSecurity } },
+      {
+        preHandler: admin,
+        schema: {
+          tags: ['admin'],
+          summary: 'End the sale now',
+          params: idParams,
+          security: bearerSecurity,
+          response: responses(
+            { 200: { description: 'The product, with `endedAt`', ...ref('Product') } },
+            [...BODY_PROBLEMS, ...ADMIN_PROBLEMS, 'PRODUCT_NOT_FOUND'],
+          ),
+        },
+      },
       async (request) => inventory.endSale(request.params.id),
     );
 
@@ -103,7 +156,16 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
       '/v1/admin/products/:id/stats',
       {
         preHandler: admin,
-        schema: { tags: ['admin'], summary: 'Units by state', params: idParams, security: bearerSecurity },
+        schema: {
+          tags: ['admin'],
+          summary: 'Units by state',
+          params: idParams,
+          security: bearerSecurity,
+          response: responses(
+            { 200: { description: "The product's units by state", ...ref('ProductStats') } },
+            ['VALIDATION_FAILED', ...ADMIN_PROBLEMS, 'PRODUCT_NOT_FOUND'],
+          ),
+        },
       },
       async (request) => inventory.stats(request.params.id),
     );

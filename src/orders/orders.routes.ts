@@ -6,7 +6,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { problem, sendProblem } from '../http/problem.js';
-import { bearerSecurity, idParams, uuid } from '../http/schemas.js';
+import { ADMIN_PROBLEMS, BODY_PROBLEMS, BUYER_PROBLEMS, responses } from '../http/response-schemas.js';
+import { bearerSecurity, idParams, ref, uuid } from '../http/schemas.js';
 import type { CheckoutOutcome, Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
 
 /** Larger quantities are malformed requests, not "sold out". */
@@ -77,6 +78,29 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
           body: purchaseBody,
           headers: idempotencyHeaders,
           security: bearerSecurity,
+          response: responses(
+            { 201: { description: 'The order: `held` until `expiresAt`, or `paid` with `"pay": true`', ...ref('OrderAnswer') } },
+            [
+              ...BODY_PROBLEMS,
+              ...BUYER_PROBLEMS,
+              'RATE_LIMITED',
+              'PRODUCT_NOT_FOUND',
+              'STRATEGY_UNAVAILABLE',
+              'SOLD_OUT',
+              'SALE_NOT_OPEN',
+              'SALE_ENDED',
+              'LIMIT_EXCEEDED',
+              'CONTENTION',
+              'IDEMPOTENCY_IN_PROGRESS',
+              'IDEMPOTENCY_KEY_REUSED',
+              // Instant mode's payment.
+              'INSUFFICIENT_FUNDS',
+              'HOLD_EXPIRED',
+              'ORDER_NOT_PAYABLE',
+              'USER_NOT_FOUND',
+            ],
+            { idempotent: true },
+          ),
         },
       },
       async (request, reply) =>
@@ -93,6 +117,24 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
           params: idParams,
           headers: idempotencyHeaders,
           security: bearerSecurity,
+          response: responses(
+            { 200: { description: 'The order, `paid`', ...ref('OrderAnswer') } },
+            [
+              ...BODY_PROBLEMS,
+              ...BUYER_PROBLEMS,
+              'RATE_LIMITED',
+              'ORDER_NOT_FOUND',
+              'USER_NOT_FOUND',
+              'INSUFFICIENT_FUNDS',
+              'ORDER_ALREADY_PAID',
+              'ORDER_NOT_PAYABLE',
+              'HOLD_EXPIRED',
+              'STRATEGY_UNAVAILABLE',
+              'IDEMPOTENCY_IN_PROGRESS',
+              'IDEMPOTENCY_KEY_REUSED',
+            ],
+            { idempotent: true },
+          ),
         },
       },
       async (request, reply) =>
@@ -103,14 +145,32 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
       '/v1/orders/:id/cancel',
       {
         preHandler: buyer,
-        schema: { tags: ['orders'], summary: 'Cancel a held order: its units go back at once', params: idParams, security: bearerSecurity },
+        schema: {
+          tags: ['orders'],
+          summary: 'Cancel a held order: its units go back at once',
+          params: idParams,
+          security: bearerSecurity,
+          response: responses(
+            { 200: { description: 'The order, `cancelled`', ...ref('OrderAnswer') } },
+            [...BODY_PROBLEMS, ...BUYER_PROBLEMS, 'ORDER_NOT_FOUND', 'ORDER_NOT_CANCELLABLE', 'STRATEGY_UNAVAILABLE'],
+          ),
+        },
       },
       async (request) => ({ order: await orders.cancel(request.buyerId, request.params.id) }),
     );
 
     app.get<{ Params: { id: string } }>(
       '/v1/orders/:id',
-      { preHandler: buyer, schema: { tags: ['orders'], summary: 'One of your orders', params: idParams, security: bearerSecurity } },
+      {
+        preHandler: buyer,
+        schema: {
+          tags: ['orders'],
+          summary: 'One of your orders',
+          params: idParams,
+          security: bearerSecurity,
+          response: responses({ 200: { description: 'The order', ...ref('OrderAnswer') } }, ['VALIDATION_FAILED', ...BUYER_PROBLEMS, 'ORDER_NOT_FOUND']),
+        },
+      },
       async (request) => ({ order: await orders.getOrder(request.buyerId, request.params.id) }),
     );
 
@@ -124,6 +184,10 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
           params: idParams,
           querystring: productOrdersQuery,
           security: bearerSecurity,
+          response: responses(
+            { 200: { description: 'One page of the orders', ...ref('OrdersPage') } },
+            ['VALIDATION_FAILED', ...ADMIN_PROBLEMS, 'PRODUCT_NOT_FOUND'],
+          ),
         },
       },
       async (request) => {

@@ -1,6 +1,7 @@
 /** Users' HTTP routes: sign-up, bulk creation of buyers for drills and bench, and admin credits. */
 import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
-import { bearerSecurity, idParams } from '../http/schemas.js';
+import { ADMIN_PROBLEMS, BODY_PROBLEMS, responses } from '../http/response-schemas.js';
+import { bearerSecurity, idParams, ref } from '../http/schemas.js';
 import type { UsersClient } from './users.client.js';
 
 /** Enough for the 10,000-buyer stampede in one call. */
@@ -20,6 +21,7 @@ export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
             required: ['name'],
             properties: { name: { type: 'string', minLength: 1, maxLength: 100, pattern: '\\S' } },
           },
+          response: responses({ 201: { description: 'Signed up', ...ref('IssuedUser') } }, BODY_PROBLEMS),
         },
       },
       async (request, reply) => reply.status(201).send(await users.signUp(request.body.name.trim())),
@@ -44,6 +46,17 @@ export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
               namePrefix: { type: 'string', minLength: 1, maxLength: 50 },
             },
           },
+          response: responses(
+            {
+              201: {
+                description: 'The buyers, named `<namePrefix><n>`, each with a token',
+                type: 'object',
+                required: ['users'],
+                properties: { users: { type: 'array', items: ref('IssuedUser') } },
+              },
+            },
+            [...BODY_PROBLEMS, ...ADMIN_PROBLEMS],
+          ),
         },
       },
       async (request, reply) => {
@@ -67,6 +80,17 @@ export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
             required: ['amountCents'],
             properties: { amountCents: { type: 'integer', minimum: 1, maximum: 100_000_000_000 } },
           },
+          response: responses(
+            {
+              200: {
+                description: 'The user with the new balance',
+                type: 'object',
+                required: ['user'],
+                properties: { user: ref('User') },
+              },
+            },
+            [...BODY_PROBLEMS, ...ADMIN_PROBLEMS, 'USER_NOT_FOUND'],
+          ),
         },
       },
       async (request) => ({ user: await users.credit(request.params.id, request.body.amountCents) }),

@@ -1,7 +1,9 @@
 /**
  * Starts a real flashsale server for a test file: its own throw-away module databases (random
  * prefix) on the 127.0.0.1 PostgreSQL, a random port, the modules wired through a JSON hop, and a
- * clean-up that drops them.
+ * clean-up that drops them. The server logs what each route answers; stopping it fails if the
+ * OpenAPI document does not list one of those answers, so every test file checks the contract of
+ * what it provokes.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +13,7 @@ import { loadConfig, MODULE_NAMES, type Config } from '../../src/config.js';
 import { dropDatabases } from '../../src/infra/database.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { Api } from './api.js';
+import { AnswerLog, type OpenApiDocument } from './contract.js';
 
 export const TEST_DATABASE_URL = process.env['TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -19,7 +22,14 @@ export interface TestServer {
   readonly server: RunningServer;
   readonly api: Api;
   readonly config: Config;
-  /** Stops the server; `keepData` keeps the databases (to start again on them). */
+  /** What each route answered so far. */
+  readonly answers: AnswerLog;
+  /** The server's own OpenAPI document (what `/docs/json` serves). */
+  document(): OpenApiDocument;
+  /**
+   * Stops the server; `keepData` keeps the databases (to start again on them). Rejects, once
+   * stopped, when the server gave an answer its OpenAPI document does not list.
+   */
   stop(options?: { keepData?: boolean }): Promise<void>;
 }
 
@@ -43,18 +53,27 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       ...overrides,
     },
   );
-  const server = await startServer(config);
+  const answers = new AnswerLog();
+  const server = await startServer(config, { observe: (request, reply, payload) => answers.record(request, reply, payload) });
   const api = new Api(server.url, ADMIN_TOKEN);
+  // @fastify/swagger types its document for every OpenAPI version; the check reads only what it names.
+  const document = (): OpenApiDocument => server.app.swagger() as unknown as OpenApiDocument;
   return {
     server,
     api,
     config,
+    answers,
+    document,
     stop: async (options = {}) => {
+      const undocumented = answers.undocumented(document());
       await api.close();
       await server.close();
       if (!options.keepData) {
         await dropDatabases(TEST_DATABASE_URL, MODULE_NAMES.map((module) => `${prefix}${module}`));
         await rm(dataDir, { recursive: true, force: true });
+      }
+      if (undocumented.length > 0) {
+        throw new Error(`answers the OpenAPI document does not list:\n  ${undocumented.join('\n  ')}`);
       }
     },
   };
