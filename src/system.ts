@@ -45,8 +45,7 @@ export async function openStores(config: Config, log: Log): Promise<Stores> {
   let embedded: EmbeddedDatabase | undefined;
   let baseUrl = config.databaseUrl;
   if (baseUrl === undefined) {
-    log.info(`starting the embedded PostgreSQL under ${join(config.dataDir, 'pg')}`);
-    embedded = await startEmbeddedPostgres({ directory: join(config.dataDir, 'pg') });
+    embedded = await startEmbeddedPostgres({ directory: join(config.dataDir, 'pg'), announce: (line) => log.info(line) });
     baseUrl = embedded.url;
   }
   try {
