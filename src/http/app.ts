@@ -96,7 +96,7 @@ export function buildApp(deps: AppDeps): App {
 
     scope.get(
       '/v1/me',
-      { preHandler: buyer, schema: { tags: ['users'], summary: 'Your balance and orders', security: bearerSecurity } },
+      { onRequest: buyer, schema: { tags: ['users'], summary: 'Your balance and orders', security: bearerSecurity } },
       async (request) => {
         const [user, orders] = await Promise.all([
           deps.users.getUser(request.buyerId),
@@ -109,7 +109,7 @@ export function buildApp(deps: AppDeps): App {
     scope.get<{ Querystring: { productId: string | string[] } }>(
       '/v1/admin/audit',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Audit products: stocked = held + paid + remaining, no buyer over the limit, no order lost',
@@ -137,7 +137,7 @@ export function buildApp(deps: AppDeps): App {
     scope.post<{ Body: { ids: string[] } }>(
       '/v1/admin/orders/missing',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Which of these order ids have no order (bench checks every 2xx has its order)',

@@ -1,5 +1,5 @@
 /** Inventory's HTTP routes: the product catalogue (buyers) and product administration. */
-import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { bearerSecurity, idParams, instant } from '../http/schemas.js';
 import type { InventoryClient } from './inventory.client.js';
@@ -50,7 +50,7 @@ function assertInstants(body: { opensAt?: string; closesAt?: string | null }): v
   }
 }
 
-export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHookHandler) {
+export function inventoryRoutes(inventory: InventoryClient, admin: onRequestHookHandler) {
   return (app: FastifyInstance): void => {
     app.get('/v1/products', { schema: { tags: ['products'], summary: 'List products with live remaining stock' } }, async () => ({
       products: await inventory.listProducts(),
@@ -65,7 +65,7 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
     app.post<{ Body: NewProduct }>(
       '/v1/admin/products',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: { tags: ['admin'], summary: 'Create a product', body: newProductBody, security: bearerSecurity },
       },
       async (request, reply) => {
@@ -78,7 +78,7 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
     app.patch<{ Params: { id: string }; Body: ProductChange }>(
       '/v1/admin/products/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Add stock, edit the window or limits (never below what is allocated)',
@@ -95,14 +95,14 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
 
     app.post<{ Params: { id: string } }>(
       '/v1/admin/products/:id/end',
-      { preHandler: admin, schema: { tags: ['admin'], summary: 'End the sale now', params: idParams, security: bearerSecurity } },
+      { onRequest: admin, schema: { tags: ['admin'], summary: 'End the sale now', params: idParams, security: bearerSecurity } },
       async (request) => inventory.endSale(request.params.id),
     );
 
     app.get<{ Params: { id: string } }>(
       '/v1/admin/products/:id/stats',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: { tags: ['admin'], summary: 'Units by state', params: idParams, security: bearerSecurity },
       },
       async (request) => inventory.stats(request.params.id),
