@@ -146,6 +146,11 @@ export function appFor(system: System): App {
       return results.filter((down): down is string => down !== null);
     },
     maxInFlight: system.config.maxInFlight,
+    connectionTimeouts: {
+      headersMs: system.config.headersTimeoutMs,
+      requestMs: system.config.requestTimeoutMs,
+      keepAliveMs: system.config.keepAliveTimeoutMs,
+    },
     logLevel: system.config.logLevel,
     rateLimitPerSecond: system.config.rateLimitPerSecond,
     holdsExpired: () => system.orders.expiredTotal,

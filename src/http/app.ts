@@ -15,6 +15,7 @@ import { ordersRoutes } from '../orders/orders.routes.js';
 import type { UsersClient } from '../users/users.client.js';
 import { usersRoutes } from '../users/users.routes.js';
 import { requireAdmin, requireBuyer } from './auth.js';
+import { connectionTimeoutOptions, type ConnectionTimeouts } from './connection-timeouts.js';
 import { registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
 import { perBuyerRateLimit } from './rate-limit.js';
@@ -32,6 +33,7 @@ export interface AppDeps {
   /** Resolves with the stores that did not answer (empty: ready). */
   readonly checkStores: () => Promise<string[]>;
   readonly maxInFlight: number;
+  readonly connectionTimeouts: ConnectionTimeouts;
   readonly logLevel: string;
   /** Purchases and payments per buyer per second; 0: no limit. */
   readonly rateLimitPerSecond?: number;
@@ -49,6 +51,7 @@ export function buildApp(deps: AppDeps): App {
     // Large enough for the order-id check of a 10,000-buyer run; purchases are tiny.
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    ...connectionTimeoutOptions(deps.connectionTimeouts),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
   });
   registerProblemHandlers(app);
