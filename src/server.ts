@@ -39,7 +39,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (config.seedDemo) await seedDemoProduct(system);
     const sweeper = startSweeper(system, app);
     // Responses finished after shutdown began close their connection, so a keep-alive client
-    // does not hold the server open for Fastify's 72 s keep-alive timeout.
+    // does not hold the server open until its keep-alive timeout.
     let closing = false;
     app.addHook('preClose', (done) => {
       closing = true;
