@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { isStrategyName } from './inventory/strategy-names.js';
+import { EmbeddedPostgresError } from './infra/embedded-postgres.js';
 import { migrateAll, openStores } from './system.js';
 import { startServer } from './server.js';
 import { benchCommand } from './bench/bench.command.js';
@@ -108,7 +109,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    if (error instanceof ConfigError) console.error(error.message);
+    // Refusals to start that name their cause and remedy are one message, not a stack.
+    if (error instanceof ConfigError || error instanceof EmbeddedPostgresError) console.error(error.message);
     else console.error(error);
     process.exitCode = 1;
   },

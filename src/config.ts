@@ -20,6 +20,12 @@ export interface Config {
   readonly holdSeconds: number;
   readonly paymentDelayMs: number;
   readonly maxInFlight: number;
+  /** A client must send a request's line and headers within this many ms of starting it. */
+  readonly headersTimeoutMs: number;
+  /** …and the whole request, body included, within this many ms (at least `headersTimeoutMs`). */
+  readonly requestTimeoutMs: number;
+  /** A kept-alive connection idle this long after an answer is closed (Node adds 1 s to it). */
+  readonly keepAliveTimeoutMs: number;
   readonly dbPoolSize: number;
   readonly sweepIntervalMs: number;
   /** Purchases and payments a buyer may send per second; 0 turns the limiter off (the default). */
@@ -119,6 +125,13 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
 
   // Two cores: more connections than this only add lock waits on a hot product row (bench: hot).
   const dbPoolSize = integer('DB_POOL_SIZE', 10, 1, 500);
+  // Buyers send a request whole at once; 10 s covers a slow link, and a server busy with a storm
+  // reads waiting headers within a second or two. Node's own defaults are 60 s and 300 s.
+  const headersTimeoutMs = integer('HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
+  const requestTimeoutMs = integer('REQUEST_TIMEOUT_MS', 30_000, 100, 600_000);
+  if (requestTimeoutMs < headersTimeoutMs) {
+    problems.push(`REQUEST_TIMEOUT_MS (${requestTimeoutMs}) must be at least HEADERS_TIMEOUT_MS (${headersTimeoutMs})`);
+  }
   const config: Config = {
     port: integer('PORT', 3000, 0, 65535),
     host: text('HOST') ?? '127.0.0.1',
@@ -136,6 +149,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     holdSeconds: integer('HOLD_SECONDS', 300, 1, 86_400),
     paymentDelayMs: integer('PAYMENT_DELAY_MS', 0, 0, 60_000),
     maxInFlight: integer('MAX_IN_FLIGHT', 20_000, 1, 1_000_000),
+    headersTimeoutMs,
+    requestTimeoutMs,
+    // Node's default: above the longest pause between one bench buyer's requests on its kept-alive
+    // connection (a checkout loser trying again: 1.5 s), and short enough that a drop's idle
+    // connections are gone in seconds, not Fastify's 72 s.
+    keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
     dbPoolSize,
     sweepIntervalMs: integer('SWEEP_INTERVAL_MS', 1000, 50, 60_000),
     rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),

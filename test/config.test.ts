@@ -19,4 +19,10 @@ describe('configuration', () => {
     const message = (error as Error).message;
     for (const name of ['PORT', 'STRATEGY', 'DATABASE_URL', 'ADMIN_TOKEN', 'HOLD_SECONDS']) expect(message).toContain(name);
   });
+
+  it('bounds how long a connection may take to send a request or sit idle', () => {
+    expect(loadConfig({})).toMatchObject({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 });
+    expect(() => loadConfig({ HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '10000' })).toThrow(/REQUEST_TIMEOUT_MS .* at least HEADERS_TIMEOUT_MS/);
+    expect(() => loadConfig({ KEEP_ALIVE_TIMEOUT_MS: '0' })).toThrow(/KEEP_ALIVE_TIMEOUT_MS/);
+  });
 });

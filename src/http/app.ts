@@ -15,6 +15,7 @@ import { ordersRoutes } from '../orders/orders.routes.js';
 import type { UsersClient } from '../users/users.client.js';
 import { usersRoutes } from '../users/users.routes.js';
 import { requireAdmin, requireBuyer } from './auth.js';
+import { connectionTimeoutOptions, type ConnectionTimeouts } from './connection-timeouts.js';
 import { registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
 import { perBuyerRateLimit } from './rate-limit.js';
@@ -33,6 +34,7 @@ export interface AppDeps {
   /** Resolves with the stores that did not answer (empty: ready). */
   readonly checkStores: () => Promise<string[]>;
   readonly maxInFlight: number;
+  readonly connectionTimeouts: ConnectionTimeouts;
   readonly logLevel: string;
   /** Purchases and payments per buyer per second; 0: no limit. */
   readonly rateLimitPerSecond?: number;
@@ -50,6 +52,7 @@ export function buildApp(deps: AppDeps): App {
     // Large enough for the order-id check of a 10,000-buyer run; purchases are tiny.
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
+    ...connectionTimeoutOptions(deps.connectionTimeouts),
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
   });
   registerProblemHandlers(app);
@@ -158,7 +161,7 @@ export function buildApp(deps: AppDeps): App {
     scope.get(
       '/v1/me',
       {
-        preHandler: buyer,
+        onRequest: buyer,
         schema: {
           tags: ['users'],
           summary: 'Your balance and orders',
@@ -189,7 +192,7 @@ export function buildApp(deps: AppDeps): App {
     scope.get<{ Querystring: { productId: string | string[] } }>(
       '/v1/admin/audit',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Audit products: stocked = held + paid + remaining, no buyer over the limit, no order lost',
@@ -221,7 +224,7 @@ export function buildApp(deps: AppDeps): App {
     scope.post<{ Body: { ids: string[] } }>(
       '/v1/admin/orders/missing',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Which of these order ids have no order (bench checks every 2xx has its order)',

@@ -1,8 +1,13 @@
 /**
  * Bearer-token guards. Buyer tokens are verified by signature (no database round trip); admin
  * routes compare against the admin token in constant time.
+ *
+ * @remarks Routes run them as `onRequest` hooks, the first step of a request: a caller without a
+ * valid token hears `401`/`403` before its body is read, parsed or validated, so a `400` never
+ * describes the body of a request nobody was allowed to send (and an unauthenticated body costs
+ * nothing to parse).
  */
-import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { sameSecret, type Tokens } from '../infra/tokens.js';
 
@@ -21,7 +26,7 @@ function bearer(request: FastifyRequest): string {
   return match[1];
 }
 
-export function requireBuyer(tokens: Tokens): preHandlerHookHandler {
+export function requireBuyer(tokens: Tokens): onRequestHookHandler {
   return (request: FastifyRequest, _reply: FastifyReply, done) => {
     const buyerId = tokens.verify(bearer(request));
     if (buyerId === undefined) throw new DomainError('UNAUTHORIZED', 'the token is not valid');
@@ -30,7 +35,7 @@ export function requireBuyer(tokens: Tokens): preHandlerHookHandler {
   };
 }
 
-export function requireAdmin(adminToken: string, tokens: Tokens): preHandlerHookHandler {
+export function requireAdmin(adminToken: string, tokens: Tokens): onRequestHookHandler {
   return (request: FastifyRequest, _reply: FastifyReply, done) => {
     const token = bearer(request);
     if (sameSecret(token, adminToken)) {

@@ -6,12 +6,14 @@
  * @remarks A fixed one-second window in process memory: the whole map is dropped when the second
  * changes, so it never grows beyond the buyers of one second and needs no timer. With several API
  * processes each enforces its own share; it is a throttle, not a guard of stock. Off (no hook at
- * all) when `perSecond` is 0, so load tests measure the system, not the throttle.
+ * all) when `perSecond` is 0, so load tests measure the system, not the throttle. Runs as an
+ * `onRequest` hook after the buyer guard (it counts by the id that guard sets), before the body is
+ * read: a buyer over the limit costs nothing to parse, whatever it sent.
  */
-import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 
-export function perBuyerRateLimit(perSecond: number, now: () => number = Date.now): preHandlerHookHandler | undefined {
+export function perBuyerRateLimit(perSecond: number, now: () => number = Date.now): onRequestHookHandler | undefined {
   if (perSecond <= 0) return undefined;
   let window = -1;
   const counts = new Map<string, number>();

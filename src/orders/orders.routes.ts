@@ -3,7 +3,7 @@
  * buyer's own orders, and the admin's list of a product's orders. Purchase and pay honour an
  * `Idempotency-Key` scoped to the buyer; without one they cost nothing extra.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { problem, sendProblem } from '../http/problem.js';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, BUYER_PROBLEMS, responses } from '../http/response-schemas.js';
@@ -58,10 +58,10 @@ function sendOutcome(request: FastifyRequest, reply: FastifyReply, outcome: Chec
 }
 
 export interface OrdersRouteGuards {
-  readonly buyer: preHandlerHookHandler;
-  readonly admin: preHandlerHookHandler;
+  readonly buyer: onRequestHookHandler;
+  readonly admin: onRequestHookHandler;
   /** Per-buyer rate limit on purchase and pay; absent when the limiter is off. */
-  readonly rateLimit?: preHandlerHookHandler;
+  readonly rateLimit?: onRequestHookHandler;
 }
 
 export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
@@ -71,7 +71,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
     app.post<{ Body: PurchaseRequest }>(
       '/v1/purchases',
       {
-        preHandler: limited,
+        onRequest: limited,
         schema: {
           tags: ['purchases'],
           summary: 'Reserve units: 201 with a held order (or, with "pay": true, a paid one), or a problem naming the refusal',
@@ -110,7 +110,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
     app.post<{ Params: { id: string } }>(
       '/v1/orders/:id/pay',
       {
-        preHandler: limited,
+        onRequest: limited,
         schema: {
           tags: ['orders'],
           summary: 'Pay a held order: debit the balance, confirm the hold → paid',
@@ -144,7 +144,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
     app.post<{ Params: { id: string } }>(
       '/v1/orders/:id/cancel',
       {
-        preHandler: buyer,
+        onRequest: buyer,
         schema: {
           tags: ['orders'],
           summary: 'Cancel a held order: its units go back at once',
@@ -162,7 +162,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
     app.get<{ Params: { id: string } }>(
       '/v1/orders/:id',
       {
-        preHandler: buyer,
+        onRequest: buyer,
         schema: {
           tags: ['orders'],
           summary: 'One of your orders',
@@ -177,7 +177,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
     app.get<{ Params: { id: string }; Querystring: { limit?: string; offset?: string; status?: OrderStatus } }>(
       '/v1/admin/products/:id/orders',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: "A product's orders, newest first (limit 1–500, default 100; offset; status)",

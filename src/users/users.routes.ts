@@ -1,5 +1,5 @@
 /** Users' HTTP routes: sign-up, bulk creation of buyers for drills and bench, and admin credits. */
-import type { FastifyInstance, preHandlerHookHandler } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, responses } from '../http/response-schemas.js';
 import { bearerSecurity, idParams, ref } from '../http/schemas.js';
 import type { UsersClient } from './users.client.js';
@@ -7,7 +7,7 @@ import type { UsersClient } from './users.client.js';
 /** Enough for the 10,000-buyer stampede in one call. */
 export const MAX_USERS_PER_CALL = 20_000;
 
-export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
+export function usersRoutes(users: UsersClient, admin: onRequestHookHandler) {
   return (app: FastifyInstance): void => {
     app.post<{ Body: { name: string } }>(
       '/v1/users',
@@ -30,7 +30,7 @@ export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
     app.post<{ Body: { count: number; balanceCents: number; namePrefix?: string } }>(
       '/v1/admin/users',
       {
-        preHandler: admin,
+        onRequest: admin,
         // Bulk creation returns one token per buyer: allow a larger body in the reply, not the request.
         schema: {
           tags: ['admin'],
@@ -68,7 +68,7 @@ export function usersRoutes(users: UsersClient, admin: preHandlerHookHandler) {
     app.post<{ Params: { id: string }; Body: { amountCents: number } }>(
       '/v1/admin/users/:id/credit',
       {
-        preHandler: admin,
+        onRequest: admin,
         schema: {
           tags: ['admin'],
           summary: "Credit a buyer's balance (a ledger `credit` row); returns the user",
