@@ -46,6 +46,8 @@ export interface Config {
    * proving the module contracts carry plain data only).
    */
   readonly moduleHop: ModuleHop;
+  /** How long a purchase, payment or readiness check waits for the stores before it answers (503). */
+  readonly storeDeadlineMs: number;
 }
 
 export type ModuleHop = 'direct' | 'json';
@@ -168,6 +170,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     seedDemo: seed === 'true' || seed === '1',
     logLevel,
     moduleHop: moduleHop as ModuleHop,
+    storeDeadlineMs: integer('STORE_DEADLINE_MS', 5000, 100, 120_000),
     ...overrides,
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -8,6 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
 import { appFor, createSystem, migrateAll, openStores, type System } from './system.js';
 import type { App } from './http/app.js';
+import { isStoreFailure } from './infra/store-errors.js';
 
 export interface RunningServer {
   readonly url: string;
@@ -102,6 +103,8 @@ function startSweeper(system: System, app: App): { stop(): void } {
     if (running) return;
     running = true;
     try {
+      // Claims left by requests that ended while the store was down: open to their retry now.
+      await system.orders.keys.dropAbandoned();
       const expired = await system.orders.sweepExpired();
       if (expired > 0) app.log.info({ orders: expired }, 'expired orders: holds returned to stock');
       const released = await system.inventory.sweepExpired();
@@ -112,7 +115,9 @@ function startSweeper(system: System, app: App): { stop(): void } {
         if (removed > 0) app.log.info({ keys: removed }, 'old idempotency keys removed');
       }
     } catch (error) {
-      app.log.error({ err: error }, 'expiry sweep failed');
+      // While a store is down every tick fails the same way: once a warning, not a stack a second.
+      if (!isStoreFailure(error)) app.log.error({ err: error }, 'expiry sweep failed');
+      else app.log.warn({ code: (error as { code?: string }).code }, 'expiry sweep waits for the store');
     } finally {
       running = false;
     }

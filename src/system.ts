@@ -21,6 +21,7 @@ import { OrdersService } from './orders/orders.service.js';
 import { UsersService } from './users/users.service.js';
 import { buildApp, type App } from './http/app.js';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Stores {
   readonly databases: ModuleDatabases;
@@ -111,6 +112,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     users: hop(config, users, 'users'),
     newId,
     paymentDelayMs: config.paymentDelayMs,
+    storeDeadlineMs: config.storeDeadlineMs,
     log,
   });
   return {
@@ -145,12 +147,15 @@ export function appFor(system: System): App {
     checkStores: async () => {
       const results = await Promise.all(
         MODULE_NAMES.map(async (module) => {
-          try {
-            await databases[module]`select 1`;
-            return null;
-          } catch {
-            return `postgres:${module}`;
-          }
+          // Bounded: a server that is restarting may take a connection attempt's whole timeout.
+          const answered = await Promise.race([
+            databases[module]`select 1`.then(
+              () => true,
+              () => false,
+            ),
+            sleep(system.config.storeDeadlineMs).then(() => false),
+          ]);
+          return answered ? null : `postgres:${module}`;
         }),
       );
       return results.filter((down): down is string => down !== null);

@@ -11,10 +11,19 @@ const allocation = (id: string, buyerId: string, quantity: number, status: Alloc
   status,
   insideHold,
 });
-const order = (id: string, buyerId: string, quantity: number, status: AuditOrder['status']): AuditOrder => ({ id, buyerId, quantity, status });
+/** Orders are recorded before the snapshot unless a test says otherwise. */
+const TAKEN_AT = '2026-01-01T00:00:10.000Z';
+const order = (id: string, buyerId: string, quantity: number, status: AuditOrder['status'], changedAt = '2026-01-01T00:00:00.000Z'): AuditOrder => ({
+  id,
+  buyerId,
+  quantity,
+  status,
+  changedAt,
+});
 
 const snapshot = (stocked: number, remaining: number, allocations: Allocation[], perBuyerLimit: number | null = null): AuditSnapshot => ({
   productId: 'p',
+  takenAt: TAKEN_AT,
   stocked,
   remaining,
   perBuyerLimit,
@@ -73,5 +82,17 @@ describe('the audit', () => {
   it('reports a paid order whose units are not sold', () => {
     const result = auditProduct(snapshot(2, 2, [allocation('a', 'x', 1, 'expired')]), [order('a', 'x', 1, 'paid')]);
     expect(result.violations.map((v) => v.kind)).toEqual(['PAID_WITHOUT_SALE']);
+  });
+
+  it('leaves to the next audit an order recorded or paid after the inventory snapshot, and checks it once it is older', () => {
+    const afterwards = '2026-01-01T00:00:20.000Z';
+    // Reserved and recorded after the snapshot; paid after the snapshot that saw its unit held.
+    const newer = auditProduct(snapshot(3, 2, [allocation('b', 'y', 1, 'held', true)]), [
+      order('a', 'x', 1, 'held', afterwards),
+      order('b', 'y', 1, 'paid', afterwards),
+    ]);
+    expect(newer.violations).toEqual([]);
+    const older = auditProduct(snapshot(3, 2, [allocation('b', 'y', 1, 'held', true)]), [order('a', 'x', 1, 'held'), order('b', 'y', 1, 'paid')]);
+    expect(older.violations.map((v) => v.kind)).toEqual(['ORDER_WITHOUT_ALLOCATION', 'PAID_WITHOUT_SALE']);
   });
 });

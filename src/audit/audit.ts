@@ -20,7 +20,10 @@ export async function auditProducts(sources: AuditSources, productIds: readonly 
   const products: ProductAudit[] = [];
   const violations: Violation[] = [];
   for (const productId of productIds) {
-    const [snapshot, orders] = await Promise.all([sources.auditSnapshot(productId), sources.auditOrders(productId)]);
+    // Inventory first, then orders: an order is recorded after its units, so every order older
+    // than the inventory snapshot has its units in it (newer ones are left to the next audit).
+    const snapshot = await sources.auditSnapshot(productId);
+    const orders = await sources.auditOrders(productId);
     const result = auditProduct(snapshot, orders);
     products.push(result.product);
     violations.push(...result.violations);
@@ -86,7 +89,10 @@ export function auditProduct(
       quantity: allocation.quantity,
     });
   }
+  const takenAt = Date.parse(snapshot.takenAt);
   for (const order of orders) {
+    // Recorded or paid after the inventory snapshot: its units (or their sale) may be newer than it.
+    if (Date.parse(order.changedAt) >= takenAt) continue;
     const allocation = allocationsById.get(order.id);
     if ((order.status === 'held' || order.status === 'paid') && !allocation) {
       add('ORDER_WITHOUT_ALLOCATION', `order ${order.id} is ${order.status} but no units were allocated for it`, {

@@ -3,6 +3,8 @@ import type { AllocationStatus } from '../inventory/inventory.types.js';
 
 export interface AuditSnapshot {
   readonly productId: string;
+  /** When the snapshot was taken, by the inventory database's clock (ISO 8601). */
+  readonly takenAt: string;
   readonly stocked: number;
   readonly remaining: number;
   readonly perBuyerLimit: number | null;
@@ -21,6 +23,8 @@ export interface AuditOrder {
   readonly buyerId: string;
   readonly quantity: number;
   readonly status: AllocationStatus;
+  /** When the order was recorded or last changed (ISO 8601): after the inventory snapshot, its units may be newer than it. */
+  readonly changedAt: string;
 }
 
 export type ViolationKind =

@@ -5,6 +5,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, ERROR_CODES, type ErrorCode, type ProblemExtras } from '../infra/errors.js';
+import { outcomeUnknown, storeFault, storeUnavailable, STORE_RETRY_AFTER_SECONDS } from '../infra/store-errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -80,6 +81,12 @@ function classify(error: FastifyError | DomainError | Error): Classified {
       return { code: 'PAYLOAD_TOO_LARGE', detail: fastifyError.message, extras: {} };
     default:
       break;
+  }
+  // A store failure no module named (a read of the admin's, the metrics): still a 503 to retry, never a 500.
+  const fault = storeFault(error);
+  if (fault !== undefined) {
+    const named = fault === 'unavailable' ? storeUnavailable('database') : outcomeUnknown('database', undefined);
+    return { code: named.code, detail: named.message, extras: named.extras, retryAfterSeconds: STORE_RETRY_AFTER_SECONDS };
   }
   if (fastifyError.statusCode === 400) {
     return { code: 'VALIDATION_FAILED', detail: fastifyError.message, extras: { errors: [] } };

@@ -76,11 +76,22 @@ export const BUYER_PROBLEMS = ['UNAUTHORIZED'] as const satisfies readonly Error
 /** Problems of an admin route, from its guard. */
 export const ADMIN_PROBLEMS = ['UNAUTHORIZED', 'FORBIDDEN'] as const satisfies readonly ErrorCode[];
 
-/** Every route can answer these: the in-flight limit is a hook on every request, and faults happen anywhere. */
-const EVERY_ROUTE: readonly ErrorCode[] = ['OVERLOADED', 'INTERNAL'];
+/**
+ * Every route can answer these: the in-flight limit is a hook on every request, a store can be
+ * down or fail around a write under any route that reaches one, and faults happen anywhere.
+ */
+const EVERY_ROUTE: readonly ErrorCode[] = ['OVERLOADED', 'STORE_UNAVAILABLE', 'OUTCOME_UNKNOWN', 'INTERNAL'];
 
 /** Codes sent with `Retry-After` (their refusal says when to come back). */
-const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set(['OVERLOADED', 'NOT_READY', 'RATE_LIMITED', 'CONTENTION', 'IDEMPOTENCY_IN_PROGRESS']);
+const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set([
+  'OVERLOADED',
+  'NOT_READY',
+  'RATE_LIMITED',
+  'CONTENTION',
+  'IDEMPOTENCY_IN_PROGRESS',
+  'STORE_UNAVAILABLE',
+  'OUTCOME_UNKNOWN',
+]);
 
 /** Codes given before an idempotent route's work runs (parsing, guards, the key's own checks): never a stored answer. */
 const BEFORE_THE_WORK: ReadonlySet<ErrorCode> = new Set([

@@ -69,7 +69,9 @@ export function connect(url: string, poolSize: number, applicationName = 'flashs
     // Connections are kept: opening one mid-storm costs a backend fork and, with SCRAM, a
     // PBKDF2 that blocks the event loop for milliseconds.
     idle_timeout: 0,
-    connect_timeout: 30,
+    // Seconds: a server that is down refuses at once, but one that does not answer must not hold
+    // a buyer for long (the checkout's own deadline, STORE_DEADLINE_MS, answers first anyway).
+    connect_timeout: 5,
     onnotice: () => undefined,
     types: { bigint: int8AsNumber },
     connection: { application_name: applicationName },

@@ -27,6 +27,8 @@ export interface EmbeddedDatabase {
 export interface EmbeddedOptions {
   /** Directory that holds the cluster; created and initialised on first use. */
   readonly directory: string;
+  /** The port to listen on (a restarted server keeps its clients' URL); default: a free one. */
+  readonly port?: number;
   /** Throw-away clusters (tests, bench) trade crash safety for speed, and are removed on stop. */
   readonly ephemeral?: boolean;
   /** Receives the server's own output, line by line. */
@@ -77,7 +79,7 @@ async function start(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
     await chown(directory, user.uid, user.gid);
   }
   await stopOrphanedServer(directory, log);
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const server = await startServerProcess(cluster, port, [
     '-c', 'listen_addresses=127.0.0.1',
     // TCP only: the system server owns the usual socket directory.

@@ -32,7 +32,9 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large', meaning: 'The request body is larger than the server accepts.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type', meaning: 'The body must be `application/json`.' },
   OVERLOADED: { status: 503, title: 'Overloaded', meaning: 'The server is at its in-flight limit and refused the request at once; retry after `Retry-After` seconds.' },
-  NOT_READY: { status: 503, title: 'Not ready', meaning: 'A store the server needs is unreachable.' },
+  NOT_READY: { status: 503, title: 'Not ready', meaning: 'A store the server needs is unreachable; `down` names it.' },
+  STORE_UNAVAILABLE: { status: 503, title: 'Store unavailable', meaning: 'A store this request needs is down or restarting; nothing was done. Retry after `Retry-After` seconds.' },
+  OUTCOME_UNKNOWN: { status: 503, title: 'Outcome unknown', meaning: 'A store failed around a step that may have happened (`orderId` names the order). Retry with the same `Idempotency-Key` to learn which; it never makes a second order.' },
   INTERNAL: { status: 500, title: 'Internal error', meaning: 'An unexpected fault; the log has the details.' },
 } as const satisfies Record<string, { status: number; title: string; meaning: string }>;
 

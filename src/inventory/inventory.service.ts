@@ -4,6 +4,7 @@
  * remembers about stock. It is also the in-process `InventoryClient`.
  */
 import type { AuditSnapshot } from '../audit/audit.types.js';
+import { onStore } from '../infra/store-errors.js';
 import type { Sql } from '../infra/database.js';
 import type { InventoryClient } from './inventory.client.js';
 import type { Allocation, NewProduct, Product, ProductChange, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
@@ -29,6 +30,14 @@ export interface InventoryOptions {
   readonly warn: (message: string) => void;
 }
 
+/** The name a failure of this module's store goes by (`STORE_UNAVAILABLE`'s `store`). */
+const STORE = 'inventory';
+
+/**
+ * Every call reaches the store through `onStore`, so a database that is down or restarting
+ * crosses the client as `STORE_UNAVAILABLE` or `OUTCOME_UNKNOWN` (naming the allocation), never as
+ * a driver error.
+ */
 export class InventoryService implements InventoryClient {
   private readonly products: Products;
   private readonly reservations: Reservations;
@@ -41,55 +50,55 @@ export class InventoryService implements InventoryClient {
   }
 
   createProduct(input: NewProduct): Promise<Product> {
-    return this.products.createProduct(input);
+    return onStore(STORE, () => this.products.createProduct(input));
   }
 
   getProduct(id: string): Promise<Product> {
-    return this.products.getProduct(id);
+    return onStore(STORE, () => this.products.getProduct(id), undefined, false);
   }
 
   listProducts(): Promise<Product[]> {
-    return this.products.listProducts();
+    return onStore(STORE, () => this.products.listProducts(), undefined, false);
   }
 
   updateProduct(id: string, change: ProductChange): Promise<Product> {
-    return this.products.updateProduct(id, change);
+    return onStore(STORE, () => this.products.updateProduct(id, change));
   }
 
   endSale(id: string): Promise<Product> {
-    return this.products.endSale(id);
+    return onStore(STORE, () => this.products.endSale(id));
   }
 
   stats(id: string): Promise<ProductStats> {
-    return this.products.stats(id);
+    return onStore(STORE, () => this.products.stats(id), undefined, false);
   }
 
   auditSnapshot(productId: string): Promise<AuditSnapshot> {
-    return this.products.auditSnapshot(productId);
+    return onStore(STORE, () => this.products.auditSnapshot(productId), undefined, false);
   }
 
   reserve(request: ReserveRequest): Promise<ReserveOutcome> {
-    return this.reservations.reserve(request);
+    return onStore(STORE, () => this.reservations.reserve(request), request.allocationId);
   }
 
   release(allocationId: string): Promise<ReleasedAllocation | null> {
-    return this.reservations.release(allocationId);
+    return onStore(STORE, () => this.reservations.release(allocationId), allocationId);
   }
 
   expire(allocationId: string): Promise<ReleasedAllocation | null> {
-    return this.reservations.expire(allocationId);
+    return onStore(STORE, () => this.reservations.expire(allocationId), allocationId);
   }
 
   confirm(allocationId: string): Promise<ConfirmOutcome> {
-    return this.reservations.confirm(allocationId);
+    return onStore(STORE, () => this.reservations.confirm(allocationId), allocationId);
   }
 
   allocation(allocationId: string): Promise<Allocation | null> {
-    return this.reservations.allocation(allocationId);
+    return onStore(STORE, () => this.reservations.allocation(allocationId), undefined, false);
   }
 
   /** Returns expired holds' units to stock (see `Reservations.sweepExpired`). */
   sweepExpired(batchSize?: number): Promise<ReleasedAllocation[]> {
-    return this.reservations.sweepExpired(batchSize);
+    return onStore(STORE, () => this.reservations.sweepExpired(batchSize));
   }
 }

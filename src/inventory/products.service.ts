@@ -164,23 +164,38 @@ export class Products {
     };
   }
 
+  /**
+   * The product and its allocations in one statement, so in one snapshot: read in two, a sale
+   * between them showed a stock mismatch that was never there.
+   */
   async auditSnapshot(productId: string): Promise<AuditSnapshot> {
-    const product = await this.getProduct(productId);
-    const allocations = await this.sql<
-      { id: string; buyer_id: string; quantity: number; status: AllocationStatus; inside_hold: boolean }[]
-    >`select id, buyer_id, quantity, status, expires_at > now() as inside_hold
-        from allocations where product_id = ${productId}`;
+    const [row] = await this.sql<
+      {
+        stock: number;
+        remaining: number;
+        per_buyer_limit: number | null;
+        taken_at: Date;
+        allocations: { id: string; buyer_id: string; quantity: number; status: AllocationStatus; inside_hold: boolean }[];
+      }[]
+    >`
+      select p.stock, p.remaining, p.per_buyer_limit, now() as taken_at,
+             coalesce((select jsonb_agg(jsonb_build_object('id', a.id, 'buyer_id', a.buyer_id, 'quantity', a.quantity,
+                                                           'status', a.status, 'inside_hold', a.expires_at > now()))
+                         from allocations a where a.product_id = p.id), '[]'::jsonb) as allocations
+        from products p where p.id = ${productId}`;
+    if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId });
     return {
       productId,
-      stocked: product.stock,
-      remaining: product.remaining,
-      perBuyerLimit: product.perBuyerLimit,
-      allocations: allocations.map((row) => ({
-        id: row.id,
-        buyerId: row.buyer_id,
-        quantity: row.quantity,
-        status: row.status,
-        insideHold: row.inside_hold,
+      takenAt: row.taken_at.toISOString(),
+      stocked: row.stock,
+      remaining: row.remaining,
+      perBuyerLimit: row.per_buyer_limit,
+      allocations: row.allocations.map((allocation) => ({
+        id: allocation.id,
+        buyerId: allocation.buyer_id,
+        quantity: allocation.quantity,
+        status: allocation.status,
+        insideHold: allocation.inside_hold,
       })),
     };
   }

@@ -23,7 +23,14 @@ export class Reservations {
     if (known) return known;
     const strategy = await this.strategies.ofProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
-    return this.memory.reserve(request.productId, () => strategy.reserve(request));
+    const outcome = await this.memory.reserve(request.productId, () => strategy.reserve(request));
+    if (outcome.ok || (outcome.reason !== 'LIMIT_EXCEEDED' && outcome.reason !== 'SOLD_OUT')) return outcome;
+    // A retry of a reservation that was made (its answer lost to a failure) is refused by its own
+    // unit: over the limit, or sold out by it. The store said no without looking at the id, so
+    // look now: a live allocation under it is this reservation's (idempotent by id). Only refusals
+    // from the store pay this read; at a drop most are refused from memory.
+    const made = await this.allocation(request.allocationId);
+    return made !== null && (made.status === 'held' || made.status === 'paid') ? { ok: true, allocation: made } : outcome;
   }
 
   async release(allocationId: string): Promise<ReleasedAllocation | null> {

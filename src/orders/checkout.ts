@@ -1,18 +1,20 @@
 /**
- * The purchase: mint the order id → inventory reserves under it → record the order `held` (with
- * its `Idempotency-Key`, in one statement) → with `pay`, pay it at once. An allocation whose order
- * was never recorded (a crash in between) simply expires back to stock: no buyer was told "yes"
- * for it.
+ * The purchase: inventory reserves under the order id → record the order `held` (with its
+ * `Idempotency-Key`, in one statement) → with `pay`, pay it at once. An allocation whose order was
+ * never recorded (a crash in between) simply expires back to stock: no buyer was told "yes" for it.
  *
  * @remarks The key is written after the reservation, with the purchase's outcome, never before:
  * a refused buyer (nearly every buyer of a drop) writes key and refusal in one statement, batched
- * with the others refused at that moment, and a winner writes key and order in one. A repeat that
- * finds its key answered meanwhile gives its unit straight back and gets the kept outcome.
+ * with the others refused at that moment, and a winner writes key and order in one. A keyed
+ * purchase's order id is derived from its key (`keyedOrderId`), so every attempt with the key
+ * reserves and records under the same id: an attempt that failed around a step whose outcome is
+ * unknown is finished, or found finished, by the retry, never doubled.
  */
 import type { Sql } from '../infra/database.js';
-import { DomainError, isDefinitive } from '../infra/errors.js';
+import { DomainError, isDefinitive, refusal, type Refusal } from '../infra/errors.js';
+import { outcomeUnknown, storeFault, storeUnavailable } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
-import type { Allocation } from '../inventory/inventory.types.js';
+import type { Allocation, ReserveOutcome } from '../inventory/inventory.types.js';
 import type { HeldKey, IdempotencyKeys, KeptOutcome } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { CheckoutOutcome, PurchaseRequest } from './orders.client.js';
@@ -24,8 +26,23 @@ export interface CheckoutOptions {
   readonly inventory: InventoryClient;
   readonly keys: IdempotencyKeys;
   readonly payments: Payments;
-  readonly newId: () => string;
   readonly log: { error(object: unknown, message: string): void };
+}
+
+/** What recording an order found: it recorded it, the order was there already, or the key was taken. */
+type Recorded =
+  | { readonly kind: 'recorded'; readonly row: OrderRow }
+  | { readonly kind: 'exists'; readonly row: OrderRow }
+  | { readonly kind: 'key-taken' };
+
+const refused = (reason: Refusal): KeptOutcome => ({ ok: false, refusal: reason });
+
+/** A store failure (a module's `STORE_UNAVAILABLE` or `OUTCOME_UNKNOWN`) as the buyer's answer. */
+function storeRefusal(error: unknown): KeptOutcome | undefined {
+  if (error instanceof DomainError && (error.code === 'STORE_UNAVAILABLE' || error.code === 'OUTCOME_UNKNOWN')) {
+    return refused(error.toRefusal());
+  }
+  return undefined;
 }
 
 export class Checkout {
@@ -35,64 +52,142 @@ export class Checkout {
     this.sql = options.sql;
   }
 
-  /** See `OrdersClient.purchase`; `held` is the request's key, held by the caller in this process. */
-  async purchase(buyerId: string, request: PurchaseRequest, held: HeldKey | undefined): Promise<CheckoutOutcome> {
-    const orderId = this.options.newId();
-    const reserved = await this.options.inventory.reserve({
-      allocationId: orderId,
-      productId: request.productId,
-      buyerId,
-      quantity: request.quantity,
-    });
-    if (!reserved.ok) {
-      const refused: KeptOutcome = { ok: false, refusal: purchaseRefusal(reserved, request.productId) };
-      return held !== undefined && isDefinitive(refused.refusal) ? this.options.keys.answerFirst(held, refused) : refused;
-    }
-    let row: OrderRow | undefined;
+  /**
+   * See `OrdersClient.purchase`. `orderId` is minted by the caller (derived from the key when
+   * there is one); `held` is the request's key, held by the caller in this process.
+   */
+  async purchase(buyerId: string, orderId: string, request: PurchaseRequest, held: HeldKey | undefined): Promise<CheckoutOutcome> {
+    let reserved: ReserveOutcome;
     try {
-      row = await this.record(orderId, buyerId, reserved.allocation, held, request.pay === true);
+      reserved = await this.options.inventory.reserve({
+        allocationId: orderId,
+        productId: request.productId,
+        buyerId,
+        quantity: request.quantity,
+      });
     } catch (error) {
-      // The buyer is told "no", so the unit must not stay held: give it back now rather than at expiry.
+      // Inventory names its store's failure; an unknown reservation stays until it expires.
+      const answer = storeRefusal(error);
+      if (answer === undefined) throw error;
+      return answer;
+    }
+    if (!reserved.ok) {
+      const reason = purchaseRefusal(reserved, request.productId);
+      return held !== undefined && isDefinitive(reason) ? this.keep(held, refused(reason)) : refused(reason);
+    }
+    const { allocation } = reserved;
+    if (allocation.status === 'expired' || allocation.status === 'cancelled') return this.lapsed(orderId, buyerId, held);
+    let recorded: Recorded;
+    try {
+      recorded = await this.record(orderId, buyerId, allocation, held, request.pay === true);
+    } catch (error) {
+      const fault = storeFault(error);
+      // The order (and its key) may have committed: the unit stays, and a retry finds out.
+      if (fault === 'unknown') return refused(outcomeUnknown('orders', orderId).toRefusal());
+      // Nothing recorded. A keyed purchase keeps its unit for the retry, which reserves under the
+      // same id and records it (else it expires); any other goes back now rather than at expiry.
+      if (fault === 'unavailable' && held !== undefined) return refused(storeUnavailable('orders').toRefusal());
       await this.releaseUnrecorded(orderId);
+      if (fault === 'unavailable') return refused(storeUnavailable('orders').toRefusal());
       throw error;
     }
-    if (row === undefined) {
-      // Nothing recorded: the key has an outcome already (a repeat of this request ran elsewhere).
-      await this.releaseUnrecorded(orderId);
-      if (held === undefined) throw new Error('an order without a key was not recorded');
-      return this.options.keys.outcomeOf(held);
+    switch (recorded.kind) {
+      case 'key-taken':
+        return this.keyTaken(orderId, held);
+      case 'exists':
+        // An earlier attempt with this key recorded the order: that order is the outcome (and is
+        // paid now, in instant mode, if that attempt stopped short of it).
+        if (request.pay === true && recorded.row.status === 'held') return this.payAtOnce(recorded.row, held, 'keep');
+        return this.replayed(held, { ok: true, order: toOrder(recorded.row) });
+      case 'recorded':
+        if (request.pay !== true) return { ok: true, order: toOrder(recorded.row) };
+        return this.payAtOnce(recorded.row, held, 'complete');
     }
-    if (request.pay !== true) return { ok: true, order: toOrder(row) };
-    return this.payAtOnce(row, held);
+  }
+
+  /**
+   * The reservation under this id was made by an earlier attempt with the key and has lapsed
+   * (expired or cancelled). If that attempt recorded its order, the order is the outcome; if not,
+   * the purchase under this key is over: a new key buys again.
+   */
+  private async lapsed(orderId: string, buyerId: string, held: HeldKey | undefined): Promise<CheckoutOutcome> {
+    const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${orderId} and buyer_id = ${buyerId}`;
+    if (row) return this.replayed(held, { ok: true, order: toOrder(row) });
+    const answer = refused(
+      refusal('HOLD_EXPIRED', 'an earlier attempt with this Idempotency-Key reserved a unit whose hold lapsed; buy again with a new key', {
+        orderId,
+        orderStatus: 'expired',
+      }),
+    );
+    return held === undefined ? answer : this.keep(held, answer);
+  }
+
+  /**
+   * The key has an outcome already (a repeat of this request ran elsewhere). This request's unit
+   * goes back, unless the kept outcome is the order this unit belongs to (the same id: an attempt
+   * with the same key recorded it).
+   */
+  private async keyTaken(orderId: string, held: HeldKey | undefined): Promise<CheckoutOutcome> {
+    if (held === undefined) throw new Error('an order without a key was not recorded');
+    const kept = await this.options.keys.outcomeOf(held);
+    if (!(kept.ok && kept.order.id === orderId)) await this.releaseUnrecorded(orderId);
+    return kept;
+  }
+
+  /** Keeps a definitive outcome under the key (or gives the one it has); `STORE_UNAVAILABLE` if the store cannot. */
+  private async keep(held: HeldKey, outcome: KeptOutcome): Promise<CheckoutOutcome> {
+    try {
+      return await this.options.keys.answerFirst(held, outcome);
+    } catch (error) {
+      if (storeFault(error) === undefined) throw error;
+      // Told nothing definitive: the refusal, unkept, could differ from what a retry is told.
+      return refused(storeUnavailable('orders').toRefusal());
+    }
+  }
+
+  /** An outcome an earlier attempt with the key reached: kept under the key if it is not yet, and marked replayed. */
+  private async replayed(held: HeldKey | undefined, outcome: KeptOutcome): Promise<CheckoutOutcome> {
+    if (held === undefined) return { ...outcome, replayed: true };
+    const kept = await this.keep(held, outcome);
+    return kept === outcome ? { ...outcome, replayed: true } : kept;
   }
 
   /**
    * Instant mode: pays the order just recorded. It answers "no" as a whole: the unit must not
    * stay held for a buyer who was refused. But a fault after the confirm (marking the order)
    * leaves it paid: then the purchase stands, and saying "no" would let a retry with the same key
-   * buy and pay again.
+   * buy and pay again. `complete`: the key was claimed with the order (`keyWrite`); `keep`: it is
+   * written with the outcome.
    */
-  private async payAtOnce(row: OrderRow, held: HeldKey | undefined): Promise<CheckoutOutcome> {
+  private async payAtOnce(row: OrderRow, held: HeldKey | undefined, onKey: 'complete' | 'keep'): Promise<CheckoutOutcome> {
     let outcome: KeptOutcome;
     try {
       outcome = { ok: true, order: await this.options.payments.settle(row) };
     } catch (error) {
+      const failed = storeRefusal(error) ?? (storeFault(error) === undefined ? undefined : refused(outcomeUnknown('orders', row.id).toRefusal()));
+      if (failed !== undefined) {
+        // The payment may be half done: the order stays held (its hold expires, and any debit is
+        // refunded, if no retry finishes it), and the key is opened for that retry.
+        if (held !== undefined && onKey === 'complete') await this.abandon(held);
+        return failed;
+      }
       const after = await this.options.payments.cancelHeld(row).catch((cancelError: unknown) => {
         this.options.log.error({ err: cancelError, orderId: row.id }, 'could not release the hold of an unpaid instant purchase');
         return undefined;
       });
       if (after?.status === 'paid') outcome = { ok: true, order: toOrder(after) };
-      else if (error instanceof DomainError && error.status < 500) outcome = { ok: false, refusal: error.toRefusal() };
+      else if (error instanceof DomainError && error.status < 500) outcome = refused(error.toRefusal());
       else {
-        if (held !== undefined) await this.abandon(held);
+        if (held !== undefined && onKey === 'complete') await this.abandon(held);
         throw error;
       }
     }
     if (held === undefined) return outcome;
     if (!outcome.ok && !isDefinitive(outcome.refusal)) {
-      await this.abandon(held);
+      if (onKey === 'complete') await this.abandon(held);
       return outcome;
     }
+    if (onKey === 'keep') return this.keep(held, outcome);
     // Made or refused for good: a failure to keep the outcome must not turn it into an error (the
     // key stays claimed with its order, and that order is what a retry gets).
     await this.options.keys.complete(held, outcome).catch((completeError: unknown) => {
@@ -103,32 +198,33 @@ export class Checkout {
 
   /**
    * Inserts the order; with a key, in the same statement, writes the key (answered with the order,
-   * or claimed with its id when it is paid next) and inserts the order only if the key was written:
-   * `undefined` then. Order and key commit together: a crash after this cannot leave a key that a
-   * retry would take over and buy a second time.
+   * or claimed with its id when it is paid next) and inserts the order only if the key was written.
+   * Order and key commit together: a crash after this cannot leave a key that a retry would take
+   * over and buy a second time. An order already recorded under this id (by an earlier attempt
+   * with the key) is returned as it is, and nothing is written.
    */
-  private async record(
-    orderId: string,
-    buyerId: string,
-    allocation: Allocation,
-    held: HeldKey | undefined,
-    paysNext: boolean,
-  ): Promise<OrderRow | undefined> {
+  private async record(orderId: string, buyerId: string, allocation: Allocation, held: HeldKey | undefined, paysNext: boolean): Promise<Recorded> {
     const { productId, quantity, amountCents, expiresAt } = allocation;
     const answer = paysNext
       ? undefined
       : this.sql`order_fields_json(${orderId}::uuid, 'held', ${buyerId}::uuid, ${productId}::uuid, ${quantity}::int,
                                    ${amountCents}::int8, ${expiresAt}::timestamptz, now())`;
-    const [row] = await this.sql<OrderRow[]>`
-      with ${held === undefined ? this.sql`` : this.options.keys.keyWrite(held, orderId, answer)}
+    const rows = await this.sql<(OrderRow & { recorded: boolean })[]>`
+      with existing_order as (select * from orders where id = ${orderId}::uuid),
+      ${held === undefined ? this.sql`` : this.options.keys.keyWrite(held, orderId, answer)}
       o as (
         insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
         select ${orderId}::uuid, ${buyerId}::uuid, ${productId}::uuid, ${quantity}::int,
                ${amountCents}::int8, 'held', ${expiresAt}::timestamptz
-         where ${held === undefined ? this.sql`true` : this.sql`exists (select 1 from key_written)`}
+         where not exists (select 1 from existing_order)
+           and ${held === undefined ? this.sql`true` : this.sql`exists (select 1 from key_written)`}
         returning *)
-      select * from o`;
-    return row;
+      select *, true as recorded from o
+      union all
+      select *, false as recorded from existing_order`;
+    const [row] = rows;
+    if (row === undefined) return { kind: 'key-taken' };
+    return { kind: row.recorded ? 'recorded' : 'exists', row };
   }
 
   private async releaseUnrecorded(orderId: string): Promise<void> {
@@ -140,7 +236,7 @@ export class Checkout {
 
   private async abandon(held: HeldKey): Promise<void> {
     await this.options.keys.abandon(held).catch((abandonError: unknown) => {
-      this.options.log.error({ err: abandonError }, 'could not release an idempotency key');
+      this.options.log.error({ err: abandonError }, 'could not open an idempotency key now; it is opened when the store is back');
     });
   }
 }

@@ -25,6 +25,7 @@
  * that rare race may refuse one of the two, never sells twice.
  */
 import { hash as cryptoHash, randomUUID } from 'node:crypto';
+import { v5 as uuidV5 } from 'uuid';
 import type postgres from 'postgres';
 import type { Sql } from '../infra/database.js';
 import { ERROR_CODES, refusal, type Refusal } from '../infra/errors.js';
@@ -35,6 +36,21 @@ import type { CheckoutOutcome, Order } from './orders.client.js';
 export const KEY_RETENTION = '24 hours';
 /** A claim older than this without an outcome belongs to a request that died; it may be taken over. */
 const STALE_CLAIM = '5 minutes';
+
+/** The namespace of keyed order ids (an arbitrary constant: changing it would orphan every keyed order). */
+const KEYED_ORDER_IDS = 'b2c5f0de-6c1e-4f43-9c55-5d3c0b8f2a71';
+
+/**
+ * The order id of a keyed purchase: the same for every attempt with the key and body (a UUIDv5
+ * of buyer, key and request hash). An attempt that failed around a step whose outcome is unknown leaves the key bound to its
+ * order without writing anything: the retry reserves and records under the same id, which every
+ * step is idempotent by, so it finds the order if it was made and goes on with it if it was not.
+ */
+export function keyedOrderId(held: Pick<HeldKey, 'buyerId' | 'key' | 'hash'>): string {
+  // The request's hash too: the key sent with another body is another request (refused as
+  // reused), and must not find this one's allocation.
+  return uuidV5(`${held.buyerId}\n${held.key}\n${held.hash}`, KEYED_ORDER_IDS);
+}
 
 /** What a key keeps: its request's first definitive outcome. */
 export type KeptOutcome = { readonly ok: true; readonly order: Order } | { readonly ok: false; readonly refusal: Refusal };
@@ -109,6 +125,8 @@ const idOf = (item: { buyerId: string; key: string }): string => `${item.buyerId
 export class IdempotencyKeys {
   /** Keys whose request runs in this process: `buyer\nkey` → the request's hash. */
   private readonly running = new Map<string, string>();
+  /** Claims whose request ended without an outcome while the store was unreachable: `buyer\nkey` → claim. */
+  private readonly abandoned = new Map<string, HeldKey>();
   private readonly claims = new GroupBatches<NewClaim, boolean>((claims) => this.insertClaims(claims));
   private readonly answers = new GroupBatches<NewAnswer, void>((answers) => this.storeAnswers(answers));
 
@@ -150,17 +168,21 @@ export class IdempotencyKeys {
 
   /**
    * The part of an order's statement that writes its key: a CTE named `key_written` that has a
-   * row only if the key was written (new, expired, or a stale claim taken over). The order's
+   * row only if the key was written (new, expired, or a stale claim taken over). It follows a CTE
+   * named `existing_order`, the order already recorded under this id, if any. The order's
    * insert is guarded by it, so order and key commit together or not at all. With `answer` (the
    * order as JSON, built in the same statement) the key is answered; without, it is claimed with
    * the order's id (an instant purchase pays before it answers).
    */
   keyWrite(held: HeldKey, orderId: string, answer: postgres.PendingQuery<postgres.Row[]> | undefined): postgres.PendingQuery<postgres.Row[]> {
     const response = answer === undefined ? this.sql`null::jsonb` : this.sql`jsonb_build_object('ok', true, 'order', ${answer})`;
+    // Only when no order has this id yet (see `existing_order`): an order recorded by an earlier
+    // attempt with this key is its outcome, not one to write again.
     return this.sql`key_written as (
       insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response, order_id)
-      values (${held.buyerId}, ${held.key}, ${held.claimId}, ${held.scope}, ${held.hash},
-              ${answer === undefined ? null : successStatus(held.scope)}, ${response}, ${orderId})
+      select ${held.buyerId}::uuid, ${held.key}::text, ${held.claimId}::uuid, ${held.scope}::text, ${held.hash}::text,
+             ${answer === undefined ? null : successStatus(held.scope)}::integer, ${response}, ${orderId}::uuid
+       where not exists (select 1 from existing_order)
       on conflict (buyer_id, key) do update
         set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
             status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id, created_at = now()
@@ -178,8 +200,32 @@ export class IdempotencyKeys {
     return this.answers.add({ ...held, outcome });
   }
 
-  /** Drops a claim whose outcome is not definitive, so the key may be retried. */
+  /**
+   * Drops a claim whose outcome is not definitive, so the key may be retried at once. If the
+   * store cannot be reached now (the outcome was a store failure), the claim is dropped by
+   * {@link dropAbandoned} as soon as it can, rather than left to go stale.
+   */
   async abandon(held: HeldKey): Promise<void> {
+    try {
+      await this.deleteClaim(held);
+    } catch (error) {
+      this.abandoned.set(idOf(held), held);
+      throw error;
+    }
+  }
+
+  /** Drops the claims that could not be dropped when their request ended (run by the sweeper). */
+  async dropAbandoned(): Promise<number> {
+    let dropped = 0;
+    for (const [id, held] of this.abandoned) {
+      await this.deleteClaim(held);
+      this.abandoned.delete(id);
+      dropped += 1;
+    }
+    return dropped;
+  }
+
+  private async deleteClaim(held: HeldKey): Promise<void> {
     await this.sql`
       delete from idempotency_keys
        where buyer_id = ${held.buyerId} and key = ${held.key} and claim_id = ${held.claimId} and status_code is null`;

@@ -6,10 +6,11 @@
 import type { AuditOrder } from '../audit/audit.types.js';
 import type { Sql } from '../infra/database.js';
 import { DomainError, isDefinitive } from '../infra/errors.js';
+import { onStore, outcomeUnknown, storeFault, storeUnavailable } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { UsersClient } from '../users/users.client.js';
 import { Checkout } from './checkout.js';
-import { IdempotencyKeys, type HeldKey } from './idempotency.js';
+import { IdempotencyKeys, keyedOrderId, type HeldKey } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { CheckoutOutcome, Order, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
 import { Payments } from './payments.js';
@@ -21,6 +22,8 @@ export interface OrdersOptions {
   readonly newId: () => string;
   /** Simulated payment-gateway latency inside pay, outside any stock step. */
   readonly paymentDelayMs?: number;
+  /** How long a purchase or payment waits for the stores before it answers `OUTCOME_UNKNOWN`. */
+  readonly storeDeadlineMs: number;
   readonly log: { error(object: unknown, message: string): void };
 }
 
@@ -43,25 +46,49 @@ export class OrdersService implements OrdersClient {
   }
 
   async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<CheckoutOutcome> {
-    if (idempotencyKey === undefined) return this.checkout.purchase(buyerId, request, undefined);
+    if (idempotencyKey === undefined) {
+      const orderId = this.options.newId();
+      return this.withinDeadline(orderId, () => this.checkout.purchase(buyerId, orderId, request, undefined));
+    }
     const held = this.keys.hold(buyerId, idempotencyKey, 'purchase', request);
     if ('ok' in held) return held;
-    try {
-      return await this.checkout.purchase(buyerId, request, held);
-    } finally {
-      this.keys.letGo(held);
-    }
+    const orderId = keyedOrderId(held);
+    // The key is let go when the work ends, not when the deadline answers for it: a repeat in this
+    // process meanwhile is told the first is still running.
+    const work = this.checkout.purchase(buyerId, orderId, request, held).finally(() => this.keys.letGo(held));
+    return this.withinDeadline(orderId, () => work);
   }
 
   async pay(buyerId: string, orderId: string, idempotencyKey?: string): Promise<CheckoutOutcome> {
-    if (idempotencyKey === undefined) return this.payOnce(buyerId, orderId);
+    if (idempotencyKey === undefined) return this.withinDeadline(orderId, () => this.payOnce(buyerId, orderId));
     // A payment has no body: the order in its scope is what makes two of them "the same".
     const held = this.keys.hold(buyerId, idempotencyKey, `pay:${orderId}`, null);
     if ('ok' in held) return held;
+    const work = this.payClaimed(buyerId, orderId, held).finally(() => this.keys.letGo(held));
+    return this.withinDeadline(orderId, () => work);
+  }
+
+  /**
+   * Runs a checkout step with a deadline: a store that does not answer in time (a connection
+   * hung, a server restarting) turns into `OUTCOME_UNKNOWN` for the buyer after
+   * `storeDeadlineMs`, never a hang, while the work goes on and lands (or not) by itself. A store
+   * failure of orders' own database that no step named becomes the answer that names it.
+   */
+  private async withinDeadline(orderId: string, work: () => Promise<CheckoutOutcome>): Promise<CheckoutOutcome> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<CheckoutOutcome>((resolve) => {
+      timer = setTimeout(() => resolve({ ok: false, refusal: outcomeUnknown('stores', orderId).toRefusal() }), this.options.storeDeadlineMs);
+    });
+    const running = work().catch((error: unknown): CheckoutOutcome => {
+      const fault = storeFault(error);
+      if (fault === undefined) throw error;
+      const named = fault === 'unavailable' ? storeUnavailable('orders') : outcomeUnknown('orders', orderId);
+      return { ok: false, refusal: named.toRefusal() };
+    });
     try {
-      return await this.payClaimed(buyerId, orderId, held);
+      return await Promise.race([running, deadline]);
     } finally {
-      this.keys.letGo(held);
+      clearTimeout(timer);
     }
   }
 
@@ -98,13 +125,16 @@ export class OrdersService implements OrdersClient {
     try {
       return { ok: true, order: await this.payments.pay(buyerId, orderId) };
     } catch (error) {
-      if (error instanceof DomainError && error.status < 500) return { ok: false, refusal: error.toRefusal() };
+      // A refusal, or a store failure a module named (both answer the buyer; faults stay faults).
+      if (error instanceof DomainError && (error.status < 500 || error.retryAfterSeconds !== undefined)) {
+        return { ok: false, refusal: error.toRefusal() };
+      }
       throw error;
     }
   }
 
   cancel(buyerId: string, orderId: string): Promise<Order> {
-    return this.payments.cancel(buyerId, orderId);
+    return onStore('orders', () => this.payments.cancel(buyerId, orderId), orderId);
   }
 
   /** Expires held orders past their expiry (see `Payments.sweepExpired`). */
@@ -149,8 +179,14 @@ export class OrdersService implements OrdersClient {
   }
 
   async auditOrders(productId: string): Promise<readonly AuditOrder[]> {
-    const rows = await this.sql<{ id: string; buyer_id: string; quantity: number; status: OrderStatus }[]>`
-      select id, buyer_id, quantity, status from orders where product_id = ${productId}`;
-    return rows.map((row) => ({ id: row.id, buyerId: row.buyer_id, quantity: row.quantity, status: row.status }));
+    const rows = await this.sql<{ id: string; buyer_id: string; quantity: number; status: OrderStatus; changed_at: Date }[]>`
+      select id, buyer_id, quantity, status, greatest(created_at, updated_at) as changed_at from orders where product_id = ${productId}`;
+    return rows.map((row) => ({
+      id: row.id,
+      buyerId: row.buyer_id,
+      quantity: row.quantity,
+      status: row.status,
+      changedAt: row.changed_at.toISOString(),
+    }));
   }
 }

@@ -13,6 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
+import { outcomeUnknown, storeFault } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { UsersClient } from '../users/users.client.js';
 import { toOrder, type OrderRow } from './order-rows.js';
@@ -84,8 +85,11 @@ export class Payments {
         { orderId: row.id, balanceCents: debit.balanceCents, amountCents: row.amount_cents },
       );
     }
-    const confirmed = await this.options.inventory.confirm(row.id);
-    if (confirmed.ok) return toOrder(await this.mark(row.id, 'paid'));
+    // From here the debit is made: a store failure leaves the payment half done, never "not done".
+    // A retry finishes it (the debit is not taken twice); if none comes, the hold expires and the
+    // sweeper refunds the debit.
+    const confirmed = await afterDebit(row.id, () => this.options.inventory.confirm(row.id));
+    if (confirmed.ok) return toOrder(await afterDebit(row.id, () => this.mark(row.id, 'paid')));
     await this.options.users.refund(movement);
     switch (confirmed.reason) {
       case 'CANCELLED':
@@ -174,6 +178,17 @@ export class Payments {
     const [current] = await this.sql<OrderRow[]>`select * from orders where id = ${orderId}`;
     if (!current) throw new Error(`order ${orderId} vanished`);
     return current;
+  }
+}
+
+/** Runs a step that follows a debit: any store failure in it is an outcome the buyer cannot know. */
+async function afterDebit<T>(orderId: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    const named = error instanceof DomainError && (error.code === 'STORE_UNAVAILABLE' || error.code === 'OUTCOME_UNKNOWN');
+    if (named || storeFault(error) !== undefined) throw outcomeUnknown(named ? String(error.extras['store']) : 'orders', orderId);
+    throw error;
   }
 }
 

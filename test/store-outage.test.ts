@@ -1,0 +1,163 @@
+/**
+ * Surviving the database: PostgreSQL restarted, and separately every connection of the test's
+ * module databases terminated, in the middle of a storm, on every safe strategy. The process stays
+ * up, no buyer is told 500 or left hanging, a buyer told to come back (`STORE_UNAVAILABLE`,
+ * `OUTCOME_UNKNOWN`) and retrying with the same `Idempotency-Key` ends with one definitive answer
+ * and never a second order, every 201 has its order, the audit is clean, and the product sells
+ * again once the database is back.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from '../src/infra/database.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/infra/embedded-postgres.js';
+import type { StrategyName } from '../src/inventory/strategy-names.js';
+import type { Answer } from './support/api.js';
+import { startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
+import { storm } from './support/storm.js';
+
+const SAFE_STRATEGIES: readonly StrategyName[] = ['pessimistic', 'optimistic', 'atomic'];
+const BUYERS = 400;
+/** The deadline the servers here answer within (`STORE_DEADLINE_MS`). */
+const DEADLINE_MS = 3000;
+/** No answer may take longer than this: the deadline, plus a loaded machine's slack. Not a speed bound: a hang. */
+const NO_HANG_MS = DEADLINE_MS + 15_000;
+/** Attempts a buyer makes while told to come back (each after `Retry-After`). */
+const MAX_ATTEMPTS = 40;
+
+const COME_BACK = new Set(['503 STORE_UNAVAILABLE', '503 OUTCOME_UNKNOWN', '503 OVERLOADED', '409 IDEMPOTENCY_IN_PROGRESS', '409 CONTENTION']);
+const FINAL = new Set(['201', '409 SOLD_OUT']);
+
+const codeOf = (answer: Answer): string =>
+  `${answer.status}${typeof answer.body['code'] === 'string' ? ` ${answer.body['code']}` : ''}`;
+
+interface BuyerRun {
+  readonly answers: readonly Answer[];
+  readonly slowestMs: number;
+}
+
+/** One buyer: a keyed purchase, retried with the same key while told to come back. */
+async function buyUntilAnswered(t: TestServer, token: string, productId: string, key: string): Promise<BuyerRun> {
+  const answers: Answer[] = [];
+  let slowestMs = 0;
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
+    const started = performance.now();
+    const answer = await t.api.purchase(token, productId, 1, { 'idempotency-key': key });
+    slowestMs = Math.max(slowestMs, performance.now() - started);
+    answers.push(answer);
+    if (!COME_BACK.has(codeOf(answer))) break;
+    const retryAfter = Number(answer.headers['retry-after'] ?? '1');
+    await sleep(Math.max(1, retryAfter) * 1000 * (0.5 + Math.random()));
+  }
+  return { answers, slowestMs };
+}
+
+/** Reads the audit once the stores answer again. */
+async function auditWhenBack(t: TestServer, productId: string): Promise<{ ok: boolean; violations: unknown[]; products: { remaining: number }[] }> {
+  for (let attempt = 0; ; attempt += 1) {
+    const audit = await t.api.admin<{ ok: boolean; violations: unknown[]; products: { remaining: number }[] }>(
+      'GET',
+      `/v1/admin/audit?productId=${productId}`,
+    );
+    if (audit.status === 200) return audit.body;
+    expect(audit.status).toBe(503);
+    if (attempt > 60) throw new Error('the stores did not come back');
+    await sleep(500);
+  }
+}
+
+/** The drill's storm on a product of `strategy`, `outage` fired half a second in; returns each buyer's run. */
+async function stormThrough(
+  t: TestServer,
+  strategy: StrategyName,
+  outage: () => Promise<void>,
+): Promise<{ runs: BuyerRun[]; productId: string }> {
+  const product = await t.api.createProduct({ stock: BUYERS + 20, perBuyerLimit: 1, strategy });
+  const buyers = await t.api.createBuyers(BUYERS);
+  const outageDone = sleep(500).then(outage);
+  const runs = await storm(BUYERS, (i) => buyUntilAnswered(t, buyers[i]?.token ?? '', product.id, `outage-${i}`));
+  await outageDone;
+  return { runs, productId: product.id };
+}
+
+async function expectSurvived(t: TestServer, runs: readonly BuyerRun[], productId: string): Promise<void> {
+  const every = runs.flatMap((run) => run.answers);
+  // Never a 500, never a hang: every answer is final or says to come back.
+  expect(every.filter((answer) => answer.status >= 500 && answer.status !== 503)).toEqual([]);
+  expect(every.map(codeOf).filter((code) => !FINAL.has(code) && !COME_BACK.has(code))).toEqual([]);
+  expect(Math.max(...runs.map((run) => run.slowestMs))).toBeLessThan(NO_HANG_MS);
+  // Every buyer ends with a definitive answer.
+  const finals = runs.map((run) => run.answers.at(-1));
+  expect(finals.map((answer) => (answer ? codeOf(answer) : 'none')).filter((code) => !FINAL.has(code))).toEqual([]);
+  // Every 201 (first or replayed) names the order its buyer holds: one per buyer, and it exists.
+  const orderIds = finals.filter((answer) => answer?.status === 201).map((answer) => (answer?.body['order'] as { id: string }).id);
+  expect(new Set(orderIds).size).toBe(orderIds.length);
+  const missing = await t.api.admin<{ missing: string[] }>('POST', '/v1/admin/orders/missing', { ids: orderIds });
+  expect(missing.body.missing).toEqual([]);
+  const audit = await auditWhenBack(t, productId);
+  expect(audit.violations).toEqual([]);
+  // The product sells again.
+  const [late] = await t.api.createBuyers(1);
+  const again = await t.api.purchase(late?.token ?? '', productId);
+  expect(again.status).toBe(201);
+}
+
+describe('PostgreSQL restarted in the middle of a storm', () => {
+  let directory: string;
+  let database: EmbeddedDatabase;
+  let t: TestServer;
+
+  beforeAll(async () => {
+    directory = await mkdtemp(join(tmpdir(), 'flashsale-outage-'));
+    database = await startEmbeddedPostgres({ directory: join(directory, 'pg') });
+    t = await startTestServer({ databaseUrl: database.url, storeDeadlineMs: DEADLINE_MS, sweepIntervalMs: 200 });
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await database?.stop();
+    if (directory) await rm(directory, { recursive: true, force: true });
+  });
+
+  for (const strategy of SAFE_STRATEGIES) {
+    it(`answers every buyer and loses nothing on ${strategy}`, async () => {
+      const { runs, productId } = await stormThrough(t, strategy, async () => {
+        // A restart as an operator does it: fast shutdown (every session cut), then start again on the same port.
+        await database.stop();
+        await sleep(500);
+        database = await startEmbeddedPostgres({ directory: join(directory, 'pg'), port: database.port });
+      });
+      await expectSurvived(t, runs, productId);
+    });
+  }
+});
+
+describe("every connection of the modules' databases terminated in the middle of a storm", () => {
+  let t: TestServer;
+  const admin = connect(TEST_DATABASE_URL, 1, 'flashsale:outage-test');
+
+  beforeAll(async () => {
+    t = await startTestServer({ storeDeadlineMs: DEADLINE_MS, sweepIntervalMs: 200 });
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await admin.end({ timeout: 5 });
+  });
+
+  for (const strategy of SAFE_STRATEGIES) {
+    it(`answers every buyer and loses nothing on ${strategy}`, async () => {
+      const prefix = t.config.databasePrefix;
+      const { runs, productId } = await stormThrough(t, strategy, async () => {
+        // Twice, a moment apart: connections opened again after the first are cut too.
+        for (let round = 0; round < 2; round += 1) {
+          await admin`
+            select pg_terminate_backend(pid) from pg_stat_activity
+             where datname like ${`${prefix}%`} and pid <> pg_backend_pid()`;
+          await sleep(200);
+        }
+      });
+      await expectSurvived(t, runs, productId);
+    });
+  }
+});
