@@ -150,7 +150,7 @@ describe('idempotency keys on purchase', () => {
     await expectInvariant(t.api, product.id, answers);
   });
 
-  it('removes keys older than 24 hours with the clean-up job, after which the key is free again', async () => {
+  it('removes keys older than 24 hours with the clean-up job: the key is free for another request, and still names its purchase', async () => {
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const product = await t.api.createProduct({ stock: 5 });
@@ -160,9 +160,18 @@ describe('idempotency keys on purchase', () => {
     expect(await t.server.system.orders.keys.cleanup()).toBeGreaterThanOrEqual(1);
     const [left] = await sql<{ n: number }[]>`select count(*)::int8 as n from idempotency_keys where buyer_id = ${buyer.id}`;
     expect(left?.n).toBe(0);
+    // Another request may use the key now (no longer IDEMPOTENCY_KEY_REUSED)…
+    const other = await t.api.purchase(buyer.token, product.id, 2, keyed('old'));
+    expect(other.status).toBe(201);
+    expect(orderId(other)).not.toBe(orderId(first));
+    // …while the same request still finds the one order it made: its order id comes from the key.
+    await sql`update idempotency_keys set created_at = now() - interval '25 hours' where buyer_id = ${buyer.id}`;
+    await t.server.system.orders.keys.cleanup();
     const again = await t.api.purchase(buyer.token, product.id, 1, keyed('old'));
-    expect(again.status).toBe(201);
-    expect(orderId(again)).not.toBe(orderId(first));
+    expect(again).toMatchObject({ status: 201, headers: { 'idempotent-replayed': 'true' } });
+    expect(orderId(again)).toBe(orderId(first));
+    const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
+    expect(stats.body).toMatchObject({ held: 3, remaining: 2 });
   });
 });
 

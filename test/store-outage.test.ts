@@ -6,7 +6,7 @@
  * and never a second order, every 201 has its order, the audit is clean, and the product sells
  * again once the database is back.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,22 +36,26 @@ const codeOf = (answer: Answer): string =>
 interface BuyerRun {
   readonly answers: readonly Answer[];
   readonly slowestMs: number;
+  /** When each answer arrived (`performance.now()`). */
+  readonly answeredAt: readonly number[];
 }
 
 /** One buyer: a keyed purchase, retried with the same key while told to come back. */
 async function buyUntilAnswered(t: TestServer, token: string, productId: string, key: string): Promise<BuyerRun> {
   const answers: Answer[] = [];
+  const answeredAt: number[] = [];
   let slowestMs = 0;
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
     const started = performance.now();
     const answer = await t.api.purchase(token, productId, 1, { 'idempotency-key': key });
+    answeredAt.push(performance.now());
     slowestMs = Math.max(slowestMs, performance.now() - started);
     answers.push(answer);
     if (!COME_BACK.has(codeOf(answer))) break;
     const retryAfter = Number(answer.headers['retry-after'] ?? '1');
     await sleep(Math.max(1, retryAfter) * 1000 * (0.5 + Math.random()));
   }
-  return { answers, slowestMs };
+  return { answers, slowestMs, answeredAt };
 }
 
 /** Reads the audit once the stores answer again. */
@@ -68,17 +72,41 @@ async function auditWhenBack(t: TestServer, productId: string): Promise<{ ok: bo
   }
 }
 
-/** The drill's storm on a product of `strategy`, `outage` fired half a second in; returns each buyer's run. */
+/**
+ * The drill's storm on a product of `strategy`, `outage` fired half a second in; returns each
+ * buyer's run. With `DRILL_REPORT=<file>`, appends the drill's figures to that file as a JSON
+ * line (RELIABILITY.md is made from them).
+ */
 async function stormThrough(
   t: TestServer,
+  drill: string,
   strategy: StrategyName,
   outage: () => Promise<void>,
 ): Promise<{ runs: BuyerRun[]; productId: string }> {
   const product = await t.api.createProduct({ stock: BUYERS + 20, perBuyerLimit: 1, strategy });
   const buyers = await t.api.createBuyers(BUYERS);
-  const outageDone = sleep(500).then(outage);
+  const outageDone = sleep(500).then(async () => {
+    await outage();
+    return performance.now();
+  });
   const runs = await storm(BUYERS, (i) => buyUntilAnswered(t, buyers[i]?.token ?? '', product.id, `outage-${i}`));
-  await outageDone;
+  const backAt = await outageDone;
+  const report = process.env['DRILL_REPORT'];
+  if (report !== undefined) {
+    const codes: Record<string, number> = {};
+    for (const answer of runs.flatMap((run) => run.answers)) codes[codeOf(answer)] = (codes[codeOf(answer)] ?? 0) + 1;
+    const salesAfter = runs.flatMap((run) => run.answers.flatMap((answer, i) => (answer.status === 201 && (run.answeredAt[i] ?? 0) > backAt ? [run.answeredAt[i] ?? 0] : [])));
+    const line = {
+      drill,
+      strategy,
+      buyers: BUYERS,
+      codes,
+      longestWaitMs: Math.round(Math.max(...runs.map((run) => run.slowestMs))),
+      firstSaleAfterBackMs: salesAfter.length === 0 ? null : Math.round(Math.min(...salesAfter) - backAt),
+      attemptsPerBuyer: Math.max(...runs.map((run) => run.answers.length)),
+    };
+    await appendFile(report, `${JSON.stringify(line)}\n`);
+  }
   return { runs, productId: product.id };
 }
 
@@ -122,7 +150,7 @@ describe('PostgreSQL restarted in the middle of a storm', () => {
 
   for (const strategy of SAFE_STRATEGIES) {
     it(`answers every buyer and loses nothing on ${strategy}`, async () => {
-      const { runs, productId } = await stormThrough(t, strategy, async () => {
+      const { runs, productId } = await stormThrough(t, 'restart', strategy, async () => {
         // A restart as an operator does it: fast shutdown (every session cut), then start again on the same port.
         await database.stop();
         await sleep(500);
@@ -148,7 +176,7 @@ describe("every connection of the modules' databases terminated in the middle of
   for (const strategy of SAFE_STRATEGIES) {
     it(`answers every buyer and loses nothing on ${strategy}`, async () => {
       const prefix = t.config.databasePrefix;
-      const { runs, productId } = await stormThrough(t, strategy, async () => {
+      const { runs, productId } = await stormThrough(t, 'terminate', strategy, async () => {
         // Twice, a moment apart: connections opened again after the first are cut too.
         for (let round = 0; round < 2; round += 1) {
           await admin`
