@@ -72,6 +72,9 @@ export function connect(url: string, poolSize: number, applicationName = 'flashs
     // Seconds: a server that is down refuses at once, but one that does not answer must not hold
     // a buyer for long (the checkout's own deadline, STORE_DEADLINE_MS, answers first anyway).
     connect_timeout: 5,
+    // Seconds before reconnecting after a failed attempt: postgres.js grows it to 20 s (3ⁿ/100);
+    // capped at half a second, a restarted server sells again within a second of coming back.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5),
     onnotice: () => undefined,
     types: { bigint: int8AsNumber },
     connection: { application_name: applicationName },
