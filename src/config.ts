@@ -170,7 +170,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     seedDemo: seed === 'true' || seed === '1',
     logLevel,
     moduleHop: moduleHop as ModuleHop,
-    storeDeadlineMs: integer('STORE_DEADLINE_MS', 5000, 100, 120_000),
+    storeDeadlineMs: integer('STORE_DEADLINE_MS', 10_000, 100, 120_000),
     ...overrides,
   };
   if (problems.length > 0) throw new ConfigError(problems);

@@ -104,7 +104,7 @@ function startSweeper(system: System, app: App): { stop(): void } {
     running = true;
     try {
       // Claims left by requests that ended while the store was down: open to their retry now.
-      await system.orders.keys.dropAbandoned();
+      await system.orders.keys.endAbandoned();
       const expired = await system.orders.sweepExpired();
       if (expired > 0) app.log.info({ orders: expired }, 'expired orders: holds returned to stock');
       const released = await system.inventory.sweepExpired();

@@ -307,11 +307,11 @@ describe('a claim taken over', () => {
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const stalled = heldKey(buyer.id, 'fenced');
-    expect(await store.claim(stalled)).toEqual({ claimed: true });
+    expect(await store.claim(stalled)).toEqual({ claimed: true, resumed: false });
     const orders = t.server.system.stores.databases.orders;
     await orders`update idempotency_keys set created_at = now() - interval '6 minutes' where buyer_id = ${buyer.id} and key = 'fenced'`;
     const retry = heldKey(buyer.id, 'fenced');
-    expect(await store.claim(retry)).toEqual({ claimed: true });
+    expect(await store.claim(retry)).toEqual({ claimed: true, resumed: false });
     await store.complete(stalled, soldOut({ from: 'the stalled request' }));
     await store.abandon(stalled);
     expect(await store.claim(heldKey(buyer.id, 'fenced'))).toMatchObject({
@@ -377,6 +377,27 @@ describe('idempotency keys on pay', () => {
     expect(twice.body).toMatchObject({ code: 'ORDER_ALREADY_PAID' });
     expect(await debitsOf(buyer.id)).toBe(1);
     await expectInvariant(t.api, product.id, [bought]);
+  });
+
+  it('resumes a payment whose attempt ended unanswered: a retry with its key gets the order it paid, not ORDER_ALREADY_PAID', async () => {
+    const [buyer] = await t.api.createBuyers(1, 10_000);
+    if (!buyer) throw new Error('no buyer');
+    const product = await t.api.createProduct({ stock: 1 });
+    const id = orderId(await t.api.purchase(buyer.token, product.id));
+    // The attempt claimed its key, paid, and lost its answer to a store failure: its claim ended.
+    const keys = t.server.system.orders.keys;
+    const attempt: HeldKey = { buyerId: buyer.id, key: 'resume', claimId: randomUUID(), scope: `pay:${id}`, hash: requestHash(`pay:${id}`, null) };
+    expect(await keys.claim(attempt)).toEqual({ claimed: true, resumed: false });
+    expect((await t.api.call('POST', `/v1/orders/${id}/pay`, { token: buyer.token })).status).toBe(200);
+    await keys.abandon(attempt);
+
+    const retried = await t.api.call('POST', `/v1/orders/${id}/pay`, { token: buyer.token, headers: keyed('resume') });
+    expect(retried.status).toBe(200);
+    expect(retried.body['order']).toMatchObject({ id, status: 'paid' });
+    expect(await debitsOf(buyer.id)).toBe(1);
+    // Another key is another payment: refused, as it always was.
+    const other = await t.api.call('POST', `/v1/orders/${id}/pay`, { token: buyer.token, headers: keyed('other') });
+    expect(other.body).toMatchObject({ code: 'ORDER_ALREADY_PAID' });
   });
 
   it('refuses a pay key reused for another order', async () => {

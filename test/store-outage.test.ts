@@ -153,6 +153,10 @@ describe('PostgreSQL restarted in the middle of a storm', () => {
       const { runs, productId } = await stormThrough(t, 'restart', strategy, async () => {
         // A restart as an operator does it: fast shutdown (every session cut), then start again on the same port.
         await database.stop();
+        // Meanwhile the server says which stores are down, within the deadline.
+        const ready = await t.api.call('GET', '/readyz');
+        expect(ready.status).toBe(503);
+        expect(ready.body).toMatchObject({ code: 'NOT_READY', down: ['postgres:users', 'postgres:inventory', 'postgres:orders'] });
         await sleep(500);
         database = await startEmbeddedPostgres({ directory: join(directory, 'pg'), port: database.port });
       });
@@ -188,4 +192,58 @@ describe("every connection of the modules' databases terminated in the middle of
       await expectSurvived(t, runs, productId);
     });
   }
+});
+
+describe('payments while every connection is cut', () => {
+  let t: TestServer;
+  const admin = connect(TEST_DATABASE_URL, 1, 'flashsale:outage-pay-test');
+
+  beforeAll(async () => {
+    t = await startTestServer({ storeDeadlineMs: DEADLINE_MS, sweepIntervalMs: 200 });
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await admin.end({ timeout: 5 });
+  });
+
+  it('debits each order once and never keeps money for an order that is not paid', async () => {
+    const PAYERS = 150;
+    const price = 700;
+    const product = await t.api.createProduct({ stock: PAYERS, priceCents: price });
+    const buyers = await t.api.createBuyers(PAYERS, 10_000);
+    const held = await storm(PAYERS, (i) => t.api.purchase(buyers[i]?.token ?? '', product.id));
+    const orderIds = held.map((answer) => (answer.body['order'] as { id: string }).id);
+    const prefix = t.config.databasePrefix;
+    const cut = sleep(200).then(async () => {
+      for (let round = 0; round < 2; round += 1) {
+        await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname like ${`${prefix}%`} and pid <> pg_backend_pid()`;
+        await sleep(200);
+      }
+    });
+    const finals = await storm(PAYERS, async (i) => {
+      let answer: Answer | undefined;
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
+        answer = await t.api.call('POST', `/v1/orders/${orderIds[i] ?? ''}/pay`, {
+          token: buyers[i]?.token ?? '',
+          headers: { 'idempotency-key': `pay-${i}` },
+        });
+        expect(answer.status === 200 || COME_BACK.has(codeOf(answer))).toBe(true);
+        if (answer.status === 200) break;
+        await sleep(1000 * (0.5 + Math.random()));
+      }
+      return answer;
+    });
+    await cut;
+    expect(finals.map((answer) => answer?.status)).toEqual(finals.map(() => 200));
+    const users = t.server.system.stores.databases.users;
+    const ids = buyers.map((buyer) => buyer.id);
+    const [debits] = await users<{ n: number; cents: number }[]>`
+      select count(*)::int as n, coalesce(sum(amount_cents), 0)::int8 as cents from ledger_entries
+       where user_id = any(${ids}::uuid[]) and kind = 'debit'`;
+    expect(debits).toEqual({ n: PAYERS, cents: PAYERS * price });
+    const [balances] = await users<{ total: number }[]>`select sum(balance_cents)::int8 as total from users where id = any(${ids}::uuid[])`;
+    expect(balances?.total).toBe(PAYERS * (10_000 - price));
+    const audit = await auditWhenBack(t, product.id);
+    expect(audit.violations).toEqual([]);
+  });
 });

@@ -67,7 +67,10 @@ export interface HeldKey {
 }
 
 /** What claiming found: the key is this request's now, or it has an outcome to give instead. */
-export type Claim = { readonly claimed: true } | { readonly claimed: false; readonly outcome: CheckoutOutcome };
+export type Claim =
+  /** `resumed`: the key was taken over from an earlier attempt of this same request that ended without an outcome. */
+  | { readonly claimed: true; readonly resumed: boolean }
+  | { readonly claimed: false; readonly outcome: CheckoutOutcome };
 
 /** A stable digest of what makes two requests "the same": the scope and the body. */
 export function requestHash(scope: string, body: unknown): string {
@@ -152,7 +155,7 @@ export class IdempotencyKeys {
   /** Claims the key for work that follows (a payment), or gives the outcome it has instead. */
   async claim(held: HeldKey): Promise<Claim> {
     const inserted = await this.claims.add({ ...held, outcome: undefined });
-    return inserted ? { claimed: true } : this.claimExisting(held, undefined);
+    return inserted ? { claimed: true, resumed: false } : this.claimExisting(held, undefined);
   }
 
   /**
@@ -185,7 +188,8 @@ export class IdempotencyKeys {
        where not exists (select 1 from existing_order)
       on conflict (buyer_id, key) do update
         set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
-            status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id, created_at = now()
+            status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id,
+            ended_at = null, created_at = now()
         where ${this.takeable()}
       returning 1),`;
   }
@@ -201,33 +205,34 @@ export class IdempotencyKeys {
   }
 
   /**
-   * Drops a claim whose outcome is not definitive, so the key may be retried at once. If the
-   * store cannot be reached now (the outcome was a store failure), the claim is dropped by
-   * {@link dropAbandoned} as soon as it can, rather than left to go stale.
+   * Ends a claim without an outcome (the outcome was not definitive, or a store failed around the
+   * step), so a retry of the same request takes the key over at once and resumes it. If the store
+   * cannot be reached now, the claim is ended by {@link endAbandoned} as soon as it can, rather
+   * than left to go stale.
    */
   async abandon(held: HeldKey): Promise<void> {
     try {
-      await this.deleteClaim(held);
+      await this.endClaim(held);
     } catch (error) {
       this.abandoned.set(idOf(held), held);
       throw error;
     }
   }
 
-  /** Drops the claims that could not be dropped when their request ended (run by the sweeper). */
-  async dropAbandoned(): Promise<number> {
-    let dropped = 0;
+  /** Ends the claims that could not be ended when their request did (run by the sweeper). */
+  async endAbandoned(): Promise<number> {
+    let ended = 0;
     for (const [id, held] of this.abandoned) {
-      await this.deleteClaim(held);
+      await this.endClaim(held);
       this.abandoned.delete(id);
-      dropped += 1;
+      ended += 1;
     }
-    return dropped;
+    return ended;
   }
 
-  private async deleteClaim(held: HeldKey): Promise<void> {
+  private async endClaim(held: HeldKey): Promise<void> {
     await this.sql`
-      delete from idempotency_keys
+      update idempotency_keys set ended_at = now()
        where buyer_id = ${held.buyerId} and key = ${held.key} and claim_id = ${held.claimId} and status_code is null`;
   }
 
@@ -237,9 +242,10 @@ export class IdempotencyKeys {
     return result.count;
   }
 
-  /** A row that may be written over: past its retention, or a stale claim that recorded no order. */
+  /** A row that may be written over: past its retention, an ended claim, or a stale claim that recorded no order. */
   private takeable(): postgres.PendingQuery<postgres.Row[]> {
     return this.sql`k.created_at < now() - ${KEY_RETENTION}::interval
+      or (k.status_code is null and k.ended_at is not null)
       or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)`;
   }
 
@@ -285,15 +291,19 @@ export class IdempotencyKeys {
     const response = outcome === undefined ? null : this.sql.json(outcome as unknown as postgres.JSONValue);
     // Twice at most: the row may be removed by the clean-up between the insert and the read.
     for (let attempt = 0; attempt < 2; attempt += 1) {
-      const [claimed] = await this.sql<{ claimed: boolean }[]>`
+      const [claimed] = await this.sql<{ resumed: boolean }[]>`
+        with earlier as (
+          select ended_at is not null and request_hash = ${held.hash} as resumed
+            from idempotency_keys where buyer_id = ${held.buyerId} and key = ${held.key})
         insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response)
         values (${held.buyerId}, ${held.key}, ${held.claimId}, ${held.scope}, ${held.hash}, ${statusCode}, ${response})
         on conflict (buyer_id, key) do update
           set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
-              status_code = excluded.status_code, response = excluded.response, order_id = null, created_at = now()
+              status_code = excluded.status_code, response = excluded.response, order_id = null,
+              ended_at = null, created_at = now()
           where ${this.takeable()}
-        returning true as claimed`;
-      if (claimed) return { claimed: true };
+        returning coalesce((select resumed from earlier), false) as resumed`;
+      if (claimed) return { claimed: true, resumed: claimed.resumed };
       const found = await this.existing(held);
       if (found) return { claimed: false, outcome: found };
     }

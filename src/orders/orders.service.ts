@@ -99,6 +99,11 @@ export class OrdersService implements OrdersClient {
     let outcome: CheckoutOutcome;
     try {
       outcome = await this.payOnce(buyerId, orderId);
+      // This key's earlier attempt ended unanswered (a store failed around it) and paid after all:
+      // its payment is this one's outcome, not a second payment refused.
+      if (claim.resumed && !outcome.ok && outcome.refusal.code === 'ORDER_ALREADY_PAID') {
+        outcome = { ok: true, order: await this.getOrder(buyerId, orderId) };
+      }
     } catch (error) {
       await this.abandon(held);
       throw error;
