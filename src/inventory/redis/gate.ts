@@ -10,8 +10,9 @@
  * @remarks The client is ioredis: `defineCommand` calls each script by its SHA (EVALSHA) and, when
  * Redis answers NOSCRIPT (after a restart or SCRIPT FLUSH), sends the script once more by EVAL, so
  * no caller handles a lost script cache; the same code runs on `Cluster`, routing each call by the
- * hash tag of its keys; and it reconnects on its own. node-redis 5 offers the same, but BullMQ, whose
- * Lua layout this follows, runs on ioredis.
+ * hash tag of its keys; and it reconnects on its own. It has no install script (npm ci needs no
+ * `allowScripts` entry). node-redis offers much the same; BullMQ, whose Lua layout this follows,
+ * runs on ioredis.
  */
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
