@@ -1,0 +1,54 @@
+/**
+ * Every Redis key name the redis-lua gate uses, built here and nowhere else.
+ *
+ * All keys of one product share the hash tag `{p:<productId>}`, so Redis Cluster puts them on one
+ * shard and a script may touch them all in one atomic call. A prefix in front of the tag separates
+ * installs and test files sharing one Redis (it never contains `{` or `}`, so it cannot move the tag).
+ *
+ * | key                         | type       | holds                                                          |
+ * |-----------------------------|------------|----------------------------------------------------------------|
+ * | `<prefix>{p:<id>}:terms`    | hash       | `remaining`, `stocked`, `price`, `limit` (`''`: none), `hold` (s), `opens`, `closes`, `ended` (ms; `''`: none); or only `absent` |
+ * | `<prefix>{p:<id>}:buyers`   | hash       | buyer id → units held or paid                                   |
+ * | `<prefix>{p:<id>}:holds`    | hash       | order id → JSON `{b: buyer, q: quantity, a: amount cents, e: expiry ms, s: status}` |
+ * | `<prefix>{p:<id>}:expiries` | sorted set | order id of each hold still `held`, scored by its expiry (ms)   |
+ */
+
+/** The default prefix of every key of an install. */
+export const DEFAULT_KEY_PREFIX = 'fs:';
+
+/** The keys of one product, in the order the scripts take them as `KEYS[1..4]`. */
+export interface ProductKeys {
+  readonly terms: string;
+  readonly buyers: string;
+  readonly holds: string;
+  readonly expiries: string;
+}
+
+/** Builds key names under one prefix. */
+export class GateKeys {
+  constructor(readonly prefix: string = DEFAULT_KEY_PREFIX) {
+    if (/[{}]/.test(prefix)) throw new Error(`a Redis key prefix must not contain { or }, got "${prefix}"`);
+  }
+
+  /** The hash tag every key of the product starts with (after the prefix). */
+  productTag(productId: string): string {
+    if (/[{}]/.test(productId)) throw new Error(`a product id must not contain { or }, got "${productId}"`);
+    return `${this.prefix}{p:${productId}}`;
+  }
+
+  product(productId: string): ProductKeys {
+    const tag = this.productTag(productId);
+    return { terms: `${tag}:terms`, buyers: `${tag}:buyers`, holds: `${tag}:holds`, expiries: `${tag}:expiries` };
+  }
+
+  /** The product's keys as `KEYS[1..4]` of every script: terms, buyers, holds, expiries. */
+  productKeyList(productId: string): readonly [string, string, string, string] {
+    const k = this.product(productId);
+    return [k.terms, k.buyers, k.holds, k.expiries];
+  }
+
+  /** A pattern matching every key under the prefix (tests delete their keys with it). */
+  everything(): string {
+    return `${this.prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  }
+}

@@ -1,0 +1,36 @@
+--[[
+  load: writes a product's terms (and, for a rebuild, its buyers' unit counts) only when none of the
+  product's keys exist, so a starting server or a second instance never overwrites live counters.
+  A terms hash that only marks the product absent (mark-absent.lua) counts as missing.
+
+  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended
+  KEYS[2] buyers    hash: buyer id -> units held or paid
+  KEYS[3] holds     hash: order id -> JSON hold
+  KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
+
+  ARGV[1] remaining (units free to buy)
+  ARGV[2] stocked (units ever stocked)
+  ARGV[3] price (cents per unit)
+  ARGV[4] per-buyer limit ('' : none)
+  ARGV[5] hold seconds
+  ARGV[6] opens (ms)
+  ARGV[7] closes (ms; '' : never)
+  ARGV[8] ended (ms; '' : not ended)
+  ARGV[9..] optional pairs: buyer id, units held or paid
+
+  Returns:
+    1  loaded
+    0  not loaded: the product's keys are live (nothing changed)
+]]
+local absent = redis.call('HEXISTS', KEYS[1], 'absent') == 1
+local live = (redis.call('EXISTS', KEYS[1]) == 1 and not absent)
+  or redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0
+if live then return 0 end
+
+if absent then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'stocked', ARGV[2], 'price', ARGV[3], 'limit', ARGV[4],
+  'hold', ARGV[5], 'opens', ARGV[6], 'closes', ARGV[7], 'ended', ARGV[8])
+for i = 9, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return 1

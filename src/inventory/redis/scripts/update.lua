@@ -1,0 +1,36 @@
+--[[
+  update: applies an admin's change to a loaded product: stock added (or unallocated stock taken
+  away), and any of its terms (price, limit, hold, window, end). A change that would take away more
+  units than remain unallocated changes nothing.
+
+  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended
+  KEYS[2] buyers    hash: buyer id -> units held or paid (not changed)
+  KEYS[3] holds     hash: order id -> JSON hold (not changed)
+  KEYS[4] expiries  sorted set: held holds by expiry (not changed)
+
+  ARGV[1] units to add to the stock (negative: take away; '0': stock unchanged)
+  ARGV[2..] pairs: field, value, for fields price, limit, hold, opens, closes, ended
+            ('' clears limit, closes or ended)
+
+  Returns { code, remaining, stocked }:
+    1  applied
+  or { code, detail } when nothing changed:
+   -1  not loaded: the product's keys are missing
+  -12  invalid stock change: fewer units remain than would be taken away (detail: units remaining)
+]]
+local settable = { price = true, limit = true, hold = true, opens = true, closes = true, ended = true }
+for i = 2, #ARGV - 1, 2 do
+  if not settable[ARGV[i]] then return redis.error_reply('update: unknown field ' .. tostring(ARGV[i])) end
+end
+
+local remaining = tonumber(redis.call('HGET', KEYS[1], 'remaining'))
+if not remaining then return { -1, 0 } end
+local add = tonumber(ARGV[1])
+if remaining + add < 0 then return { -12, remaining } end
+
+for i = 2, #ARGV - 1, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+local left = redis.call('HINCRBY', KEYS[1], 'remaining', add)
+local stocked = redis.call('HINCRBY', KEYS[1], 'stocked', add)
+return { 1, left, stocked }

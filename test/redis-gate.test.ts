@@ -1,0 +1,309 @@
+/**
+ * The redis-lua gate against a real Redis (127.0.0.1:6379, or TEST_REDIS_URL): every refusal,
+ * idempotency by order id, release and expiry judged by Redis TIME, confirm, loads that never
+ * overwrite live counters, and a 2,000-buyer storm. Keys live under a random prefix, deleted after.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ReserveRequest } from '../src/inventory/inventory.types.js';
+import { RedisGate, type GateLoad } from '../src/inventory/redis/gate.js';
+
+const REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const PREFIX = `test:gate:${randomUUID().slice(0, 8)}:`;
+
+let gate: RedisGate;
+beforeAll(async () => {
+  gate = await RedisGate.open(REDIS_URL, { keyPrefix: PREFIX });
+});
+afterAll(async () => {
+  await gate?.close();
+  const redis = new Redis(REDIS_URL);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000);
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  await redis.quit();
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const hourAgo = (): string => new Date(Date.now() - 3_600_000).toISOString();
+const inAnHour = (): string => new Date(Date.now() + 3_600_000).toISOString();
+
+/** Loads a fresh product (open since an hour ago) and returns its id. */
+async function product(terms: Partial<GateLoad> = {}): Promise<string> {
+  const id = randomUUID();
+  const stock = terms.stocked ?? 10;
+  const loaded = await gate.load(id, {
+    remaining: stock,
+    stocked: stock,
+    priceCents: 250,
+    perBuyerLimit: null,
+    holdSeconds: 300,
+    opensAt: hourAgo(),
+    closesAt: null,
+    endedAt: null,
+    ...terms,
+  });
+  expect(loaded).toBe(true);
+  return id;
+}
+
+const request = (productId: string, buyerId: string = randomUUID(), quantity = 1): ReserveRequest => ({
+  allocationId: randomUUID(),
+  productId,
+  buyerId,
+  quantity,
+});
+
+describe('reserve', () => {
+  it('holds the units at the price, expiring hold seconds after Redis TIME', async () => {
+    const id = await product({ stocked: 5, holdSeconds: 120 });
+    const before = await gate.now();
+    const asked = request(id, 'buyer-1', 2);
+    const outcome = await gate.reserve(asked);
+    const after = await gate.now();
+
+    expect(outcome).toMatchObject({ ok: true, remaining: 3 });
+    if (!outcome.ok) throw new Error('refused');
+    expect(outcome.allocation).toMatchObject({
+      id: asked.allocationId,
+      productId: id,
+      buyerId: 'buyer-1',
+      quantity: 2,
+      amountCents: 500,
+      status: 'held',
+    });
+    const expires = Date.parse(outcome.allocation.expiresAt);
+    expect(expires).toBeGreaterThanOrEqual(before + 120_000);
+    expect(expires).toBeLessThanOrEqual(after + 120_000);
+    expect(await gate.count(id)).toMatchObject({ remaining: 3, stocked: 5, held: 2, buyerUnits: { 'buyer-1': 2 } });
+  });
+
+  it('refuses all or nothing with SOLD_OUT and what remains', async () => {
+    const id = await product({ stocked: 2 });
+    expect(await gate.reserve(request(id, 'b', 3))).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 2 });
+    expect(await gate.reserve(request(id, 'b', 2))).toMatchObject({ ok: true, remaining: 0 });
+    expect(await gate.reserve(request(id))).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 0 });
+    expect(await gate.count(id)).toMatchObject({ remaining: 0, held: 2 });
+  });
+
+  it('refuses SALE_NOT_OPEN with opensAt before the window opens', async () => {
+    const opensAt = new Date(Date.now() + 3_600_000).toISOString();
+    const id = await product({ opensAt });
+    expect(await gate.reserve(request(id))).toEqual({ ok: false, reason: 'SALE_NOT_OPEN', opensAt });
+  });
+
+  it('refuses SALE_ENDED after the window closes or an admin ends the sale', async () => {
+    const closed = await product({ closesAt: new Date(Date.now() - 1000).toISOString() });
+    expect(await gate.reserve(request(closed))).toEqual({ ok: false, reason: 'SALE_ENDED' });
+    const ended = await product({ closesAt: inAnHour(), endedAt: new Date().toISOString() });
+    expect(await gate.reserve(request(ended))).toEqual({ ok: false, reason: 'SALE_ENDED' });
+  });
+
+  it('refuses LIMIT_EXCEEDED with the limit, for one request or the buyer\'s total', async () => {
+    const id = await product({ perBuyerLimit: 2 });
+    expect(await gate.reserve(request(id, 'b', 3))).toEqual({ ok: false, reason: 'LIMIT_EXCEEDED', limit: 2 });
+    expect(await gate.reserve(request(id, 'b', 1))).toMatchObject({ ok: true });
+    expect(await gate.reserve(request(id, 'b', 2))).toEqual({ ok: false, reason: 'LIMIT_EXCEEDED', limit: 2 });
+    expect(await gate.reserve(request(id, 'b', 1))).toMatchObject({ ok: true });
+    expect(await gate.reserve(request(id, 'other', 2))).toMatchObject({ ok: true });
+    expect(await gate.count(id)).toMatchObject({ remaining: 6, buyerUnits: { b: 2, other: 2 } });
+  });
+
+  it('answers NOT_LOADED for a product whose keys are missing', async () => {
+    expect(await gate.reserve(request(randomUUID()))).toEqual({ ok: false, reason: 'NOT_LOADED' });
+  });
+
+  it('refuses PRODUCT_NOT_FOUND for a product marked absent, until it is loaded', async () => {
+    const id = randomUUID();
+    expect(await gate.markAbsent(id, 60_000)).toBe(true);
+    expect(await gate.reserve(request(id))).toEqual({ ok: false, reason: 'PRODUCT_NOT_FOUND' });
+    expect(
+      await gate.load(id, {
+        remaining: 1,
+        stocked: 1,
+        priceCents: 100,
+        perBuyerLimit: null,
+        holdSeconds: 60,
+        opensAt: hourAgo(),
+        closesAt: null,
+        endedAt: null,
+      }),
+    ).toBe(true);
+    expect(await gate.reserve(request(id))).toMatchObject({ ok: true, remaining: 0 });
+    expect(await gate.markAbsent(id, 60_000)).toBe(false);
+  });
+
+  it('takes one unit for an order id reserved twice, and returns the same hold', async () => {
+    const id = await product({ stocked: 3 });
+    const asked = request(id, 'b', 1);
+    const first = await gate.reserve(asked);
+    const again = await gate.reserve(asked);
+    const both = await Promise.all([gate.reserve(asked), gate.reserve(asked)]);
+
+    expect(first.ok).toBe(true);
+    if (!first.ok) throw new Error('refused');
+    for (const outcome of [again, ...both]) expect(outcome).toMatchObject({ ok: true, allocation: first.allocation });
+    expect(await gate.count(id)).toMatchObject({ remaining: 2, held: 1, buyerUnits: { b: 1 } });
+  });
+
+  it('answers a repeated order id with its hold even once the product is sold out or ended', async () => {
+    const id = await product({ stocked: 1 });
+    const asked = request(id);
+    const first = await gate.reserve(asked);
+    expect(await gate.update(id, { endedAt: new Date().toISOString() })).toMatchObject({ ok: true });
+    expect(await gate.reserve(asked)).toEqual({ ...first, remaining: 0 });
+  });
+});
+
+describe('release', () => {
+  it('cancels a hold once, giving its units back to the stock and to the buyer\'s limit', async () => {
+    const id = await product({ stocked: 2, perBuyerLimit: 2 });
+    const asked = request(id, 'b', 2);
+    await gate.reserve(asked);
+
+    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toEqual({
+      ok: true,
+      released: { productId: id, buyerId: 'b', quantity: 2 },
+    });
+    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_HELD' });
+    expect(await gate.count(id)).toMatchObject({ remaining: 2, held: 0, cancelled: 2, buyerUnits: {} });
+    expect(await gate.reserve(request(id, 'b', 2))).toMatchObject({ ok: true, remaining: 0 });
+  });
+
+  it('expires a hold only once its expiry has passed by Redis TIME', async () => {
+    const id = await product({ stocked: 1, holdSeconds: 1 });
+    const asked = request(id, 'b');
+    await gate.reserve(asked);
+
+    expect(await gate.release(id, asked.allocationId, 'expired', true)).toEqual({ ok: false, reason: 'NOT_EXPIRED' });
+    expect(await gate.expiredHolds(id, 10)).toEqual([]);
+    await sleep(1_100);
+    expect(await gate.expiredHolds(id, 10)).toEqual([asked.allocationId]);
+    expect(await gate.release(id, asked.allocationId, 'expired', true)).toMatchObject({ ok: true });
+    expect(await gate.release(id, asked.allocationId, 'expired', true)).toEqual({ ok: false, reason: 'NOT_HELD' });
+    expect(await gate.expiredHolds(id, 10)).toEqual([]);
+    expect(await gate.count(id)).toMatchObject({ remaining: 1, held: 0, expired: 1 });
+    // The expired order id keeps its answer: a retry learns it expired, and takes nothing.
+    expect(await gate.reserve(asked)).toMatchObject({ ok: true, allocation: { status: 'expired' }, remaining: 1 });
+  });
+
+  it('answers NOT_FOUND for an unknown order id and NOT_LOADED for an unknown product', async () => {
+    const id = await product();
+    expect(await gate.release(id, randomUUID(), 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_FOUND' });
+    expect(await gate.release(randomUUID(), randomUUID(), 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_LOADED' });
+  });
+});
+
+describe('confirm', () => {
+  it('turns a held hold into a sale, once, and never releases it after', async () => {
+    const id = await product({ stocked: 3, perBuyerLimit: 1 });
+    const asked = request(id, 'b');
+    const held = await gate.reserve(asked);
+    if (!held.ok) throw new Error('refused');
+
+    const paid = await gate.confirm(id, asked.allocationId);
+    expect(paid).toEqual({ ok: true, allocation: { ...held.allocation, status: 'paid' } });
+    expect(await gate.confirm(id, asked.allocationId)).toEqual(paid);
+    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_HELD' });
+    expect(await gate.expiredHolds(id, 10)).toEqual([]);
+    expect(await gate.count(id)).toMatchObject({ remaining: 2, held: 0, paid: 1, buyerUnits: { b: 1 } });
+    expect(await gate.reserve(request(id, 'b'))).toEqual({ ok: false, reason: 'LIMIT_EXCEEDED', limit: 1 });
+  });
+
+  it('refuses EXPIRED for a hold past its expiry, even before it is released', async () => {
+    const id = await product({ holdSeconds: 1 });
+    const asked = request(id);
+    await gate.reserve(asked);
+    await sleep(1_100);
+    expect(await gate.confirm(id, asked.allocationId)).toEqual({ ok: false, reason: 'EXPIRED' });
+    await gate.release(id, asked.allocationId, 'expired', true);
+    expect(await gate.confirm(id, asked.allocationId)).toEqual({ ok: false, reason: 'EXPIRED' });
+  });
+
+  it('refuses CANCELLED, NOT_FOUND and NOT_LOADED', async () => {
+    const id = await product();
+    const asked = request(id);
+    await gate.reserve(asked);
+    await gate.release(id, asked.allocationId, 'cancelled', false);
+    expect(await gate.confirm(id, asked.allocationId)).toEqual({ ok: false, reason: 'CANCELLED' });
+    expect(await gate.confirm(id, randomUUID())).toEqual({ ok: false, reason: 'NOT_FOUND' });
+    expect(await gate.confirm(randomUUID(), randomUUID())).toEqual({ ok: false, reason: 'NOT_LOADED' });
+  });
+});
+
+describe('load and update', () => {
+  it('never overwrites live counters', async () => {
+    const id = await product({ stocked: 10 });
+    await gate.reserve(request(id, 'b', 4));
+    const again = await gate.load(id, {
+      remaining: 10,
+      stocked: 10,
+      priceCents: 1,
+      perBuyerLimit: 1,
+      holdSeconds: 1,
+      opensAt: inAnHour(),
+      closesAt: null,
+      endedAt: null,
+    });
+    expect(again).toBe(false);
+    expect(await gate.count(id)).toMatchObject({ remaining: 6, stocked: 10, held: 4 });
+    expect(await gate.reserve(request(id, 'b', 2))).toMatchObject({ ok: true, allocation: { amountCents: 500 } });
+  });
+
+  it('loads a rebuild\'s buyer counts, so the limit holds across a rebuild', async () => {
+    const id = await product({ stocked: 10, remaining: 8, perBuyerLimit: 2, buyerUnits: { b: 2 } });
+    expect(await gate.reserve(request(id, 'b'))).toEqual({ ok: false, reason: 'LIMIT_EXCEEDED', limit: 2 });
+    expect(await gate.reserve(request(id, 'c'))).toMatchObject({ ok: true, remaining: 7 });
+  });
+
+  it('applies an admin\'s change, and refuses to take away units that are held', async () => {
+    const id = await product({ stocked: 3, perBuyerLimit: 1, opensAt: inAnHour() });
+    expect(await gate.update(id, { addStock: 2, opensAt: hourAgo(), perBuyerLimit: null, priceCents: 100 })).toEqual({
+      ok: true,
+      remaining: 5,
+      stocked: 5,
+    });
+    expect(await gate.reserve(request(id, 'b', 4))).toMatchObject({ ok: true, remaining: 1, allocation: { amountCents: 400 } });
+    expect(await gate.update(id, { addStock: -2 })).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 1 });
+    expect(await gate.update(id, { addStock: -1 })).toEqual({ ok: true, remaining: 0, stocked: 4 });
+    expect(await gate.update(id, { endedAt: new Date().toISOString() })).toMatchObject({ ok: true });
+    expect(await gate.reserve(request(id))).toEqual({ ok: false, reason: 'SALE_ENDED' });
+    expect(await gate.update(randomUUID(), { addStock: 1 })).toEqual({ ok: false, reason: 'NOT_LOADED' });
+  });
+});
+
+describe('storm', () => {
+  it('holds exactly 100 units when 2,000 reserves race for them, no buyer over the limit of 2', async () => {
+    const id = await product({ stocked: 100, perBuyerLimit: 2 });
+    // A second connection, so the calls of two clients interleave in Redis as two servers' would.
+    const other = await RedisGate.open(REDIS_URL, { keyPrefix: PREFIX });
+    try {
+      // 60 buyers, ~33 requests each, some for 2 units: the limit (120 units in all) and the stock
+      // (100) both bind, and each buyer's requests race one another.
+      const requests = Array.from({ length: 2_000 }, (_, i) => request(id, `buyer-${i % 60}`, i % 5 === 0 ? 2 : 1));
+      const outcomes = await Promise.all(requests.map((r, i) => (i % 2 === 0 ? gate : other).reserve(r)));
+
+      const perBuyer = new Map<string, number>();
+      const refusals = new Map<string, number>();
+      for (const o of outcomes) {
+        if (o.ok) perBuyer.set(o.allocation.buyerId, (perBuyer.get(o.allocation.buyerId) ?? 0) + o.allocation.quantity);
+        else refusals.set(o.reason, (refusals.get(o.reason) ?? 0) + 1);
+      }
+      expect([...perBuyer.values()].reduce((a, b) => a + b, 0)).toBe(100);
+      expect(Math.max(...perBuyer.values())).toBeLessThanOrEqual(2);
+      expect([...refusals.keys()].sort()).toEqual(['LIMIT_EXCEEDED', 'SOLD_OUT']);
+
+      const count = await gate.count(id);
+      expect(count).toMatchObject({ remaining: 0, stocked: 100, held: 100 });
+      if (!count) throw new Error('not loaded');
+      expect(count.remaining + count.held + count.paid).toBe(count.stocked);
+      expect(count.buyerUnits).toEqual(Object.fromEntries(perBuyer));
+    } finally {
+      await other.close();
+    }
+  });
+});
