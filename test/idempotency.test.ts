@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusal } from '../src/infra/errors.js';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { requestHash, type HeldKey, type KeptOutcome } from '../src/orders/idempotency.js';
+import { keyedOrderId, requestHash, type HeldKey, type KeptOutcome } from '../src/orders/idempotency.js';
+import { validate as isUuid, version as uuidVersion } from 'uuid';
 import type { Answer } from './support/api.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { holdProductRow } from './support/row-lock.js';
@@ -41,6 +42,21 @@ async function debitsOf(userId: string): Promise<number> {
   const [row] = await sql<{ n: number }[]>`select count(*)::int8 as n from ledger_entries where user_id = ${userId} and kind = 'debit'`;
   return row?.n ?? 0;
 }
+
+describe('a keyed order id', () => {
+  it('is a UUID, the same for the same buyer, key and body, and another for any of them changed', () => {
+    const id = keyedOrderId({ buyerId: 'b', key: 'k', hash: 'h' });
+    expect(isUuid(id)).toBe(true);
+    expect(uuidVersion(id)).toBe(8);
+    expect(keyedOrderId({ buyerId: 'b', key: 'k', hash: 'h' })).toBe(id);
+    const others = [
+      keyedOrderId({ buyerId: 'c', key: 'k', hash: 'h' }),
+      keyedOrderId({ buyerId: 'b', key: 'l', hash: 'h' }),
+      keyedOrderId({ buyerId: 'b', key: 'k', hash: 'i' }),
+    ];
+    expect(new Set([id, ...others]).size).toBe(4);
+  });
+});
 
 describe('idempotency keys on purchase', () => {
   it('returns the first answer to a repeat of the same key and body, and refuses the key for another body', async () => {

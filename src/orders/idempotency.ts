@@ -25,7 +25,6 @@
  * that rare race may refuse one of the two, never sells twice.
  */
 import { hash as cryptoHash, randomUUID } from 'node:crypto';
-import { v5 as uuidV5 } from 'uuid';
 import type postgres from 'postgres';
 import type { Sql } from '../infra/database.js';
 import { ERROR_CODES, refusal, type Refusal } from '../infra/errors.js';
@@ -37,19 +36,22 @@ export const KEY_RETENTION = '24 hours';
 /** A claim older than this without an outcome belongs to a request that died; it may be taken over. */
 const STALE_CLAIM = '5 minutes';
 
-/** The namespace of keyed order ids (an arbitrary constant: changing it would orphan every keyed order). */
-const KEYED_ORDER_IDS = 'b2c5f0de-6c1e-4f43-9c55-5d3c0b8f2a71';
-
 /**
- * The order id of a keyed purchase: the same for every attempt with the key and body (a UUIDv5
- * of buyer, key and request hash). An attempt that failed around a step whose outcome is unknown leaves the key bound to its
- * order without writing anything: the retry reserves and records under the same id, which every
- * step is idempotent by, so it finds the order if it was made and goes on with it if it was not.
+ * The order id of a keyed purchase: the same for every attempt with the key and body, a UUIDv8
+ * made of the SHA-256 of buyer, key and request hash. An attempt that failed around a step whose
+ * outcome is unknown leaves the key bound to its order without writing anything: the retry
+ * reserves and records under the same id, which every step is idempotent by, so it finds the order
+ * if it was made and goes on with it if it was not.
+ *
+ * @remarks The request's hash is in it: the key sent with another body is another request
+ * (refused as reused), and must not find this one's allocation. Made with node's one-shot hash
+ * rather than uuid's v5: the purchase path pays for it on every keyed buyer (~1 µs against ~7).
  */
 export function keyedOrderId(held: Pick<HeldKey, 'buyerId' | 'key' | 'hash'>): string {
-  // The request's hash too: the key sent with another body is another request (refused as
-  // reused), and must not find this one's allocation.
-  return uuidV5(`${held.buyerId}\n${held.key}\n${held.hash}`, KEYED_ORDER_IDS);
+  const hex = cryptoHash('sha256', `${held.buyerId}\n${held.key}\n${held.hash}`, 'hex');
+  // Version 8 (custom) in the 13th digit, the RFC 9562 variant (10xx) in the 17th.
+  const variant = ((parseInt(hex.charAt(16), 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** What a key keeps: its request's first definitive outcome. */
