@@ -15,10 +15,14 @@
  *   ({@link keyWrite}), so the two commit together. A purchase that finds its key answered meanwhile
  *   records nothing: its unit goes back and the kept outcome is replayed.
  * - A payment (and an instant purchase, between recording its order and paying it) claims its key
- *   first (a row with no outcome yet), then {@link complete}s or {@link abandon}s it. A claim left
- *   unanswered for {@link STALE_CLAIM} belongs to a request that died: a retry may take it over,
- *   unless it had recorded an order (then that order is the outcome). Every write under a claim
- *   names the claim's own id, so a request that stalled past a take-over writes nothing.
+ *   first (a row with no outcome yet), then {@link complete}s it, or ends it without an outcome
+ *   ({@link abandon}: a store failed around its step, or its answer said to come back), and a retry
+ *   of the same request takes it over at once and resumes it. A claim left unanswered for
+ *   {@link STALE_CLAIM} belongs to a request that died: a retry may take it over, unless it had
+ *   recorded an order (then that order is the outcome). Every write under a claim names the
+ *   claim's own id, so a request that stalled past a take-over writes nothing.
+ * - A keyed purchase's order id comes from the key ({@link keyedOrderId}), so a retry after an
+ *   unknown outcome goes on under the same order, with nothing written to bind them.
  *
  * @remarks Two requests with one key never run at once in this process ({@link hold}): the second
  * is told at once what the database would tell it. Across processes the database's row decides;
