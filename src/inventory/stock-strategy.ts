@@ -8,6 +8,9 @@
  * - All or nothing: a reservation of `quantity` units takes all of them or none.
  * - Idempotent by allocation id: reserving again under an id that already holds returns that
  *   allocation and takes nothing more; releasing or confirming twice changes nothing the second time.
+ *   A strategy may refuse a repeat `SOLD_OUT` or `LIMIT_EXCEEDED` because of its own earlier
+ *   unit (its checks come before the id's); inventory's `Reservations.reserve` then finds the
+ *   allocation by its id and answers with it, so no strategy reads the id on every refusal.
  * - A refusal names its reason (`SOLD_OUT`, `PRODUCT_NOT_FOUND`, `SALE_NOT_OPEN`, `SALE_ENDED`,
  *   `LIMIT_EXCEEDED`, `CONTENTION`), never an opaque "0 rows".
  * - A database connection or lock is held only for the stock step itself: nothing slow (payment,

@@ -123,14 +123,16 @@ export class Checkout {
   }
 
   /**
-   * The key has an outcome already (a repeat of this request ran elsewhere). This request's unit
-   * goes back, unless the kept outcome is the order this unit belongs to (the same id: an attempt
-   * with the same key recorded it).
+   * The key has an outcome already, or is being answered (a repeat of this request ran, or runs,
+   * elsewhere). Every attempt with the key reserves under the same id, so the unit may be that
+   * other attempt's too: it goes back only when the kept outcome is a refusal, which recorded no
+   * order. Kept as an order, or still in progress (an instant purchase paying), it stays; if no
+   * order ever has it, it comes back at expiry.
    */
   private async keyTaken(orderId: string, held: HeldKey | undefined): Promise<CheckoutOutcome> {
     if (held === undefined) throw new Error('an order without a key was not recorded');
     const kept = await this.options.keys.outcomeOf(held);
-    if (!(kept.ok && kept.order.id === orderId)) await this.releaseUnrecorded(orderId);
+    if (!kept.ok && kept.refusal.code !== 'IDEMPOTENCY_IN_PROGRESS') await this.releaseUnrecorded(orderId);
     return kept;
   }
 
@@ -210,7 +212,9 @@ export class Checkout {
       : this.sql`order_fields_json(${orderId}::uuid, 'held', ${buyerId}::uuid, ${productId}::uuid, ${quantity}::int,
                                    ${amountCents}::int8, ${expiresAt}::timestamptz, now())`;
     const rows = await this.sql<(OrderRow & { recorded: boolean })[]>`
-      with existing_order as (select * from orders where id = ${orderId}::uuid),
+      with existing_order as (
+        -- Only a keyed id can name an order already (an earlier attempt with the key): a minted one is new.
+        select * from orders where id = ${orderId}::uuid and ${held !== undefined}),
       ${held === undefined ? this.sql`` : this.options.keys.keyWrite(held, orderId, answer)}
       o as (
         insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)

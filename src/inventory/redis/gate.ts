@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { AllocationStatus, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
+import type { AllocationStatus, ProductChange, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
 import { expectRefusal, refusalOf, type NotLoaded } from './codes.js';
 import { GateKeys } from './keys.js';
@@ -41,17 +41,8 @@ export interface GateLoad extends GateTerms {
   readonly buyerUnits?: Readonly<Record<string, number>>;
 }
 
-/** An admin's change; absent fields stay as they are. */
-export interface GateChange {
-  /** Units to add (negative takes unallocated units away). */
-  readonly addStock?: number;
-  readonly priceCents?: number;
-  readonly perBuyerLimit?: number | null;
-  readonly holdSeconds?: number;
-  readonly opensAt?: string;
-  readonly closesAt?: string | null;
-  readonly endedAt?: string | null;
-}
+/** An admin's change as the gate applies it: the product's change (its name is not the gate's), or the sale's end. */
+export type GateChange = Omit<ProductChange, 'name'> & { readonly endedAt?: string | null };
 
 export type GateReserveOutcome = ReserveOutcome | NotLoaded;
 export type GateConfirmOutcome = ConfirmOutcome | NotLoaded;
