@@ -1,19 +1,24 @@
 #!/usr/bin/env node
 /**
- * The `flashsale` command: `serve` (the API), `migrate` (apply migrations and exit).
+ * The `flashsale` command: `serve` (the API), `worker` and `reconcile` (the order pipeline),
+ * `migrate` (apply migrations and exit), `bench`.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { isStrategyName } from './inventory/strategy-names.js';
 import { EmbeddedPostgresError } from './infra/embedded-postgres.js';
-import { migrateAll, openStores } from './system.js';
-import { startServer } from './server.js';
+import { createSystem, migrateAll, openStores, type System } from './system.js';
+import { startServer, startWorker } from './server.js';
 import { benchCommand } from './bench/bench.command.js';
 
 const USAGE = `usage: flashsale <command> [options]
 
 commands:
-  serve     start the API (embedded PostgreSQL unless DATABASE_URL is set)
+  serve     start the API (embedded PostgreSQL unless DATABASE_URL is set); with
+            REDIS_URL and AMQP_URL it also runs the order pipeline's worker
+  worker    run only the order pipeline's worker: the consumer writing placed
+            orders to PostgreSQL, and the reconciler (needs REDIS_URL and AMQP_URL)
+  reconcile return stranded units once, print each redis-lua product's drift, exit
   migrate   apply pending migrations to every module database and exit
   bench     replay a load scenario against every strategy and audit it (bench --help)
 
@@ -21,6 +26,7 @@ options:
   --port N          listen port (PORT, default 3000)
   --host H          listen address (HOST, default 127.0.0.1)
   --strategy NAME   default stock strategy (STRATEGY, default atomic)
+  --no-worker       serve without the pipeline's worker (WORKER=false)
   -h, --help        this text`;
 
 function overridesFrom(values: { port?: string; host?: string; strategy?: string }): Partial<Config> {
@@ -50,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
       port: { type: 'string' },
       host: { type: 'string' },
       strategy: { type: 'string' },
+      'no-worker': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -58,10 +65,14 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined && !values.help ? 2 : 0;
   }
-  const config = loadConfig(process.env, overridesFrom(values));
+  const config = loadConfig(process.env, { ...overridesFrom(values), ...(values['no-worker'] === true ? { worker: false } : {}) });
   switch (command) {
     case 'serve':
       return serve(config);
+    case 'worker':
+      return workerOnly(config);
+    case 'reconcile':
+      return reconcileOnce(config);
     case 'migrate':
       return migrateOnly(config);
     default:
@@ -91,6 +102,53 @@ async function serve(config: Config): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   return 0;
+}
+
+/** Opens and migrates the stores and the pipeline, runs `work`, and closes everything after. */
+async function withSystem(config: Config, work: (system: System) => Promise<number>): Promise<number> {
+  if (config.redisUrl === undefined || config.amqpUrl === undefined) {
+    console.error('this command needs REDIS_URL and AMQP_URL (the Redis gate and the order pipeline)');
+    return 2;
+  }
+  const stores = await openStores(config, console);
+  let system: System | undefined;
+  try {
+    await migrateAll(stores.databases);
+    system = await createSystem(config, stores, console);
+    return await work(system);
+  } finally {
+    await system?.pipeline?.close();
+    await stores.close();
+  }
+}
+
+function workerOnly(config: Config): Promise<number> {
+  return withSystem(config, async (system) => {
+    const worker = startWorker(system, console);
+    console.log(`flashsale worker: writing placed orders from ${config.queuePrefix}orders.placed; reconciling every ${config.reconcileIntervalMs} ms`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', () => resolve());
+      process.once('SIGINT', () => resolve());
+    });
+    worker?.stop();
+    return 0;
+  });
+}
+
+function reconcileOnce(config: Config): Promise<number> {
+  return withSystem(config, async (system) => {
+    if (!system.reconciler) return 2;
+    const report = await system.reconciler.run();
+    for (const product of report.products) {
+      console.log(
+        `${product.productId}: ${product.loaded ? '' : 'not loaded in the gate (rebuilt on first use); '}` +
+          `stranded ${product.stranded}, returned ${product.returned} units, ` +
+          `${product.unitsNotInPostgres} units not yet in PostgreSQL, stock drift ${product.stockDrift}`,
+      );
+    }
+    console.log(`reconcile: ${report.products.length} redis-lua products, ${report.stranded} stranded holds, ${report.returned} units returned`);
+    return 0;
+  });
 }
 
 async function migrateOnly(config: Config): Promise<number> {

@@ -38,6 +38,16 @@ export interface Config {
   readonly optimisticRetries: number;
   readonly redisUrl: string | undefined;
   readonly amqpUrl: string | undefined;
+  /** Prefix of every Redis key of this install (`fs:`). */
+  readonly redisKeyPrefix: string;
+  /** Prefix of this install's RabbitMQ queue names (`flashsale.`). */
+  readonly queuePrefix: string;
+  /** How long a placed order's publish waits for the broker's confirm before the buyer hears `OUTCOME_UNKNOWN`. */
+  readonly confirmTimeoutMs: number;
+  /** Whether `serve` also runs the pipeline's consumer and reconciler (`flashsale worker` runs them alone). */
+  readonly worker: boolean;
+  /** How often the worker returns stranded units and catches the gate up with PostgreSQL. */
+  readonly reconcileIntervalMs: number;
   readonly seedDemo: boolean;
   readonly logLevel: string;
   /**
@@ -120,6 +130,12 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (!['true', 'false', '1', '0'].includes(seed)) problems.push(`SEED_DEMO must be true or false, got "${seed}"`);
   const moduleHop = text('MODULE_HOP') ?? 'direct';
   if (moduleHop !== 'direct' && moduleHop !== 'json') problems.push(`MODULE_HOP must be direct or json, got "${moduleHop}"`);
+  const worker = text('WORKER') ?? 'true';
+  if (!['true', 'false', '1', '0'].includes(worker)) problems.push(`WORKER must be true or false, got "${worker}"`);
+  const redisKeyPrefix = text('REDIS_KEY_PREFIX') ?? 'fs:';
+  if (/[{}\s]/.test(redisKeyPrefix)) problems.push(`REDIS_KEY_PREFIX must not contain braces or spaces, got "${redisKeyPrefix}"`);
+  const queuePrefix = text('QUEUE_PREFIX') ?? 'flashsale.';
+  if (!/^[A-Za-z0-9._:-]{1,100}$/.test(queuePrefix)) problems.push(`QUEUE_PREFIX must be letters, digits and . _ : - (at most 100), got "${queuePrefix}"`);
   const logLevel = text('LOG_LEVEL') ?? 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${logLevel}"`);
@@ -167,12 +183,20 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     optimisticRetries: integer('OPTIMISTIC_RETRIES', 3, 0, 100),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     amqpUrl: url('AMQP_URL', ['amqp:', 'amqps:']),
+    redisKeyPrefix,
+    queuePrefix,
+    confirmTimeoutMs: integer('CONFIRM_TIMEOUT_MS', 5_000, 100, 60_000),
+    worker: worker === 'true' || worker === '1',
+    reconcileIntervalMs: integer('RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
     seedDemo: seed === 'true' || seed === '1',
     logLevel,
     moduleHop: moduleHop as ModuleHop,
     storeDeadlineMs: integer('STORE_DEADLINE_MS', 10_000, 100, 120_000),
     ...overrides,
   };
+  if (config.confirmTimeoutMs >= config.storeDeadlineMs) {
+    problems.push(`CONFIRM_TIMEOUT_MS (${config.confirmTimeoutMs}) must be below STORE_DEADLINE_MS (${config.storeDeadlineMs}): a purchase waits for its confirm within its deadline`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }

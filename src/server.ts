@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
-import { appFor, createSystem, migrateAll, openStores, type System } from './system.js';
+import { appFor, createSystem, migrateAll, openStores, type Log, type System } from './system.js';
 import type { App } from './http/app.js';
 import { isStoreFailure } from './infra/store-errors.js';
 
@@ -35,10 +35,13 @@ export interface StartOptions {
 }
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  const quiet = ['warn', 'error', 'fatal', 'silent'].includes(config.logLevel);
+  const line = (print: (...parts: unknown[]) => void) => (objectOrMessage: unknown, message?: string) =>
+    message === undefined ? print(objectOrMessage) : print(message, objectOrMessage);
   const bootLog = {
-    info: (message: string) => console.log(message),
-    warn: (message: string) => console.warn(message),
-    error: (object: unknown, message?: string) => console.error(message ?? '', object),
+    info: quiet ? () => undefined : line(console.log),
+    warn: config.logLevel === 'silent' ? () => undefined : line(console.warn),
+    error: line(console.error),
   };
   const stores = await openStores(config, bootLog);
   let app: App | undefined;
@@ -48,6 +51,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     app = appFor(system);
     if (config.seedDemo) await seedDemoProduct(system);
     const sweeper = startSweeper(system, app);
+    const worker = config.worker ? startWorker(system, app.log) : undefined;
     // Responses finished after shutdown began close their connection, so a keep-alive client
     // does not hold the server open until its keep-alive timeout.
     let closing = false;
@@ -68,6 +72,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     }
     app.addHook('onClose', async () => {
       sweeper.stop();
+      worker?.stop();
+      await system.pipeline?.close();
       await stores.close();
     });
     const url = await app.listen({ port: config.port, host: config.host, backlog: listenBacklog() });
@@ -78,6 +84,34 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     else await stores.close().catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * The order pipeline's worker in this process: the consumer writing placed orders to PostgreSQL,
+ * and the reconciler every `reconcileIntervalMs` (stranded units back, the gate caught up).
+ * Nothing without a pipeline.
+ */
+export function startWorker(system: System, log: Pick<Log, 'warn' | 'error'>): { stop(): void } | undefined {
+  const { pipeline } = system;
+  if (!pipeline) return undefined;
+  pipeline.startConsumer((orders) => system.orders.recordPlaced(orders));
+  const reconciler = system.reconciler;
+  let running = false;
+  const reconcile = async (): Promise<void> => {
+    if (running || !reconciler) return;
+    running = true;
+    try {
+      const report = await reconciler.run();
+      if (report.returned > 0) log.warn({ stranded: report.stranded, returned: report.returned }, 'reconcile: stranded units returned to stock');
+    } catch (error) {
+      if (!isStoreFailure(error)) log.error({ err: error }, 'reconcile failed');
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void reconcile(), system.config.reconcileIntervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }
 
 /** A product to try the API with, created once on an empty install. */

@@ -3,7 +3,6 @@
  * in one process (a client is a direct call). The split mode replaces a client with its HTTP
  * implementation here, and nowhere else.
  */
-import type { FastifyBaseLogger } from 'fastify';
 import { MODULE_NAMES, type Config } from './config.js';
 import { openModuleDatabases, type ModuleDatabases } from './infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-postgres.js';
@@ -19,8 +18,13 @@ import type { UsersClient } from './users/users.client.js';
 import { buildStrategies, type StrategyRegistry } from './inventory/strategies/index.js';
 import { OrdersService } from './orders/orders.service.js';
 import { UsersService } from './users/users.service.js';
-import { buildApp, type App } from './http/app.js';
+import { buildApp, type App, type AppDeps } from './http/app.js';
+import { RedisLuaStrategy } from './inventory/strategies/redis-lua.strategy.js';
+import { registerPipelineMetrics } from './pipeline/pipeline-metrics.js';
 import { join } from 'node:path';
+import type { PlacedOrder } from './pipeline/order-events.js';
+import { Pipeline } from './pipeline/pipeline.js';
+import { Reconciler } from './pipeline/reconciler.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Stores {
@@ -37,13 +41,22 @@ export interface System {
   readonly inventory: InventoryService;
   readonly orders: OrdersService;
   readonly strategies: StrategyRegistry;
+  /** The Redis gate and the order pipeline, when `REDIS_URL` and `AMQP_URL` are set. */
+  readonly pipeline: Pipeline | undefined;
+  /** Returns stranded units and catches the gate up (with the pipeline). */
+  readonly reconciler: Reconciler | undefined;
   readonly tokens: Tokens;
   readonly adminToken: string;
   /** True when this start generated the admin token (so `serve` prints it). */
   readonly adminTokenGenerated: boolean;
 }
 
-export type Log = Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>;
+/** Messages alone, or an object of facts with a message (as pino takes them). */
+export interface Log {
+  info(objectOrMessage: unknown, message?: string): void;
+  warn(objectOrMessage: unknown, message?: string): void;
+  error(objectOrMessage: unknown, message?: string): void;
+}
 
 /** Starts the embedded server when no `DATABASE_URL` is set, then opens the module databases. */
 export async function openStores(config: Config, log: Log): Promise<Stores> {
@@ -88,7 +101,9 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
   const newId = timeOrderedIds();
+  const pipeline = await Pipeline.open(config, databases.inventory, log);
   const strategies = buildStrategies({
+    redisLua: pipeline === undefined ? undefined : { gate: pipeline.gate, rebuilds: pipeline.rebuilds },
     inventorySql: databases.inventory,
     naiveGapMs: config.naiveGapMs,
     optimisticRetries: config.optimisticRetries,
@@ -113,9 +128,16 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     newId,
     paymentDelayMs: config.paymentDelayMs,
     storeDeadlineMs: config.storeDeadlineMs,
+    ...(pipeline === undefined ? {} : { publish: (order: PlacedOrder) => pipeline.publisher.publish(order) }),
     log,
   });
+  const reconciler =
+    pipeline === undefined
+      ? undefined
+      : new Reconciler({ gate: pipeline.gate, sql: databases.inventory, inventory, confirmTimeoutMs: config.confirmTimeoutMs });
   return {
+    pipeline,
+    reconciler,
     config,
     stores,
     users,
@@ -125,6 +147,23 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     tokens,
     adminToken: admin.value,
     adminTokenGenerated: admin.generated,
+  };
+}
+
+/** How long the audit waits for the order pipeline to drain before it reads the stores anyway. */
+const AUDIT_DRAIN_WAIT_MS = 15_000;
+
+/** What the HTTP app takes from the order pipeline: the audit's wait for it, and its metrics. */
+function pipelineDeps(system: System, pipeline: Pipeline): Pick<AppDeps, 'beforeAudit' | 'registerPipelineMetrics'> {
+  const strategy = system.strategies.get('redis-lua');
+  const decisions = strategy instanceof RedisLuaStrategy ? strategy.decisions : new Map<string, number>();
+  return {
+    beforeAudit: async () => {
+      const until = Date.now() + AUDIT_DRAIN_WAIT_MS;
+      while (Date.now() < until && !(await pipeline.drained().catch(() => false))) await sleep(50);
+    },
+    registerPipelineMetrics: (registry) =>
+      registerPipelineMetrics(registry, { pipeline, reconciler: system.reconciler, decisions: () => decisions }),
   };
 }
 
@@ -158,8 +197,16 @@ export function appFor(system: System): App {
           return answered ? null : `postgres:${module}`;
         }),
       );
-      return results.filter((down): down is string => down !== null);
+      const down = results.filter((store): store is string => store !== null);
+      const { pipeline } = system;
+      if (pipeline) {
+        const redisUp = await Promise.race([pipeline.gate.ping().then(() => true, () => false), sleep(system.config.storeDeadlineMs).then(() => false)]);
+        if (!redisUp) down.push('redis');
+        if (!pipeline.broker.ready) down.push('rabbitmq');
+      }
+      return down;
     },
+    ...(system.pipeline === undefined ? {} : pipelineDeps(system, system.pipeline)),
     maxInFlight: system.config.maxInFlight,
     connectionTimeouts: {
       headersMs: system.config.headersTimeoutMs,

@@ -155,7 +155,7 @@ describe('reserve', () => {
     const asked = request(id);
     const first = await gate.reserve(asked);
     expect(await gate.update(id, { endedAt: new Date().toISOString() })).toMatchObject({ ok: true });
-    expect(await gate.reserve(asked)).toEqual({ ...first, remaining: 0 });
+    expect(await gate.reserve(asked)).toEqual({ ...first, remaining: 0, again: true });
   });
 });
 
@@ -169,7 +169,7 @@ describe('release', () => {
       ok: true,
       released: { productId: id, buyerId: 'b', quantity: 2 },
     });
-    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_HELD' });
+    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_HELD', status: 'cancelled' });
     expect(await gate.count(id)).toMatchObject({ remaining: 2, held: 0, cancelled: 2, buyerUnits: {} });
     expect(await gate.reserve(request(id, 'b', 2))).toMatchObject({ ok: true, remaining: 0 });
   });
@@ -184,7 +184,7 @@ describe('release', () => {
     await sleep(1_100);
     expect(await gate.expiredHolds(id, 10)).toEqual([asked.allocationId]);
     expect(await gate.release(id, asked.allocationId, 'expired', true)).toMatchObject({ ok: true });
-    expect(await gate.release(id, asked.allocationId, 'expired', true)).toEqual({ ok: false, reason: 'NOT_HELD' });
+    expect(await gate.release(id, asked.allocationId, 'expired', true)).toEqual({ ok: false, reason: 'NOT_HELD', status: 'expired' });
     expect(await gate.expiredHolds(id, 10)).toEqual([]);
     expect(await gate.count(id)).toMatchObject({ remaining: 1, held: 0, expired: 1 });
     // The expired order id keeps its answer: a retry learns it expired, and takes nothing.
@@ -208,7 +208,7 @@ describe('confirm', () => {
     const paid = await gate.confirm(id, asked.allocationId);
     expect(paid).toEqual({ ok: true, allocation: { ...held.allocation, status: 'paid' } });
     expect(await gate.confirm(id, asked.allocationId)).toEqual(paid);
-    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_HELD' });
+    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_HELD', status: 'paid' });
     expect(await gate.expiredHolds(id, 10)).toEqual([]);
     expect(await gate.count(id)).toMatchObject({ remaining: 2, held: 0, paid: 1, buyerUnits: { b: 1 } });
     expect(await gate.reserve(request(id, 'b'))).toEqual({ ok: false, reason: 'LIMIT_EXCEEDED', limit: 1 });
@@ -262,17 +262,19 @@ describe('load and update', () => {
 
   it('applies an admin\'s change, and refuses to take away units that are held', async () => {
     const id = await product({ stocked: 3, perBuyerLimit: 1, opensAt: inAnHour() });
-    expect(await gate.update(id, { addStock: 2, opensAt: hourAgo(), perBuyerLimit: null, priceCents: 100 })).toEqual({
+    expect(await gate.update(id, { stocked: 5, opensAt: hourAgo(), perBuyerLimit: null, priceCents: 100 })).toEqual({
       ok: true,
       remaining: 5,
       stocked: 5,
     });
     expect(await gate.reserve(request(id, 'b', 4))).toMatchObject({ ok: true, remaining: 1, allocation: { amountCents: 400 } });
-    expect(await gate.update(id, { addStock: -2 })).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 1 });
-    expect(await gate.update(id, { addStock: -1 })).toEqual({ ok: true, remaining: 0, stocked: 4 });
+    expect(await gate.update(id, { stocked: 3 })).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 1 });
+    expect(await gate.update(id, { stocked: 4 })).toEqual({ ok: true, remaining: 0, stocked: 4 });
+    // Absolute: the same change again changes nothing.
+    expect(await gate.update(id, { stocked: 4 })).toEqual({ ok: true, remaining: 0, stocked: 4 });
     expect(await gate.update(id, { endedAt: new Date().toISOString() })).toMatchObject({ ok: true });
     expect(await gate.reserve(request(id))).toEqual({ ok: false, reason: 'SALE_ENDED' });
-    expect(await gate.update(randomUUID(), { addStock: 1 })).toEqual({ ok: false, reason: 'NOT_LOADED' });
+    expect(await gate.update(randomUUID(), { stocked: 1 })).toEqual({ ok: false, reason: 'NOT_LOADED' });
   });
 });
 

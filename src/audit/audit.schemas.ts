@@ -12,6 +12,7 @@ const VIOLATION_KINDS = enumOf<ViolationKind>({
   ALLOCATION_WITHOUT_ORDER: true,
   ORDER_WITHOUT_ALLOCATION: true,
   PAID_WITHOUT_SALE: true,
+  GATE_MISMATCH: true,
 });
 
 export const productAuditSchema = objectSchema<ProductAudit>('ProductAudit', "One product's units by state, from the stores' truth", {

@@ -7,7 +7,9 @@
  * - held + paid ≤ stocked (else `OVERSOLD`, with the units);
  * - no buyer holds or has paid for more than the product's limit;
  * - every held or paid allocation has its order (a hold still inside its window may be a purchase
- *   whose order is being recorded right now), and every held or paid order has its allocation.
+ *   whose order is being recorded right now), and every held or paid order has its allocation;
+ * - a product sold through the Redis gate: the gate's counts equal PostgreSQL's (the audit route
+ *   waits for the order pipeline to drain first).
  */
 import type { AuditOrder, AuditReport, AuditSnapshot, ProductAudit, Violation } from './audit.types.js';
 
@@ -105,6 +107,18 @@ export function auditProduct(
         orderId: order.id,
       });
     }
+  }
+
+  const { gate } = snapshot;
+  if (gate && (gate.remaining !== remaining || gate.held !== units.held || gate.paid !== units.paid)) {
+    add('GATE_MISMATCH', `the gate counts remaining ${gate.remaining}, held ${gate.held}, paid ${gate.paid}; PostgreSQL ${remaining}, ${units.held}, ${units.paid}`, {
+      gateRemaining: gate.remaining,
+      gateHeld: gate.held,
+      gatePaid: gate.paid,
+      remaining,
+      held: units.held,
+      paid: units.paid,
+    });
   }
 
   return {

@@ -16,6 +16,11 @@ export interface AuditSnapshot {
     /** Still inside its hold window by the store's clock (its order may not be recorded yet). */
     readonly insideHold: boolean;
   }[];
+  /**
+   * The units as a strategy that decides outside PostgreSQL counts them (the Redis gate), read
+   * after the snapshot; absent for the others. Once the pipeline has drained they must agree.
+   */
+  readonly gate?: { readonly remaining: number; readonly held: number; readonly paid: number };
 }
 
 export interface AuditOrder {
@@ -34,7 +39,8 @@ export type ViolationKind =
   | 'BUYER_OVER_LIMIT'
   | 'ALLOCATION_WITHOUT_ORDER'
   | 'ORDER_WITHOUT_ALLOCATION'
-  | 'PAID_WITHOUT_SALE';
+  | 'PAID_WITHOUT_SALE'
+  | 'GATE_MISMATCH';
 
 export interface Violation {
   readonly productId: string;

@@ -5,6 +5,7 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import { auditProducts } from '../audit/audit.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import { inventoryRoutes } from '../inventory/inventory.routes.js';
@@ -40,6 +41,10 @@ export interface AppDeps {
   readonly rateLimitPerSecond?: number;
   /** Held orders expired since start (for `/metrics`). */
   readonly holdsExpired?: () => number;
+  /** Waits until what is on its way to PostgreSQL has landed (the order pipeline), so the audit reads settled stores. */
+  readonly beforeAudit?: () => Promise<void>;
+  /** Adds the order pipeline's gauges to `/metrics` (when there is one). */
+  readonly registerPipelineMetrics?: (registry: Registry) => void;
 }
 
 export type App = FastifyInstance & { overload: OverloadGuard; metrics: Metrics };
@@ -78,6 +83,7 @@ export function buildApp(deps: AppDeps): App {
     products: () => deps.inventory.listProducts(),
     holdsExpired: deps.holdsExpired ?? (() => 0),
   });
+  deps.registerPipelineMetrics?.(metrics.registry);
 
   const buyer = requireBuyer(deps.tokens);
   const admin = requireAdmin(deps.adminToken, deps.tokens);
@@ -211,6 +217,7 @@ export function buildApp(deps: AppDeps): App {
       },
       async (request) => {
         const ids = ([] as string[]).concat(request.query.productId);
+        await deps.beforeAudit?.();
         return auditProducts(
           { auditSnapshot: (id) => deps.inventory.auditSnapshot(id), auditOrders: (id) => deps.orders.auditOrders(id) },
           ids,

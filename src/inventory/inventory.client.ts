@@ -6,6 +6,7 @@
  * faster (sold-out hints, reserve lanes) stays behind `reserve`.
  */
 import type { AuditSnapshot } from '../audit/audit.types.js';
+import type { PendingHold, RecordedHold } from './pending-holds.js';
 import type { ConfirmOutcome, ReleasedAllocation } from './stock-strategy.js';
 import type {
   Allocation,
@@ -41,4 +42,14 @@ export interface InventoryClient {
   allocation(allocationId: string): Promise<Allocation | null>;
   /** Everything the audit needs to know about one product's stock. */
   auditSnapshot(productId: string): Promise<AuditSnapshot>;
+  /**
+   * The order pipeline writes holds a strategy granted outside the database (redis-lua); returns
+   * each id's row as it now is (voided: the reconciler got there first, record no order).
+   */
+  recordHolds(holds: readonly PendingHold[]): Promise<RecordedHold[]>;
+  /**
+   * Gives back a pending hold that never reached the pipeline (its publish was refused); only for
+   * an order id no other request can know (one minted, not one derived from a key).
+   */
+  withdraw(hold: { readonly id: string; readonly productId: string }): Promise<ReleasedAllocation | null>;
 }

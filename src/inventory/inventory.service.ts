@@ -9,6 +9,7 @@ import type { Sql } from '../infra/database.js';
 import type { InventoryClient } from './inventory.client.js';
 import type { Allocation, NewProduct, Product, ProductChange, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
 import { ProductStrategies } from './product-strategies.js';
+import { PendingHolds, type PendingHold, type RecordedHold } from './pending-holds.js';
 import { Products } from './products.service.js';
 import { Reservations } from './reservations.service.js';
 import type { ConfirmOutcome, ReleasedAllocation } from './stock-strategy.js';
@@ -41,12 +42,32 @@ const STORE = 'inventory';
 export class InventoryService implements InventoryClient {
   private readonly products: Products;
   private readonly reservations: Reservations;
+  private readonly pending: PendingHolds;
 
   constructor(options: InventoryOptions) {
     const strategies = new ProductStrategies(options.sql, options.strategies);
     const memory = new StockMemory(options.soldOutHintMs ?? 0, options.reserveLanes ?? 0);
     this.products = new Products({ ...options, strategies, memory });
     this.reservations = new Reservations(options.sql, strategies, memory);
+    this.pending = new PendingHolds(options.sql);
+  }
+
+  recordHolds(holds: readonly PendingHold[]): Promise<RecordedHold[]> {
+    return onStore(STORE, () => this.pending.record(holds));
+  }
+
+  withdraw(hold: { readonly id: string; readonly productId: string }): Promise<ReleasedAllocation | null> {
+    return onStore(STORE, () => this.reservations.withdraw(hold.id, hold.productId), hold.id);
+  }
+
+  /** Voids holds that never reached the database (the reconciler; see `PendingHolds.void`). */
+  voidHolds(holds: readonly PendingHold[]): Promise<string[]> {
+    return onStore(STORE, () => this.pending.void(holds));
+  }
+
+  /** Applies the product's terms from PostgreSQL to its strategy's own copy again (the reconciler). */
+  resyncTerms(productId: string): Promise<void> {
+    return onStore(STORE, () => this.products.resyncTerms(productId));
   }
 
   createProduct(input: NewProduct): Promise<Product> {

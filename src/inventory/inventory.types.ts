@@ -70,6 +70,12 @@ export interface ReserveRequest {
   readonly productId: string;
   readonly buyerId: string;
   readonly quantity: number;
+  /**
+   * The buyer's `Idempotency-Key`, when they sent one. A strategy that decides outside the
+   * database (redis-lua) binds it to the order id in the same step as the hold, and keeps a
+   * refusal under it; the others ignore it (orders writes the key with the order).
+   */
+  readonly idempotencyKey?: string;
 }
 
 /** Why a reservation was refused. Every strategy names one; never an opaque "0 rows". */
@@ -79,7 +85,9 @@ export type ReserveRefusal =
   | { readonly ok: false; readonly reason: 'SALE_NOT_OPEN'; readonly opensAt: string }
   | { readonly ok: false; readonly reason: 'SALE_ENDED' }
   | { readonly ok: false; readonly reason: 'LIMIT_EXCEEDED'; readonly limit: number }
-  | { readonly ok: false; readonly reason: 'CONTENTION'; readonly retryAfterSeconds: number };
+  | { readonly ok: false; readonly reason: 'CONTENTION'; readonly retryAfterSeconds: number }
+  /** The `Idempotency-Key` is bound to another order (another request): redis-lua only. */
+  | { readonly ok: false; readonly reason: 'KEY_REUSED' };
 
 export type ReserveOutcome =
   | {
@@ -87,5 +95,12 @@ export type ReserveOutcome =
       readonly allocation: Allocation;
       /** Units left just after this one, when the strategy saw it under its guard (a hint: others may sell meanwhile). */
       readonly remaining?: number;
+      /** The allocation was made earlier under this id (this is a retry). */
+      readonly again?: boolean;
+      /**
+       * Decided, but not yet in inventory's database: the caller carries it through the order
+       * pipeline (`recordHolds`) before it may tell the buyer "yes" (redis-lua).
+       */
+      readonly pending?: boolean;
     }
   | ReserveRefusal;

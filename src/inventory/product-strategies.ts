@@ -42,9 +42,11 @@ export class ProductStrategies {
     return this.named(name);
   }
 
-  /** The strategy holding the allocation, or `null` when there is no such allocation. */
-  async ofAllocation(allocationId: string): Promise<StockStrategy | null> {
+  /** The strategy holding the allocation and its product, or `null` when there is no such allocation. */
+  async ofAllocation(allocationId: string): Promise<{ readonly strategy: StockStrategy; readonly productId: string } | null> {
     const [row] = await this.sql<{ product_id: string }[]>`select product_id from allocations where id = ${allocationId}`;
-    return row ? this.ofProduct(row.product_id) : null;
+    if (!row) return null;
+    const strategy = await this.ofProduct(row.product_id);
+    return strategy ? { strategy, productId: row.product_id } : null;
   }
 }

@@ -87,13 +87,30 @@ export class Products {
     }
     this.strategies.remember(row.id, strategy);
     this.memory.stockChanged(row.id, row.remaining, false);
-    return toProduct(row);
+    const product = toProduct(row);
+    const { terms } = this.strategies.named(strategy);
+    // Loaded into the strategy's own copy now; if that fails, the copy is built from this row on
+    // first use (the product exists: PostgreSQL is the truth).
+    await terms?.created(product).catch((error: unknown) => {
+      this.options.warn(`product ${row.id}: could not load it into the ${strategy} store now (${(error as Error).message}); it is loaded on first use`);
+    });
+    return product;
   }
 
   async getProduct(id: string): Promise<Product> {
     const [row] = await this.sql<ProductRow[]>`select * from products where id = ${id}`;
     if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId: id });
-    return toProduct(row);
+    return this.withLiveRemaining(toProduct(row));
+  }
+
+  /**
+   * A strategy that decides outside PostgreSQL (redis-lua) is ahead of `remaining` in the row by
+   * the grants still in the pipeline: the buyer sees its count when it can give one.
+   */
+  private async withLiveRemaining(product: Product): Promise<Product> {
+    const { terms } = this.strategies.named(product.strategy);
+    const live = terms === undefined ? null : await terms.remaining(product.id);
+    return live === null ? product : { ...product, remaining: live };
   }
 
   async listProducts(): Promise<Product[]> {
@@ -103,6 +120,19 @@ export class Products {
 
   async updateProduct(id: string, change: ProductChange): Promise<Product> {
     const addStock = change.addStock ?? 0;
+    const { terms } = (await this.strategies.ofProduct(id)) ?? {};
+    if (terms !== undefined && addStock < 0) {
+      // Units leave the strategy's copy first, where they are sold: if the database's change then
+      // fails, the copy has fewer units than the truth (undersold until caught up), never more.
+      const current = await this.getProduct(id);
+      const refused = await terms.beforeRemoving(id, current.stock + addStock);
+      if (refused) {
+        throw new DomainError('INVALID_STOCK_CHANGE', `cannot remove ${-addStock} units: only ${refused.remaining} are not held or paid`, {
+          remaining: refused.remaining,
+          stock: current.stock,
+        });
+      }
+    }
     if (change.opensAt !== undefined || change.closesAt !== undefined) {
       const current = await this.getProduct(id);
       const opensAt = change.opensAt ?? current.opensAt;
@@ -132,7 +162,10 @@ export class Products {
       returning *`;
     if (row) {
       this.memory.stockChanged(id, row.remaining, addStock > 0);
-      return toProduct(row);
+      const product = toProduct(row);
+      // Applied before the admin hears "done"; absolute values, so applying them again is harmless.
+      await terms?.changed(product);
+      return terms === undefined ? product : this.withLiveRemaining(product);
     }
     const current = await this.getProduct(id);
     throw new DomainError(
@@ -146,11 +179,24 @@ export class Products {
     const [row] = await this.sql<ProductRow[]>`
       update products set ended_at = coalesce(ended_at, now()), version = version + 1 where id = ${id} returning *`;
     if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId: id });
-    return toProduct(row);
+    const product = toProduct(row);
+    const { terms } = this.strategies.named(product.strategy);
+    await terms?.changed(product);
+    return product;
+  }
+
+  /** Applies the row's terms to the strategy's own copy (absolute values; nothing if it has none). */
+  async resyncTerms(id: string): Promise<void> {
+    const [row] = await this.sql<ProductRow[]>`select * from products where id = ${id}`;
+    if (!row) return;
+    const product = toProduct(row);
+    await this.strategies.named(product.strategy).terms?.changed(product);
   }
 
   async stats(id: string): Promise<ProductStats> {
     const product = await this.getProduct(id);
+    const live = await this.strategies.named(product.strategy).terms?.stats(id);
+    if (live) return live;
     const rows = await this.sql<{ status: string; units: number }[]>`
       select status, sum(quantity)::int8 as units from allocations where product_id = ${id} group by status`;
     const units = (status: string): number => rows.find((row) => row.status === status)?.units ?? 0;
@@ -184,7 +230,10 @@ export class Products {
                          from allocations a where a.product_id = p.id), '[]'::jsonb) as allocations
         from products p where p.id = ${productId}`;
     if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId });
+    const strategy = await this.strategies.ofProduct(productId);
+    const gate = strategy?.terms === undefined ? null : await strategy.terms.stats(productId);
     return {
+      ...(gate === null ? {} : { gate: { remaining: gate.remaining, held: gate.held, paid: gate.paid } }),
       productId,
       takenAt: row.taken_at.toISOString(),
       stocked: row.stock,

@@ -18,11 +18,14 @@ export class Reservations {
   ) {}
 
   async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
-    // Refused from memory before anything else: most buyers of a drop end here.
-    const known = this.memory.refusal(request.productId);
-    if (known) return known;
     const strategy = await this.strategies.ofProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
+    // A strategy with its own copy of the terms (redis-lua) answers in microseconds and keeps a
+    // keyed refusal under the order id itself: memory would only answer for it without keeping it.
+    if (strategy.terms !== undefined) return strategy.reserve(request);
+    // Refused from memory before the store: most buyers of a drop end here.
+    const known = this.memory.refusal(request.productId);
+    if (known) return known;
     const outcome = await this.memory.reserve(request.productId, () => strategy.reserve(request));
     if (outcome.ok || (outcome.reason !== 'LIMIT_EXCEEDED' && outcome.reason !== 'SOLD_OUT')) return outcome;
     // A retry of a reservation that was made (its answer lost to a failure) is refused by its own
@@ -34,18 +37,24 @@ export class Reservations {
   }
 
   async release(allocationId: string): Promise<ReleasedAllocation | null> {
-    const strategy = await this.strategies.ofAllocation(allocationId);
-    return this.memory.unitsBack(strategy ? await strategy.release(allocationId, 'cancelled', false) : null);
+    const held = await this.strategies.ofAllocation(allocationId);
+    return this.memory.unitsBack(held ? await held.strategy.release(allocationId, 'cancelled', false, held.productId) : null);
   }
 
   async expire(allocationId: string): Promise<ReleasedAllocation | null> {
-    const strategy = await this.strategies.ofAllocation(allocationId);
-    return this.memory.unitsBack(strategy ? await strategy.release(allocationId, 'expired', true) : null);
+    const held = await this.strategies.ofAllocation(allocationId);
+    return this.memory.unitsBack(held ? await held.strategy.release(allocationId, 'expired', true, held.productId) : null);
+  }
+
+  /** Cancels a hold that is only in the product's strategy so far (see `InventoryClient.withdraw`). */
+  async withdraw(allocationId: string, productId: string): Promise<ReleasedAllocation | null> {
+    const strategy = await this.strategies.ofProduct(productId);
+    return this.memory.unitsBack(strategy ? await strategy.release(allocationId, 'cancelled', false, productId) : null);
   }
 
   async confirm(allocationId: string): Promise<ConfirmOutcome> {
-    const strategy = await this.strategies.ofAllocation(allocationId);
-    return strategy ? strategy.confirm(allocationId) : { ok: false, reason: 'NOT_FOUND' };
+    const held = await this.strategies.ofAllocation(allocationId);
+    return held ? held.strategy.confirm(allocationId, held.productId) : { ok: false, reason: 'NOT_FOUND' };
   }
 
   allocation(allocationId: string): Promise<Allocation | null> {
@@ -66,7 +75,7 @@ export class Reservations {
       let changed = 0;
       for (const { id, product_id: productId } of due) {
         const strategy = await this.strategies.ofProduct(productId);
-        const done = this.memory.unitsBack(strategy ? await strategy.release(id, 'expired', true) : null);
+        const done = this.memory.unitsBack(strategy ? await strategy.release(id, 'expired', true, productId) : null);
         if (done) {
           released.push(done);
           changed += 1;

@@ -21,7 +21,7 @@
  * reserve), money (users), and fairness between buyers (only the `queue` strategy promises FCFS).
  */
 import type { StrategyName } from './strategy-names.js';
-import type { Allocation, ReserveOutcome, ReserveRequest } from './inventory.types.js';
+import type { Allocation, Product, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
 
 export interface ReleasedAllocation {
   readonly productId: string;
@@ -35,10 +35,29 @@ export type ConfirmOutcome =
 
 export type ReleaseStatus = 'cancelled' | 'expired';
 
+/**
+ * A strategy that decides outside PostgreSQL (redis-lua) keeps its own copy of a product's terms:
+ * the catalogue tells it of every change, with PostgreSQL's values after the change.
+ */
+export interface TermsMirror {
+  /** A product was created. A failure here leaves it to be loaded on first use. */
+  created(product: Product): Promise<void>;
+  /** Before units are taken away (`stocked` is the new total): a refusal names what remains. */
+  beforeRemoving(productId: string, stocked: number): Promise<{ readonly remaining: number } | null>;
+  /** After a change committed (terms, stock added, the sale's end): applied before the admin hears "done". */
+  changed(product: Product): Promise<void>;
+  /** Units free to buy now, as the strategy counts them (`null`: it cannot say now). */
+  remaining(productId: string): Promise<number | null>;
+  /** Units by state as the strategy counts them, ahead of the database by what is in flight (`null`: it cannot say now). */
+  stats(productId: string): Promise<ProductStats | null>;
+}
+
 export interface StockStrategy {
   readonly name: StrategyName;
   /** `false` only for `naive`, which exists to show the audit catching an oversell. */
   readonly safe: boolean;
+  /** Set by a strategy that keeps its own copy of the terms (see `TermsMirror`). */
+  readonly terms?: TermsMirror;
   /** Takes `quantity` units for the buyer under `allocationId`, or says why not. */
   reserve(request: ReserveRequest): Promise<ReserveOutcome>;
   /**
@@ -46,7 +65,7 @@ export interface StockStrategy {
    * With `onlyIfExpired`, only when its expiry has passed by the store's clock.
    * Returns what was released, or `null` when the allocation was not held (already settled).
    */
-  release(allocationId: string, status: ReleaseStatus, onlyIfExpired: boolean): Promise<ReleasedAllocation | null>;
+  release(allocationId: string, status: ReleaseStatus, onlyIfExpired: boolean, productId: string): Promise<ReleasedAllocation | null>;
   /** Turns a hold into a sale, unless it expired by the store's clock or was cancelled. */
-  confirm(allocationId: string): Promise<ConfirmOutcome>;
+  confirm(allocationId: string, productId: string): Promise<ConfirmOutcome>;
 }

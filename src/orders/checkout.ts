@@ -17,7 +17,10 @@ import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { Allocation, ReserveOutcome } from '../inventory/inventory.types.js';
 import type { HeldKey, IdempotencyKeys, KeptOutcome } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
-import type { CheckoutOutcome, PurchaseRequest } from './orders.client.js';
+import type { CheckoutOutcome, Order, PurchaseRequest } from './orders.client.js';
+import type { PlacedOrders } from './placed-orders.js';
+import type { PlacedOrder } from '../pipeline/order-events.js';
+import type { PublishOutcome } from '../pipeline/publisher.js';
 import type { Payments } from './payments.js';
 import { purchaseRefusal } from './refusals.js';
 
@@ -26,8 +29,14 @@ export interface CheckoutOptions {
   readonly inventory: InventoryClient;
   readonly keys: IdempotencyKeys;
   readonly payments: Payments;
+  readonly placed: PlacedOrders;
+  /** Publishes a grant made outside the database (redis-lua); absent when no broker is configured. */
+  readonly publish: ((order: PlacedOrder) => Promise<PublishOutcome>) | undefined;
   readonly log: { error(object: unknown, message: string): void };
 }
+
+/** The store name buyers see when the broker fails. */
+const BROKER = 'broker';
 
 /** What recording an order found: it recorded it, the order was there already, or the key was taken. */
 type Recorded =
@@ -64,6 +73,7 @@ export class Checkout {
         productId: request.productId,
         buyerId,
         quantity: request.quantity,
+        ...(held === undefined ? {} : { idempotencyKey: held.key }),
       });
     } catch (error) {
       // Inventory names its store's failure; an unknown reservation stays until it expires.
@@ -73,10 +83,14 @@ export class Checkout {
     }
     if (!reserved.ok) {
       const reason = purchaseRefusal(reserved, request.productId);
-      return held !== undefined && isDefinitive(reason) ? this.keep(held, refused(reason)) : refused(reason);
+      // A key bound to another request in the gate is not this request's to answer: its own
+      // request's order may still be on its way to the key's row.
+      const keepIt = held !== undefined && isDefinitive(reason) && reserved.reason !== 'KEY_REUSED';
+      return keepIt ? this.keep(held, refused(reason)) : refused(reason);
     }
     const { allocation } = reserved;
     if (allocation.status === 'expired' || allocation.status === 'cancelled') return this.lapsed(orderId, buyerId, held);
+    if (reserved.pending === true) return this.placeThroughPipeline(allocation, held, request.pay === true, reserved.again === true);
     let recorded: Recorded;
     try {
       recorded = await this.record(orderId, buyerId, allocation, held, request.pay === true);
@@ -103,6 +117,73 @@ export class Checkout {
         if (request.pay !== true) return { ok: true, order: toOrder(recorded.row) };
         return this.payAtOnce(recorded.row, held, 'complete');
     }
+  }
+
+  /**
+   * A grant made outside the database (redis-lua): published to the order pipeline, and answered
+   * `201` only once the broker confirms it (then it is durable: the consumer writes it). A retry of
+   * a grant (`again`) whose order is written already goes on from that order.
+   *
+   * A refused publish sent nothing: an unkeyed purchase's unit goes back now (no one else knows its
+   * id); a keyed one keeps it for the retry, which publishes under the same id. A publish with no
+   * confirm in time may still land: the hold stays, the buyer hears `OUTCOME_UNKNOWN` with the order
+   * id, and the reconciler returns the unit only after voiding the id in PostgreSQL.
+   */
+  private async placeThroughPipeline(allocation: Allocation, held: HeldKey | undefined, pay: boolean, again: boolean): Promise<CheckoutOutcome> {
+    if (again) {
+      const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${allocation.id}`;
+      if (row) return pay && row.status === 'held' ? this.payAtOnce(row, held, 'keep') : this.replayed(held, { ok: true, order: toOrder(row) });
+    }
+    const publish = this.options.publish;
+    if (publish === undefined) throw new Error('a pending reservation needs the order pipeline, which this server was started without');
+    const placed: PlacedOrder = {
+      orderId: allocation.id,
+      productId: allocation.productId,
+      buyerId: allocation.buyerId,
+      quantity: allocation.quantity,
+      amountCents: allocation.amountCents,
+      expiresAt: allocation.expiresAt,
+      placedAt: new Date().toISOString(),
+      ...(held === undefined
+        ? {}
+        : { key: { key: held.key, claimId: held.claimId, scope: held.scope, hash: held.hash, answered: !pay } }),
+    };
+    const published = await publish(placed);
+    if (published === 'refused') {
+      if (held === undefined) await this.withdraw(allocation);
+      return refused(storeUnavailable(BROKER).toRefusal());
+    }
+    // Published, or maybe: a payment of it that arrives before the consumer may write it.
+    this.options.placed.remember(placed);
+    if (published === 'unknown') return refused(outcomeUnknown(BROKER, allocation.id).toRefusal());
+    const order: Order = {
+      id: placed.orderId,
+      status: 'held',
+      buyerId: placed.buyerId,
+      productId: placed.productId,
+      quantity: placed.quantity,
+      amountCents: placed.amountCents,
+      expiresAt: placed.expiresAt,
+      createdAt: placed.placedAt,
+    };
+    if (!pay) return { ok: true, order };
+    // Instant mode pays now, so the order is written now (the consumer's write then changes nothing).
+    try {
+      await this.options.placed.record([placed]);
+    } catch (error) {
+      if (storeFault(error) === undefined && storeRefusal(error) === undefined) throw error;
+      return refused(outcomeUnknown('orders', placed.orderId).toRefusal());
+    }
+    const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${placed.orderId}`;
+    if (!row) return refused(refusal('HOLD_EXPIRED', 'the hold was given up before it was recorded; buy again with a new key', { orderId: placed.orderId, orderStatus: 'expired' }));
+    return this.payAtOnce(row, held, 'complete');
+  }
+
+  private async withdraw(allocation: Allocation): Promise<void> {
+    // If this fails too, the reconciler returns the unit once the confirm timeout has passed.
+    await this.options.inventory.withdraw({ id: allocation.id, productId: allocation.productId }).catch((error: unknown) => {
+      this.options.log.error({ err: error, orderId: allocation.id }, 'could not give back the unit of a refused publish');
+    });
   }
 
   /**

@@ -248,8 +248,8 @@ export class IdempotencyKeys {
     return result.count;
   }
 
-  /** A row that may be written over: past its retention, an ended claim, or a stale claim that recorded no order. */
-  private takeable(): postgres.PendingQuery<postgres.Row[]> {
+  /** A row (as `k`) that may be written over: past its retention, an ended claim, or a stale claim that recorded no order. */
+  takeable(): postgres.PendingQuery<postgres.Row[]> {
     return this.sql`k.created_at < now() - ${KEY_RETENTION}::interval
       or (k.status_code is null and k.ended_at is not null)
       or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)`;

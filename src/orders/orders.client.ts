@@ -3,6 +3,7 @@
  * JSON-serialisable data, so in split mode an HTTP client implements the same interface; a
  * refusal comes back as data (`CheckoutOutcome`), a fault is thrown.
  */
+import type { PlacedOrder } from '../pipeline/order-events.js';
 import type { AuditOrder } from '../audit/audit.types.js';
 import type { Refusal } from '../infra/errors.js';
 import type { AllocationStatus } from '../inventory/inventory.types.js';
@@ -68,4 +69,9 @@ export interface OrdersClient {
   /** Which of `ids` have no order (bench checks every 2xx has its order). */
   missing(ids: readonly string[]): Promise<string[]>;
   auditOrders(productId: string): Promise<readonly AuditOrder[]>;
+  /**
+   * The order pipeline's write: each placed order's hold in inventory, then the order (and its
+   * key) here, idempotent by order id. An order whose hold the reconciler voided is not recorded.
+   */
+  recordPlaced(orders: readonly PlacedOrder[]): Promise<void>;
 }

@@ -14,6 +14,9 @@ import { IdempotencyKeys, keyedOrderId, type HeldKey } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { CheckoutOutcome, Order, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
 import { Payments } from './payments.js';
+import { PlacedOrders } from './placed-orders.js';
+import type { PlacedOrder } from '../pipeline/order-events.js';
+import type { PublishOutcome } from '../pipeline/publisher.js';
 
 export interface OrdersOptions {
   readonly sql: Sql;
@@ -24,11 +27,14 @@ export interface OrdersOptions {
   readonly paymentDelayMs?: number;
   /** How long a purchase or payment waits for the stores before it answers `OUTCOME_UNKNOWN`. */
   readonly storeDeadlineMs: number;
+  /** Publishes a grant made outside the database to the order pipeline (set when a broker is configured). */
+  readonly publish?: (order: PlacedOrder) => Promise<PublishOutcome>;
   readonly log: { error(object: unknown, message: string): void };
 }
 
 export class OrdersService implements OrdersClient {
   readonly keys: IdempotencyKeys;
+  readonly placed: PlacedOrders;
   private readonly sql: Sql;
   private readonly payments: Payments;
   private readonly checkout: Checkout;
@@ -36,8 +42,9 @@ export class OrdersService implements OrdersClient {
   constructor(private readonly options: OrdersOptions) {
     this.sql = options.sql;
     this.keys = new IdempotencyKeys(options.sql);
-    this.payments = new Payments(options);
-    this.checkout = new Checkout({ ...options, keys: this.keys, payments: this.payments });
+    this.placed = new PlacedOrders(options.sql, options.inventory, this.keys);
+    this.payments = new Payments({ ...options, placed: this.placed });
+    this.checkout = new Checkout({ ...options, keys: this.keys, payments: this.payments, placed: this.placed, publish: options.publish });
   }
 
   /** Held orders that have become `expired` since start (any path), for the metrics. */
@@ -174,6 +181,10 @@ export class OrdersService implements OrdersClient {
     const total = count?.total ?? 0;
     const next = page.offset + rows.length;
     return { orders: rows.map(toOrder), total, nextOffset: next < total && rows.length > 0 ? next : null };
+  }
+
+  recordPlaced(orders: readonly PlacedOrder[]): Promise<void> {
+    return onStore('orders', () => this.placed.record(orders));
   }
 
   async missing(ids: readonly string[]): Promise<string[]> {

@@ -17,6 +17,7 @@ import { outcomeUnknown, storeFault } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { UsersClient } from '../users/users.client.js';
 import { toOrder, type OrderRow } from './order-rows.js';
+import type { PlacedOrders } from './placed-orders.js';
 import type { Order, OrderStatus } from './orders.client.js';
 
 export interface PaymentsOptions {
@@ -25,6 +26,8 @@ export interface PaymentsOptions {
   readonly users: UsersClient;
   /** Simulated payment-gateway latency inside pay, outside any stock step. */
   readonly paymentDelayMs?: number;
+  /** Orders placed through the pipeline by this process, which a payment may write before the consumer. */
+  readonly placed?: PlacedOrders;
 }
 
 export class Payments {
@@ -42,8 +45,9 @@ export class Payments {
 
   /** See `OrdersClient.pay`; refusals are thrown here and turned into outcomes by the caller. */
   async pay(buyerId: string, orderId: string): Promise<Order> {
-    const [row] = await this.sql<(OrderRow & { lapsed: boolean })[]>`
+    const find = () => this.sql<(OrderRow & { lapsed: boolean })[]>`
       select *, expires_at <= now() as lapsed from orders where id = ${orderId} and buyer_id = ${buyerId}`;
+    const [row] = await this.orPlacedHere(orderId, find);
     if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
     let current: OrderRow = row;
     if (row.status === 'held' && row.lapsed) {
@@ -65,11 +69,23 @@ export class Payments {
   }
 
   async cancel(buyerId: string, orderId: string): Promise<Order> {
-    const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${orderId} and buyer_id = ${buyerId}`;
+    const [row] = await this.orPlacedHere(orderId, () => this.sql<OrderRow[]>`select * from orders where id = ${orderId} and buyer_id = ${buyerId}`);
     if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
     const after = row.status === 'held' ? await this.cancelHeld(row) : row;
     if (after.status === 'cancelled') return toOrder(after);
     throw new DomainError('ORDER_NOT_CANCELLABLE', `the order is ${after.status}`, { orderId, orderStatus: after.status });
+  }
+
+  /**
+   * Reads the order; if it is not there but this process placed it through the pipeline (the
+   * consumer has not written it yet), writes it now and reads again.
+   */
+  private async orPlacedHere<Row>(orderId: string, find: () => Promise<Row[]>): Promise<Row[]> {
+    const rows = await find();
+    if (rows.length > 0 || this.options.placed === undefined) return rows;
+    // Read again whether or not it was placed here: the consumer may have written it just now.
+    await this.options.placed.writeIfPlacedHere(orderId);
+    return find();
   }
 
   /** Debit → confirm → paid, for an order that is held; compensates when the confirm fails. */

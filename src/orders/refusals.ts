@@ -19,5 +19,7 @@ export function purchaseRefusal(refused: ReserveRefusal, productId: string): Ref
       return refusal('LIMIT_EXCEEDED', `at most ${refused.limit} per buyer`, { productId, limit: refused.limit });
     case 'CONTENTION':
       return refusal('CONTENTION', undefined, { productId }, refused.retryAfterSeconds);
+    case 'KEY_REUSED':
+      return refusal('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request');
   }
 }

@@ -16,6 +16,17 @@ import { Api } from './api.js';
 import { AnswerLog, type OpenApiDocument } from './contract.js';
 
 export const TEST_DATABASE_URL = process.env['TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+export const TEST_AMQP_URL = process.env['TEST_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/**
+ * Overrides that give a test server the Redis gate and the order pipeline, under key and queue
+ * names of its own (removed when it stops), so test files never see each other's data.
+ */
+export function withPipeline(): Partial<Config> {
+  const tag = randomBytes(5).toString('hex');
+  return { redisUrl: TEST_REDIS_URL, amqpUrl: TEST_AMQP_URL, redisKeyPrefix: `t:${tag}:`, queuePrefix: `t.${tag}.` };
+}
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
 export interface TestServer {
@@ -68,6 +79,7 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       const undocumented = answers.undocumented(document());
       await api.close();
       await server.close();
+      if (server.system.pipeline && !options.keepData) await removePipelineData(server.system.config);
       if (!options.keepData) {
         await dropDatabases(TEST_DATABASE_URL, MODULE_NAMES.map((module) => `${prefix}${module}`));
         await rm(dataDir, { recursive: true, force: true });
@@ -77,4 +89,27 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       }
     },
   };
+}
+
+/** Deletes a test server's Redis keys and queues (its own prefixes). */
+async function removePipelineData(config: Config): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const { Connection } = await import('rabbitmq-client');
+  const redis = new Redis(config.redisUrl ?? TEST_REDIS_URL);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisKeyPrefix}*`, 'COUNT', 1000);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+  const rabbit = new Connection(config.amqpUrl ?? TEST_AMQP_URL);
+  try {
+    for (const suffix of ['orders.placed', 'orders.dead']) await rabbit.queueDelete({ queue: `${config.queuePrefix}${suffix}` });
+  } finally {
+    await rabbit.close();
+  }
 }

@@ -19,6 +19,7 @@ export const SCRIPT_CODES = {
   NOT_HELD: -10,
   NOT_EXPIRED: -11,
   INVALID_STOCK_CHANGE: -12,
+  KEY_REUSED: -13,
 } as const;
 
 /**
@@ -39,6 +40,8 @@ export type GateRefusal =
   | { readonly ok: false; readonly reason: 'NOT_HELD' }
   /** release with only-if-expired: its expiry has not passed by Redis TIME. */
   | { readonly ok: false; readonly reason: 'NOT_EXPIRED' }
+  /** reserve: the Idempotency-Key is bound to another order id, i.e. another request. */
+  | { readonly ok: false; readonly reason: 'KEY_REUSED' }
   /** update: fewer units remain unallocated than the change takes away. */
   | { readonly ok: false; readonly reason: 'INVALID_STOCK_CHANGE'; readonly remaining: number };
 
@@ -74,6 +77,8 @@ export function refusalOf(code: number, detail: number): GateRefusal {
       return { ok: false, reason: 'NOT_EXPIRED' };
     case SCRIPT_CODES.INVALID_STOCK_CHANGE:
       return { ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: detail };
+    case SCRIPT_CODES.KEY_REUSED:
+      return { ok: false, reason: 'KEY_REUSED' };
     default:
       throw new Error(`a gate script answered the unknown code ${code}`);
   }

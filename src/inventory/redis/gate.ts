@@ -15,10 +15,10 @@
  * runs on ioredis.
  */
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { AllocationStatus, ProductChange, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
-import { expectRefusal, refusalOf, type NotLoaded } from './codes.js';
+import { expectRefusal, refusalOf, SCRIPT_CODES, type NotLoaded } from './codes.js';
 import { GateKeys } from './keys.js';
 
 /** A product's terms as the gate keeps them (loaded from PostgreSQL, the truth). */
@@ -36,21 +36,40 @@ export interface GateTerms {
   readonly endedAt: string | null;
 }
 
-/** What `load` writes: the terms, and for a rebuild the units each buyer holds or paid. */
-export interface GateLoad extends GateTerms {
-  readonly buyerUnits?: Readonly<Record<string, number>>;
+/** A hold as the gate keeps it, by order id (a rebuild loads them from PostgreSQL's allocations). */
+export interface GateHold {
+  readonly orderId: string;
+  readonly buyerId: string;
+  readonly quantity: number;
+  readonly amountCents: number;
+  /** ms */
+  readonly expiresAt: number;
+  readonly status: AllocationStatus;
+  /** When it was made (ms). */
+  readonly madeAt: number;
 }
 
-/** An admin's change as the gate applies it: the product's change (its name is not the gate's), or the sale's end. */
-export type GateChange = Omit<ProductChange, 'name'> & { readonly endedAt?: string | null };
+/** What `load` writes: the terms, and for a rebuild the units each buyer holds or paid and every hold. */
+export interface GateLoad extends GateTerms {
+  readonly buyerUnits?: Readonly<Record<string, number>>;
+  readonly holds?: readonly GateHold[];
+}
+
+/**
+ * An admin's change as the gate applies it, every value absolute (so applying it again changes
+ * nothing): the units stocked in all, the terms, the sale's end.
+ */
+export type GateChange = Omit<ProductChange, 'name' | 'addStock'> & { readonly stocked?: number; readonly endedAt?: string | null };
 
 export type GateReserveOutcome = ReserveOutcome | NotLoaded;
 export type GateConfirmOutcome = ConfirmOutcome | NotLoaded;
 export type GateReleaseOutcome =
   | { readonly ok: true; readonly released: ReleasedAllocation }
   | NotLoaded
-  /** Nothing to release: no such hold, already settled, or (only-if-expired) not yet expired. */
-  | { readonly ok: false; readonly reason: 'NOT_FOUND' | 'NOT_HELD' | 'NOT_EXPIRED' };
+  /** Nothing to release: no such hold, or (only-if-expired) not yet expired. */
+  | { readonly ok: false; readonly reason: 'NOT_FOUND' | 'NOT_EXPIRED' }
+  /** Nothing to release: it is settled already, as `status`. */
+  | { readonly ok: false; readonly reason: 'NOT_HELD'; readonly status: Exclude<AllocationStatus, 'held'> };
 export type GateUpdateOutcome =
   | { readonly ok: true; readonly remaining: number; readonly stocked: number }
   | NotLoaded
@@ -73,9 +92,16 @@ export interface GateOptions {
   readonly keyPrefix?: string;
   /** ioredis options, over the gate's defaults. */
   readonly redis?: RedisOptions;
+  /** ioredis cluster options, over the gate's defaults (with a cluster target). */
+  readonly cluster?: ClusterOptions;
 }
 
+/** Where the gate's Redis is: one server's URL, or the seed nodes of a Redis Cluster. */
+export type GateTarget = string | { readonly cluster: readonly { readonly host: string; readonly port: number }[] };
+
 const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update'] as const;
+/** How many keys every script takes (`GateKeys.productKeyList`). */
+const SCRIPT_KEYS = 5;
 type ScriptName = (typeof SCRIPTS)[number];
 type Reply = readonly (string | number)[];
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
@@ -97,7 +123,7 @@ const str = (value: string | number | undefined): string => String(value);
 
 export class RedisGate {
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: Redis | Cluster,
     readonly keys: GateKeys,
   ) {}
 
@@ -105,28 +131,86 @@ export class RedisGate {
    * Connects, defines the scripts and loads each into Redis once (a script that does not compile
    * fails here, not on the first buyer). Close it with `close()`.
    */
-  static async open(url: string, options: GateOptions = {}): Promise<RedisGate> {
-    const redis = new Redis(url, {
-      lazyConnect: true,
-      // Reconnect quickly: a restarted Redis should be deciding again within half a second.
-      retryStrategy: (times) => Math.min(times * 50, 500),
-      // Every script is idempotent by order id, so a call resent after a reconnect is safe; a
-      // bound keeps a caller from waiting through a long outage (it answers 503 instead).
-      maxRetriesPerRequest: 2,
-      ...options.redis,
-    });
+  static async open(target: GateTarget, options: GateOptions = {}): Promise<RedisGate> {
+    // Reconnect quickly: a restarted Redis should be deciding again within half a second.
+    const retryStrategy = (times: number): number => Math.min(times * 50, 500);
+    const redis =
+      typeof target === 'string'
+        ? new Redis(target, {
+            lazyConnect: true,
+            retryStrategy,
+            // Every script is idempotent by order id, so a call resent after a reconnect is safe; a
+            // bound keeps a caller from waiting through a long outage (it answers 503 instead).
+            maxRetriesPerRequest: 2,
+            ...options.redis,
+          })
+        : new Cluster([...target.cluster], {
+            lazyConnect: true,
+            clusterRetryStrategy: retryStrategy,
+            redisOptions: { maxRetriesPerRequest: 2, ...options.redis },
+            ...options.cluster,
+          });
     try {
       await redis.connect();
+      // On a cluster every master needs the scripts; EVALSHA falls back to EVAL on NOSCRIPT anyway,
+      // so loading them here only moves a script that does not compile to start-up.
+      const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
       for (const script of SCRIPTS) {
         const lua = source(script);
-        redis.defineCommand(commandName(script), { lua, numberOfKeys: 4 });
-        await redis.script('LOAD', lua);
+        redis.defineCommand(commandName(script), { lua, numberOfKeys: SCRIPT_KEYS });
+        for (const server of servers) await server.script('LOAD', lua);
       }
     } catch (error) {
       redis.disconnect();
       throw error;
     }
     return new RedisGate(redis, new GateKeys(options.keyPrefix));
+  }
+
+  /** Whether the connection is up now: a call made while it is not would wait or fail, so 503 at once. */
+  get ready(): boolean {
+    return this.redis.status === 'ready';
+  }
+
+  /** Answers when Redis does (for `/readyz`). */
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
+  /**
+   * Takes the lock the product's keys are rebuilt under (`SET NX PX`), or `false` if another
+   * process holds it. It only spares duplicate work: `load` writes nothing over live keys anyway.
+   */
+  async lockRebuild(productId: string, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(this.keys.rebuildLock(productId), token, 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  async unlockRebuild(productId: string, token: string): Promise<void> {
+    const key = this.keys.rebuildLock(productId);
+    // Not atomic, and need not be: a lock taken by another process meanwhile guards nothing that
+    // `load`'s own check does not.
+    if ((await this.redis.get(key)) === token) await this.redis.del(key);
+  }
+
+  /** Units free to buy now; `null`: not loaded. */
+  async remaining(productId: string): Promise<number | null> {
+    const value = await this.redis.hget(this.keys.product(productId).terms, 'remaining');
+    return value === null ? null : Number(value);
+  }
+
+  /** Order ids of the product's holds still `held` that were made before `beforeMs` (for the reconciler). */
+  async heldBefore(productId: string, beforeMs: number): Promise<{ readonly orderId: string; readonly hold: GateHold }[]> {
+    const all = await this.redis.hgetall(this.keys.product(productId).holds);
+    const found: { orderId: string; hold: GateHold }[] = [];
+    for (const [orderId, raw] of Object.entries(all)) {
+      const h = JSON.parse(raw) as { b: string; q: number; a: number; e: number; s: string; t?: number };
+      if (h.s !== 'held' || (h.t ?? 0) >= beforeMs) continue;
+      found.push({
+        orderId,
+        hold: { orderId, buyerId: h.b, quantity: h.q, amountCents: h.a, expiresAt: h.e, status: 'held', madeAt: h.t ?? 0 },
+      });
+    }
+    return found;
   }
 
   /** Closes the connection (waits for replies to calls already sent). */
@@ -142,7 +226,15 @@ export class RedisGate {
 
   /** Loads a product only when none of its keys exist; `false`: they are live, nothing changed. */
   async load(productId: string, terms: GateLoad): Promise<boolean> {
-    const buyers = Object.entries(terms.buyerUnits ?? {}).flatMap(([buyer, units]) => [buyer, units]);
+    const holds = (terms.holds ?? []).map((hold) => ({
+      id: hold.orderId,
+      b: hold.buyerId,
+      q: hold.quantity,
+      a: hold.amountCents,
+      e: hold.expiresAt,
+      s: hold.status,
+      t: hold.madeAt,
+    }));
     const loaded = await this.run('load', productId, [
       terms.remaining,
       terms.stocked,
@@ -152,7 +244,8 @@ export class RedisGate {
       ms(terms.opensAt),
       msOrEmpty(terms.closesAt),
       msOrEmpty(terms.endedAt),
-      ...buyers,
+      terms.buyerUnits === undefined ? '' : JSON.stringify(terms.buyerUnits),
+      holds.length === 0 ? '' : JSON.stringify(holds),
     ]);
     return loaded === 1;
   }
@@ -165,12 +258,17 @@ export class RedisGate {
     return (await this.run('mark-absent', productId, [ttlMs])) === 1;
   }
 
-  /** Takes the units under the order id, or says why not (`NOT_LOADED`: rebuild, answer 503). */
-  async reserve(request: ReserveRequest): Promise<GateReserveOutcome> {
+  /**
+   * Takes the units under the order id, or says why not (`NOT_LOADED`: rebuild, answer 503).
+   * With the request's `Idempotency-Key`, binds it to the order id in the same step, refuses it
+   * (`KEY_REUSED`) when it is bound to another, and keeps a refusal under the order id.
+   */
+  async reserve(request: ReserveRequest, idempotencyKey?: string): Promise<GateReserveOutcome> {
     const reply = (await this.run('reserve', request.productId, [
       request.allocationId,
       request.buyerId,
       request.quantity,
+      idempotencyKey === undefined ? '' : `${request.buyerId}\n${idempotencyKey}`,
     ])) as Reply;
     const code = num(reply[0]);
     if (code < 0) {
@@ -181,6 +279,7 @@ export class RedisGate {
         'SALE_ENDED',
         'LIMIT_EXCEEDED',
         'SOLD_OUT',
+        'KEY_REUSED',
       ]);
     }
     const [, remaining, amount, expires, status, buyer, quantity] = reply;
@@ -196,6 +295,7 @@ export class RedisGate {
         expiresAt: new Date(num(expires)).toISOString(),
       },
       remaining: num(remaining),
+      ...(code === 2 ? { again: true } : {}),
     };
   }
 
@@ -211,9 +311,8 @@ export class RedisGate {
   ): Promise<GateReleaseOutcome> {
     const reply = (await this.run('release', productId, [allocationId, status, onlyIfExpired ? '1' : '0'])) as Reply;
     const code = num(reply[0]);
-    if (code < 0) {
-      return expectRefusal(refusalOf(code, 0), 'release', ['NOT_LOADED', 'NOT_FOUND', 'NOT_HELD', 'NOT_EXPIRED']);
-    }
+    if (code === SCRIPT_CODES.NOT_HELD) return { ok: false, reason: 'NOT_HELD', status: str(reply[1]) as Exclude<AllocationStatus, 'held'> };
+    if (code < 0) return expectRefusal(refusalOf(code, 0), 'release', ['NOT_LOADED', 'NOT_FOUND', 'NOT_EXPIRED']);
     return { ok: true, released: { productId, buyerId: str(reply[1]), quantity: num(reply[2]) } };
   }
 
@@ -242,13 +341,14 @@ export class RedisGate {
   /** Applies an admin's change to a loaded product. */
   async update(productId: string, change: GateChange): Promise<GateUpdateOutcome> {
     const fields: (string | number)[] = [];
+    const stocked = change.stocked ?? '';
     if (change.priceCents !== undefined) fields.push('price', change.priceCents);
     if (change.perBuyerLimit !== undefined) fields.push('limit', change.perBuyerLimit ?? '');
     if (change.holdSeconds !== undefined) fields.push('hold', change.holdSeconds);
     if (change.opensAt !== undefined) fields.push('opens', ms(change.opensAt));
     if (change.closesAt !== undefined) fields.push('closes', msOrEmpty(change.closesAt));
     if (change.endedAt !== undefined) fields.push('ended', msOrEmpty(change.endedAt));
-    const reply = (await this.run('update', productId, [change.addStock ?? 0, ...fields])) as Reply;
+    const reply = (await this.run('update', productId, [stocked, ...fields])) as Reply;
     const code = num(reply[0]);
     if (code < 0) {
       return expectRefusal(refusalOf(code, num(reply[1])), 'update', ['NOT_LOADED', 'INVALID_STOCK_CHANGE']);
@@ -276,8 +376,8 @@ export class RedisGate {
     if (terms[0] === null || terms[0] === undefined) return null;
     const units = { held: 0, paid: 0, expired: 0, cancelled: 0 };
     for (const raw of holds) {
-      const hold = JSON.parse(raw) as { q: number; s: keyof typeof units };
-      units[hold.s] += hold.q;
+      const hold = JSON.parse(raw) as { q: number; s: keyof typeof units | 'refused' };
+      if (hold.s !== 'refused') units[hold.s] += hold.q;
     }
     const buyerUnits = Object.fromEntries(Object.entries(buyers).map(([buyer, n]) => [buyer, Number(n)]));
     return { remaining: Number(terms[0]), stocked: Number(terms[1]), ...units, buyerUnits };

@@ -11,17 +11,23 @@
  * | `<prefix>{p:<id>}:buyers`   | hash       | buyer id → units held or paid                                   |
  * | `<prefix>{p:<id>}:holds`    | hash       | order id → JSON `{b: buyer, q: quantity, a: amount cents, e: expiry ms, s: status}` |
  * | `<prefix>{p:<id>}:expiries` | sorted set | order id of each hold still `held`, scored by its expiry (ms)   |
+ * | `<prefix>{p:<id>}:keys`     | hash       | buyer id `\n` Idempotency-Key → the order id it is bound to   |
+ * | `<prefix>{p:<id>}:rebuild`  | string     | the token of the process rebuilding the product's keys (a lock, with a TTL) |
+ *
+ * A hold's JSON also has `t`, when it was made (ms); a keyed refusal is kept in `holds` as
+ * `{s: 'refused', c: code, d: detail}`.
  */
 
 /** The default prefix of every key of an install. */
 export const DEFAULT_KEY_PREFIX = 'fs:';
 
-/** The keys of one product, in the order the scripts take them as `KEYS[1..4]`. */
+/** The keys of one product, in the order the scripts take them as `KEYS[1..5]`. */
 export interface ProductKeys {
   readonly terms: string;
   readonly buyers: string;
   readonly holds: string;
   readonly expiries: string;
+  readonly keys: string;
 }
 
 /** Builds key names under one prefix. */
@@ -38,13 +44,24 @@ export class GateKeys {
 
   product(productId: string): ProductKeys {
     const tag = this.productTag(productId);
-    return { terms: `${tag}:terms`, buyers: `${tag}:buyers`, holds: `${tag}:holds`, expiries: `${tag}:expiries` };
+    return {
+      terms: `${tag}:terms`,
+      buyers: `${tag}:buyers`,
+      holds: `${tag}:holds`,
+      expiries: `${tag}:expiries`,
+      keys: `${tag}:keys`,
+    };
   }
 
-  /** The product's keys as `KEYS[1..4]` of every script: terms, buyers, holds, expiries. */
-  productKeyList(productId: string): readonly [string, string, string, string] {
+  /** The product's keys as `KEYS[1..5]` of every script: terms, buyers, holds, expiries, keys. */
+  productKeyList(productId: string): readonly [string, string, string, string, string] {
     const k = this.product(productId);
-    return [k.terms, k.buyers, k.holds, k.expiries];
+    return [k.terms, k.buyers, k.holds, k.expiries, k.keys];
+  }
+
+  /** The lock a rebuild of the product's keys is made under (same hash tag: same shard). */
+  rebuildLock(productId: string): string {
+    return `${this.productTag(productId)}:rebuild`;
   }
 
   /** A pattern matching every key under the prefix (tests delete their keys with it). */

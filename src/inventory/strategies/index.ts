@@ -9,6 +9,9 @@ import { AtomicStrategy } from './atomic.strategy.js';
 import { NaiveStrategy } from './naive.strategy.js';
 import { OptimisticStrategy } from './optimistic.strategy.js';
 import { PessimisticStrategy } from './pessimistic.strategy.js';
+import { RedisLuaStrategy } from './redis-lua.strategy.js';
+import type { GateRebuilds } from '../redis/rebuild.js';
+import type { RedisGate } from '../redis/gate.js';
 
 export interface StrategyStores {
   readonly inventorySql: Sql;
@@ -19,6 +22,8 @@ export interface StrategyStores {
   /** Set when Redis / RabbitMQ are configured, so a missing strategy names the right cause. */
   readonly redisUrl?: string | undefined;
   readonly amqpUrl?: string | undefined;
+  /** The Redis gate and its rebuilds, when both Redis and the broker are configured (redis-lua). */
+  readonly redisLua?: { readonly gate: RedisGate; readonly rebuilds: GateRebuilds } | undefined;
 }
 
 export interface StrategyRegistry {
@@ -42,6 +47,7 @@ export function buildStrategies(stores: StrategyStores): StrategyRegistry {
     ['optimistic', new OptimisticStrategy(sql, { retries: stores.optimisticRetries ?? 3 })],
     ['atomic', new AtomicStrategy(sql)],
   ]);
+  if (stores.redisLua) built.set('redis-lua', new RedisLuaStrategy(stores.redisLua.gate, sql, stores.redisLua.rebuilds));
   const configured = { REDIS_URL: stores.redisUrl !== undefined, AMQP_URL: stores.amqpUrl !== undefined };
   const missing = (name: StrategyName): string => {
     const unset = (NEEDS[name] ?? []).filter((variable) => !configured[variable]);

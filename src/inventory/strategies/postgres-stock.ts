@@ -23,7 +23,7 @@ interface AllocationRow {
 }
 
 /** The refusal reasons a stock step reports from SQL. */
-export type RefusalCode = Exclude<ReserveRefusal['reason'], 'CONTENTION'>;
+export type RefusalCode = Exclude<ReserveRefusal['reason'], 'CONTENTION' | 'KEY_REUSED'>;
 
 /** The allocation made under this id (the order id), or `null`. */
 export async function readAllocation(db: Queryable, id: string): Promise<Allocation | null> {

@@ -1,12 +1,14 @@
 --[[
-  load: writes a product's terms (and, for a rebuild, its buyers' unit counts) only when none of the
-  product's keys exist, so a starting server or a second instance never overwrites live counters.
-  A terms hash that only marks the product absent (mark-absent.lua) counts as missing.
+  load: writes a product's terms (and, for a rebuild, its buyers' unit counts and its holds) only
+  when none of the product's keys exist, so a starting server or a second instance never
+  overwrites live counters. A terms hash that only marks the product absent (mark-absent.lua)
+  counts as missing.
 
   KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended
   KEYS[2] buyers    hash: buyer id -> units held or paid
   KEYS[3] holds     hash: order id -> JSON hold
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
+  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
 
   ARGV[1] remaining (units free to buy)
   ARGV[2] stocked (units ever stocked)
@@ -16,7 +18,8 @@
   ARGV[6] opens (ms)
   ARGV[7] closes (ms; '' : never)
   ARGV[8] ended (ms; '' : not ended)
-  ARGV[9..] optional pairs: buyer id, units held or paid
+  ARGV[9] JSON object: buyer id -> units held or paid ('' : none)
+  ARGV[10] JSON array of holds, each { id, b, q, a, e, s, t } ('' : none)
 
   Returns:
     1  loaded
@@ -24,13 +27,23 @@
 ]]
 local absent = redis.call('HEXISTS', KEYS[1], 'absent') == 1
 local live = (redis.call('EXISTS', KEYS[1]) == 1 and not absent)
-  or redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0
+  or redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) > 0
 if live then return 0 end
 
 if absent then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'stocked', ARGV[2], 'price', ARGV[3], 'limit', ARGV[4],
   'hold', ARGV[5], 'opens', ARGV[6], 'closes', ARGV[7], 'ended', ARGV[8])
-for i = 9, #ARGV - 1, 2 do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+if ARGV[9] and ARGV[9] ~= '' then
+  for buyer, units in pairs(cjson.decode(ARGV[9])) do
+    redis.call('HSET', KEYS[2], buyer, units)
+  end
+end
+if ARGV[10] and ARGV[10] ~= '' then
+  for _, hold in ipairs(cjson.decode(ARGV[10])) do
+    local id = hold.id
+    hold.id = nil
+    redis.call('HSET', KEYS[3], id, cjson.encode(hold))
+    if hold.s == 'held' then redis.call('ZADD', KEYS[4], hold.e, id) end
+  end
 end
 return 1

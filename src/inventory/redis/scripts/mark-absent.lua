@@ -7,6 +7,7 @@
   KEYS[2] buyers    hash: buyer id -> units held or paid
   KEYS[3] holds     hash: order id -> JSON hold
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
+  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
 
   ARGV[1] how long the mark lasts (ms, at least 1)
 
@@ -14,7 +15,7 @@
     1  marked
     0  not marked: the product's keys exist (nothing changed)
 ]]
-if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 then return 0 end
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]) > 0 then return 0 end
 redis.call('HSET', KEYS[1], 'absent', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1

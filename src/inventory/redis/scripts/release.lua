@@ -7,6 +7,7 @@
   KEYS[2] buyers    hash: buyer id -> units held or paid
   KEYS[3] holds     hash: order id -> JSON hold
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
+  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id (not changed)
 
   ARGV[1] order id
   ARGV[2] the status it ends in: 'cancelled' or 'expired'
@@ -16,8 +17,8 @@
     1  released (the units are back)
   or { code } when nothing changed:
    -1  not loaded: the product's keys are missing
-   -7  no hold under this order id
-  -10  not held any more (paid, cancelled or expired already)
+   -7  no hold under this order id (or only a kept refusal)
+  -10  not held any more: { -10, status } with its status now (paid, cancelled or expired)
   -11  only-if-expired, and its expiry has not passed yet
 ]]
 local orderId, status, onlyIfExpired = ARGV[1], ARGV[2], ARGV[3] == '1'
@@ -29,7 +30,8 @@ if redis.call('HEXISTS', KEYS[1], 'remaining') == 0 then return { -1 } end
 local raw = redis.call('HGET', KEYS[3], orderId)
 if not raw then return { -7 } end
 local hold = cjson.decode(raw)
-if hold.s ~= 'held' then return { -10 } end
+if hold.s == 'refused' then return { -7 } end
+if hold.s ~= 'held' then return { -10, hold.s } end
 
 if onlyIfExpired then
   local time = redis.call('TIME')

@@ -5,60 +5,82 @@
   the hold with its expiry. Idempotent by order id: a repeated order id returns the hold already
   recorded (whatever its status now) and takes nothing more.
 
+  With an Idempotency-Key (ARGV[4]), in the same atomic step: the key is bound to the order id (a
+  key bound to another order id is refused as reused, nothing changed), and a refusal is kept
+  under the order id, so a retry of the refused request is refused the same way even if units
+  came back meanwhile (the key's first definitive answer stands).
+
   KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended (or absent)
   KEYS[2] buyers    hash: buyer id -> units held or paid
-  KEYS[3] holds     hash: order id -> JSON hold
+  KEYS[3] holds     hash: order id -> JSON hold, or JSON refusal { s = 'refused', c = code, d = detail }
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
+  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
 
   ARGV[1] order id
   ARGV[2] buyer id
   ARGV[3] quantity (a whole number, at least 1)
+  ARGV[4] the key's field in KEYS[5] ('' : no Idempotency-Key)
 
   Returns { code, remaining, amount cents, expiry ms, status, buyer id, quantity }:
     1  a new hold (remaining: units left just after it)
     2  the hold already recorded under this order id (remaining: units left now)
-  or { code, detail } for a refusal, nothing changed:
+  or { code, detail } for a refusal, nothing changed (but a keyed refusal kept):
    -1  not loaded: the product's keys are missing (rebuild them, answer 503 meanwhile)
    -2  product not found (the terms are marked absent)
    -3  sale not open (detail: opens, ms)
    -4  sale ended
    -5  limit exceeded (detail: the per-buyer limit)
    -6  sold out (detail: units remaining)
+  -13  the Idempotency-Key is bound to another order id (another request)
 ]]
-local orderId, buyerId, quantity = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local orderId, buyerId, quantity, keyField = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if not quantity or quantity < 1 or quantity % 1 ~= 0 then
   return redis.error_reply('reserve: quantity must be a whole number of at least 1, got ' .. tostring(ARGV[3]))
-end
-
-local existing = redis.call('HGET', KEYS[3], orderId)
-if existing then
-  local hold = cjson.decode(existing)
-  local left = tonumber(redis.call('HGET', KEYS[1], 'remaining')) or 0
-  return { 2, left, hold.a, hold.e, hold.s, hold.b, hold.q }
 end
 
 local t = redis.call('HMGET', KEYS[1], 'remaining', 'price', 'limit', 'hold', 'opens', 'closes', 'ended', 'absent')
 local remaining, price, limit, holdSeconds = tonumber(t[1]), tonumber(t[2]), tonumber(t[3]), tonumber(t[4])
 local opens, closes, ended, absent = tonumber(t[5]), tonumber(t[6]), tonumber(t[7]), t[8]
 if absent then return { -2, 0 } end
+-- Nothing is written to a product that is not loaded: a key written here would make load.lua
+-- take the product for live and never rebuild it.
 if not remaining then return { -1, 0 } end
+
+if keyField ~= '' then
+  local bound = redis.call('HGET', KEYS[5], keyField)
+  if bound and bound ~= orderId then return { -13, 0 } end
+end
+
+local existing = redis.call('HGET', KEYS[3], orderId)
+if existing then
+  local hold = cjson.decode(existing)
+  if hold.s == 'refused' then return { hold.c, hold.d } end
+  return { 2, remaining, hold.a, hold.e, hold.s, hold.b, hold.q }
+end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
-if ended or (closes and closes <= now) then return { -4, 0 } end
-if opens > now then return { -3, opens } end
-if limit and quantity > limit then return { -5, limit } end
-if remaining < quantity then return { -6, remaining } end
-if limit then
-  local units = tonumber(redis.call('HGET', KEYS[2], buyerId)) or 0
-  if units + quantity > limit then return { -5, limit } end
+local code, detail = 0, 0
+if ended or (closes and closes <= now) then code = -4
+elseif opens > now then code, detail = -3, opens
+elseif limit and quantity > limit then code, detail = -5, limit
+elseif remaining < quantity then code, detail = -6, remaining
+elseif limit and (tonumber(redis.call('HGET', KEYS[2], buyerId)) or 0) + quantity > limit then code, detail = -5, limit
+end
+
+if keyField ~= '' then redis.call('HSET', KEYS[5], keyField, orderId) end
+if code < 0 then
+  if keyField ~= '' then
+    redis.call('HSET', KEYS[3], orderId, cjson.encode({ s = 'refused', c = code, d = detail }))
+  end
+  return { code, detail }
 end
 
 local left = redis.call('HINCRBY', KEYS[1], 'remaining', -quantity)
 redis.call('HINCRBY', KEYS[2], buyerId, quantity)
 local amount = price * quantity
 local expiresAt = now + holdSeconds * 1000
-redis.call('HSET', KEYS[3], orderId, cjson.encode({ b = buyerId, q = quantity, a = amount, e = expiresAt, s = 'held' }))
+redis.call('HSET', KEYS[3], orderId, cjson.encode({ b = buyerId, q = quantity, a = amount, e = expiresAt, s = 'held', t = now }))
 redis.call('ZADD', KEYS[4], expiresAt, orderId)
 return { 1, left, amount, expiresAt, 'held', buyerId, quantity }

@@ -1,0 +1,124 @@
+/**
+ * Orders the Redis gate granted, on their way through the pipeline: written here (the hold in
+ * inventory's database first, then the order and its key in orders') by the consumer, or early by
+ * a payment or cancel that arrived before it, or by an instant purchase that pays at once. Every
+ * write is idempotent by order id, so whichever comes first writes and the rest change nothing.
+ *
+ * It also remembers, for a while, the orders this process placed, so a payment that arrives
+ * before the consumer can write the order itself rather than wait.
+ */
+import type postgres from 'postgres';
+import type { Sql } from '../infra/database.js';
+import type { InventoryClient } from '../inventory/inventory.client.js';
+import type { PlacedOrder } from '../pipeline/order-events.js';
+import type { IdempotencyKeys } from './idempotency.js';
+
+/** How long a placed order is remembered here: longer than the consumer ever lags in practice. */
+const REMEMBER_MS = 10 * 60_000;
+
+export class PlacedOrders {
+  /** Order id → the order as placed and when, until it is written or forgotten. */
+  private readonly placed = new Map<string, { readonly order: PlacedOrder; readonly at: number }>();
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly inventory: InventoryClient,
+    private readonly keys: IdempotencyKeys,
+  ) {}
+
+  remember(order: PlacedOrder): void {
+    this.placed.set(order.orderId, { order, at: Date.now() });
+    if (this.placed.size % 1_000 === 0) this.forgetOld();
+  }
+
+  /** Writes the order now if this process placed it and it may not be written yet; `false` if unknown here. */
+  async writeIfPlacedHere(orderId: string): Promise<boolean> {
+    const entry = this.placed.get(orderId);
+    if (!entry) return false;
+    await this.record([entry.order]);
+    return true;
+  }
+
+  async record(orders: readonly PlacedOrder[]): Promise<void> {
+    if (orders.length === 0) return;
+    const holds = await this.inventory.recordHolds(
+      orders.map((order) => ({
+        id: order.orderId,
+        productId: order.productId,
+        buyerId: order.buyerId,
+        quantity: order.quantity,
+        amountCents: order.amountCents,
+        expiresAt: order.expiresAt,
+        madeAt: order.placedAt,
+      })),
+    );
+    const statusOf = new Map(holds.map((hold) => [hold.id, hold]));
+    const rows = orders.flatMap((order) => {
+      const hold = statusOf.get(order.orderId);
+      // Voided by the reconciler before it got here: the buyer was never told "yes" for it.
+      if (!hold || hold.voided) return [];
+      return [
+        {
+          id: order.orderId,
+          buyer_id: order.buyerId,
+          product_id: order.productId,
+          quantity: order.quantity,
+          amount_cents: order.amountCents,
+          status: hold.status,
+          expires_at: order.expiresAt,
+          created_at: order.placedAt,
+          key: order.key?.key ?? null,
+          claim_id: order.key?.claimId ?? null,
+          scope: order.key?.scope ?? null,
+          request_hash: order.key?.hash ?? null,
+          answered: order.key?.answered ?? null,
+        },
+      ];
+    });
+    if (rows.length > 0) await this.insert(rows);
+    for (const order of orders) this.placed.delete(order.orderId);
+  }
+
+  /**
+   * Orders and keys in one statement, so they commit together. A key is written with its order
+   * (answered with it, or claimed for an instant purchase) unless it is taken: by this order
+   * already (a redelivery), or by another request. One case overwrites: the same request's kept
+   * refusal, which only a Redis loss can leave behind a later grant. The buyer was told "yes"
+   * last, and the order exists, so the key answers with it from now on.
+   */
+  private async insert(rows: readonly Record<string, unknown>[]): Promise<void> {
+    await this.sql`
+      with input as (
+        select distinct on (id) * from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+          as t(id uuid, buyer_id uuid, product_id uuid, quantity integer, amount_cents bigint, status text,
+               expires_at timestamptz, created_at timestamptz, key text, claim_id uuid, scope text,
+               request_hash text, answered boolean)
+         order by id),
+      written as (
+        insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at, created_at)
+        select id, buyer_id, product_id, quantity, amount_cents, status, expires_at, created_at from input order by id
+        on conflict (id) do nothing
+        returning id),
+      keyed as (
+        select distinct on (buyer_id, key) * from input where key is not null order by buyer_id, key, id)
+      insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response, order_id)
+      select buyer_id, key, claim_id, scope, request_hash,
+             case when answered then 201 end,
+             case when answered then jsonb_build_object('ok', true, 'order',
+               order_fields_json(id, 'held', buyer_id, product_id, quantity, amount_cents, expires_at, created_at)) end,
+             id
+        from keyed order by buyer_id, key
+      on conflict (buyer_id, key) do update
+        set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
+            status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id,
+            ended_at = null, created_at = now()
+        where ${this.keys.takeable()}
+           or (k.request_hash = excluded.request_hash and k.status_code is not null and k.order_id is null
+               and k.response ->> 'ok' = 'false')`;
+  }
+
+  private forgetOld(): void {
+    const before = Date.now() - REMEMBER_MS;
+    for (const [id, entry] of this.placed) if (entry.at < before) this.placed.delete(id);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The order pipeline's consumer: takes placed orders off the quorum queue and writes them to
+ * PostgreSQL in batches (`OrdersClient.recordPlaced`: the holds in inventory's database first,
+ * then the orders in orders'), acking each message only after both committed. A crash between the
+ * two commits is finished by the redelivery; every write is idempotent by order id.
+ *
+ * Failures: a store that is down (PostgreSQL restarting, the role refused) is waited out here,
+ * with backoff, the messages unacked: an outage never uses up a message's deliveries. Any other
+ * failure is retried alone (a batch that fails is split), and a message that still fails is
+ * nacked after a backoff, redelivered, and dead-lettered after `DELIVERY_LIMIT` deliveries. A
+ * message that is not a placed order at all is dead-lettered at once.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConsumerStatus, type AsyncMessage, type Consumer } from 'rabbitmq-client';
+import { GroupBatches } from '../infra/group-batches.js';
+import { isStoreFailure } from '../infra/store-errors.js';
+import type { Broker, BrokerLog } from './broker.js';
+import { placedQueue } from './broker.js';
+import { parsePlacedOrder, type PlacedOrder } from './order-events.js';
+
+export interface ConsumerOptions {
+  /** Writes placed orders idempotently (the holds, then the orders). */
+  readonly write: (orders: readonly PlacedOrder[]) => Promise<void>;
+  /** Messages handled at once, and so the largest batch (default 500). */
+  readonly concurrency?: number;
+  readonly log: BrokerLog & { error(object: unknown, message: string): void };
+}
+
+export interface ConsumerCounts {
+  readonly written: number;
+  readonly batches: number;
+  readonly lastBatchSize: number;
+  /** From the gate's grant to the write's commit, of the last order written (ms). */
+  readonly lagMs: number;
+  /** Messages nacked for a failure that was not a store's (each may be redelivered). */
+  readonly failed: number;
+  /** Messages dropped to the dead-letter queue because they are not placed orders. */
+  readonly malformed: number;
+}
+
+/** Backoff after the n-th failure in a row: 100 ms doubling, at most 2 s. */
+const backoffMs = (failures: number): number => Math.min(100 * 2 ** Math.max(0, failures - 1), 2_000);
+
+export class OrderConsumer {
+  private consumer: Consumer | undefined;
+  private stopping = false;
+  private counts = { written: 0, batches: 0, lastBatchSize: 0, lagMs: 0, failed: 0, malformed: 0 };
+  /** Messages delivered here and not yet acked or nacked. */
+  private handling = 0;
+  /** Batches written through one statement pair; a failed batch is written again one by one. */
+  private readonly batches = new GroupBatches<PlacedOrder, Error | undefined>((orders) => this.writeBatch(orders));
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly options: ConsumerOptions,
+  ) {}
+
+  get stats(): ConsumerCounts {
+    return { ...this.counts };
+  }
+
+  get running(): boolean {
+    return this.consumer !== undefined;
+  }
+
+  /** Whether no message delivered here is still being written. */
+  get idle(): boolean {
+    return this.handling === 0;
+  }
+
+  start(): void {
+    if (this.consumer) return;
+    this.stopping = false;
+    const concurrency = this.options.concurrency ?? 500;
+    this.consumer = this.broker.connection.createConsumer(
+      {
+        queue: this.broker.names.placed,
+        queueOptions: placedQueue(this.broker.names),
+        // Twice the handlers: the next batch is delivered while this one is written.
+        qos: { prefetchCount: concurrency * 2 },
+        concurrency,
+        requeue: true,
+      },
+      async (message) => {
+        this.handling += 1;
+        try {
+          return await this.handle(message);
+        } finally {
+          this.handling -= 1;
+        }
+      },
+    );
+    this.consumer.on('error', (error) => this.options.log.warn({ err: error }, 'order consumer error; it recovers on its own'));
+  }
+
+  /** Stops taking messages and waits for those being written; unacked ones go back to the queue. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const consumer = this.consumer;
+    this.consumer = undefined;
+    await consumer?.close();
+  }
+
+  private async handle(message: AsyncMessage): Promise<ConsumerStatus> {
+    const order = parsePlacedOrder(message.body);
+    if ('invalid' in order) {
+      this.counts.malformed += 1;
+      this.options.log.error({ messageId: message.messageId, why: order.invalid }, 'not a placed order; dead-lettered');
+      return ConsumerStatus.DROP;
+    }
+    for (let failures = 1; ; failures += 1) {
+      const error = await this.batches.add(order).catch((thrown: unknown) => thrown as Error);
+      if (error === undefined) {
+        this.counts.lagMs = Date.now() - Date.parse(order.placedAt);
+        return ConsumerStatus.ACK;
+      }
+      // A store that is down is waited out: its messages stay unacked, their deliveries unspent.
+      if (isStoreFailure(error) && !this.stopping) {
+        await sleep(backoffMs(failures));
+        continue;
+      }
+      this.counts.failed += 1;
+      this.options.log.error({ err: error, orderId: order.orderId }, 'could not write a placed order; it is redelivered');
+      await sleep(backoffMs(failures));
+      return ConsumerStatus.REQUEUE;
+    }
+  }
+
+  private async writeBatch(orders: readonly PlacedOrder[]): Promise<(Error | undefined)[]> {
+    try {
+      await this.options.write(orders);
+      this.counts.batches += 1;
+      this.counts.lastBatchSize = orders.length;
+      this.counts.written += orders.length;
+      return orders.map(() => undefined);
+    } catch (error) {
+      if (orders.length === 1 || isStoreFailure(error)) return orders.map(() => error as Error);
+      // One bad order must not hold back the rest: each goes alone, and only those that fail retry.
+      return Promise.all(orders.map((order) => this.writeBatch([order]).then(([result]) => result)));
+    }
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The order pipeline's figures at `/metrics`, read at scrape time: the gate's decisions by code,
+ * publishes in flight and their outcomes, the queue's depth and the dead letters, the consumer's
+ * lag and batch sizes, and what the reconciler found.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Pipeline } from './pipeline.js';
+import type { Reconciler } from './reconciler.js';
+
+export interface PipelineMetricsSources {
+  readonly pipeline: Pipeline;
+  readonly reconciler: Reconciler | undefined;
+  /** The gate's reservation decisions since start, by code. */
+  readonly decisions: () => ReadonlyMap<string, number>;
+}
+
+/**
+ * Makes a counter follow running totals kept elsewhere (prom-client counters only go up by
+ * `inc`): each call adds what the total gained since the last scrape, per label set.
+ */
+function follower(): (counter: Counter<string>, labels: Record<string, string>, total: number) => void {
+  const seen = new Map<string, number>();
+  return (counter, labels, total) => {
+    const key = JSON.stringify(labels);
+    const before = seen.get(key) ?? 0;
+    if (total > before) counter.inc(labels, total - before);
+    seen.set(key, total);
+  };
+}
+
+export function registerPipelineMetrics(registry: Registry, sources: PipelineMetricsSources): void {
+  const { pipeline } = sources;
+  const followDecisions = follower();
+  const followPublishes = follower();
+  const followWritten = follower();
+  const followBatches = follower();
+  const followReturned = follower();
+  new Counter({
+    name: 'flashsale_gate_decisions_total',
+    help: 'Reservations the Redis gate decided, by code: OK, AGAIN (a retry of an order id), or the refusal',
+    labelNames: ['code'] as const,
+    registers: [registry],
+    collect() {
+      for (const [code, total] of sources.decisions()) followDecisions(this, { code }, total);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_publishes_in_flight',
+    help: 'Placed orders published and not yet confirmed or nacked',
+    registers: [registry],
+    collect() {
+      this.set(pipeline.publisher.stats.inFlight);
+    },
+  });
+  new Counter({
+    name: 'flashsale_publishes_total',
+    help: 'Placed-order publishes by outcome: confirmed, refused (nacked or broker down: nothing sent), unknown (no confirm in time)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    collect() {
+      const stats = pipeline.publisher.stats;
+      for (const outcome of ['confirmed', 'refused', 'unknown'] as const) followPublishes(this, { outcome }, stats[outcome]);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_queue_depth',
+    help: 'Messages waiting in the order pipeline, by queue: placed (not yet written) and dead (dead-lettered)',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      const depth = await pipeline.broker.depth().catch(() => undefined);
+      if (!depth) return;
+      this.set({ queue: 'placed' }, depth.placed);
+      this.set({ queue: 'dead' }, depth.dead);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_consumer_lag_seconds',
+    help: 'From the gate granting the last order written to its commit in PostgreSQL',
+    registers: [registry],
+    collect() {
+      this.set((pipeline.consumer?.stats.lagMs ?? 0) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_consumer_last_batch_size',
+    help: 'Orders written in the consumer\'s last batch',
+    registers: [registry],
+    collect() {
+      this.set(pipeline.consumer?.stats.lastBatchSize ?? 0);
+    },
+  });
+  new Counter({
+    name: 'flashsale_consumer_orders_written_total',
+    help: 'Placed orders the consumer wrote to PostgreSQL (batches: flashsale_consumer_batches_total)',
+    registers: [registry],
+    collect() {
+      followWritten(this, {}, pipeline.consumer?.stats.written ?? 0);
+    },
+  });
+  new Counter({
+    name: 'flashsale_consumer_batches_total',
+    help: 'Batches the consumer wrote',
+    registers: [registry],
+    collect() {
+      followBatches(this, {}, pipeline.consumer?.stats.batches ?? 0);
+    },
+  });
+  new Counter({
+    name: 'flashsale_reconcile_returned_units_total',
+    help: 'Units of stranded holds the reconciler voided in PostgreSQL and returned to the gate',
+    registers: [registry],
+    collect() {
+      followReturned(this, {}, sources.reconciler?.stats.returned ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_gate_units_not_in_postgres',
+    help: 'At the last reconcile: units the gate has held or paid that PostgreSQL has not yet (in the pipeline, or stranded)',
+    registers: [registry],
+    collect() {
+      this.set(sources.reconciler?.stats.unitsNotInPostgres ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_gate_rebuilds_in_progress',
+    help: 'Products whose gate keys are missing and wait to be rebuilt from PostgreSQL',
+    registers: [registry],
+    collect() {
+      this.set(pipeline.rebuilds.inProgress);
+    },
+  });
+}

@@ -1,0 +1,114 @@
+/**
+ * Returns stranded units safely while a sale is on, and catches the gate up with PostgreSQL.
+ *
+ * A hold is stranded when the gate granted it more than the confirm timeout ago and PostgreSQL
+ * has no allocation for it: its publish was never confirmed (the buyer heard `OUTCOME_UNKNOWN`),
+ * or the process died before it published. The reconciler first voids its id in PostgreSQL (a
+ * row the consumer's insert then finds, so a late message for it records no order, and a retry
+ * of it learns it failed), and only then gives its unit back in the gate. A hold the consumer
+ * wrote first is not stranded, and is left alone: the id decides, once.
+ *
+ * It also applies PostgreSQL's terms to the gate again (absolute values: a change the gate
+ * missed, say during a Redis blip, is caught up), and reports each product's drift.
+ */
+import type { Sql } from '../infra/database.js';
+import type { InventoryService } from '../inventory/inventory.service.js';
+import type { RedisGate } from '../inventory/redis/gate.js';
+
+export interface ProductDrift {
+  readonly productId: string;
+  /** Holds found stranded, and how many of them were voided and returned now. */
+  readonly stranded: number;
+  readonly returned: number;
+  /** Units the gate has held or paid that PostgreSQL has not (yet): on their way, or stranded. */
+  readonly unitsNotInPostgres: number;
+  /** The gate's `stocked` minus PostgreSQL's `stock` before the catch-up (0 when in step). */
+  readonly stockDrift: number;
+  /** `false`: the gate has no keys for it (it is rebuilt on first use). */
+  readonly loaded: boolean;
+}
+
+export interface ReconcileReport {
+  readonly products: readonly ProductDrift[];
+  readonly stranded: number;
+  readonly returned: number;
+}
+
+export interface ReconcilerOptions {
+  readonly gate: RedisGate;
+  readonly sql: Sql;
+  readonly inventory: Pick<InventoryService, 'resyncTerms' | 'voidHolds'>;
+  readonly confirmTimeoutMs: number;
+}
+
+interface ProductRow {
+  id: string;
+  stock: number;
+  allocated: number;
+}
+
+export class Reconciler {
+  private totals = { runs: 0, stranded: 0, returned: 0, unitsNotInPostgres: 0 };
+
+  constructor(private readonly options: ReconcilerOptions) {}
+
+  get stats(): { readonly runs: number; readonly stranded: number; readonly returned: number; readonly unitsNotInPostgres: number } {
+    return { ...this.totals };
+  }
+
+  async run(): Promise<ReconcileReport> {
+    const { gate, sql } = this.options;
+    const products = await sql<ProductRow[]>`
+      select p.id, p.stock,
+             coalesce((select sum(a.quantity) from allocations a where a.product_id = p.id and a.status in ('held', 'paid')), 0)::int as allocated
+        from products p where p.strategy = 'redis-lua' order by p.created_at`;
+    const report: ProductDrift[] = [];
+    const cutoff = (await gate.now()) - this.options.confirmTimeoutMs;
+    for (const product of products) report.push(await this.product(product, cutoff));
+    const stranded = report.reduce((sum, drift) => sum + drift.stranded, 0);
+    const returned = report.reduce((sum, drift) => sum + drift.returned, 0);
+    this.totals = {
+      runs: this.totals.runs + 1,
+      stranded: this.totals.stranded + stranded,
+      returned: this.totals.returned + returned,
+      unitsNotInPostgres: report.reduce((sum, drift) => sum + drift.unitsNotInPostgres, 0),
+    };
+    return { products: report, stranded, returned };
+  }
+
+  private async product(product: ProductRow, cutoff: number): Promise<ProductDrift> {
+    const { gate, inventory } = this.options;
+    const before = await gate.count(product.id);
+    if (before === null) {
+      return { productId: product.id, stranded: 0, returned: 0, unitsNotInPostgres: 0, stockDrift: 0, loaded: false };
+    }
+    const stranded = await gate.heldBefore(product.id, cutoff);
+    // One statement voids every id no row has; an id the consumer wrote first is not stranded.
+    const voided = await inventory.voidHolds(
+      stranded.map(({ orderId, hold }) => ({
+        id: orderId,
+        productId: product.id,
+        buyerId: hold.buyerId,
+        quantity: hold.quantity,
+        amountCents: hold.amountCents,
+        expiresAt: new Date(hold.expiresAt).toISOString(),
+        madeAt: new Date(hold.madeAt).toISOString(),
+      })),
+    );
+    let returned = 0;
+    for (const orderId of voided) {
+      const released = await gate.release(product.id, orderId, 'cancelled', false);
+      if (released.ok) returned += released.released.quantity;
+    }
+    await inventory.resyncTerms(product.id);
+    const after = (await gate.count(product.id)) ?? before;
+    return {
+      productId: product.id,
+      stranded: voided.length,
+      returned,
+      unitsNotInPostgres: after.held + after.paid - product.allocated,
+      stockDrift: before.stocked - product.stock,
+      loaded: true,
+    };
+  }
+}
