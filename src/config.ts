@@ -194,7 +194,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     storeDeadlineMs: integer('STORE_DEADLINE_MS', 10_000, 100, 120_000),
     ...overrides,
   };
-  if (config.confirmTimeoutMs >= config.storeDeadlineMs) {
+  const pipeline = config.redisUrl !== undefined && config.amqpUrl !== undefined;
+  if (pipeline && config.confirmTimeoutMs >= config.storeDeadlineMs) {
     problems.push(`CONFIRM_TIMEOUT_MS (${config.confirmTimeoutMs}) must be below STORE_DEADLINE_MS (${config.storeDeadlineMs}): a purchase waits for its confirm within its deadline`);
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -35,14 +35,10 @@ export interface StartOptions {
 }
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
-  const quiet = ['warn', 'error', 'fatal', 'silent'].includes(config.logLevel);
+  // Start-up lines (where the data lives, what was rebuilt) are printed whatever the log level.
   const line = (print: (...parts: unknown[]) => void) => (objectOrMessage: unknown, message?: string) =>
     message === undefined ? print(objectOrMessage) : print(message, objectOrMessage);
-  const bootLog = {
-    info: quiet ? () => undefined : line(console.log),
-    warn: config.logLevel === 'silent' ? () => undefined : line(console.warn),
-    error: line(console.error),
-  };
+  const bootLog = { info: line(console.log), warn: line(console.warn), error: line(console.error) };
   const stores = await openStores(config, bootLog);
   let app: App | undefined;
   try {

@@ -1,15 +1,17 @@
 /**
  * The bench at CI sizes, in-process against a test server (the `--target` path): every available
  * strategy sells exactly the stock with every buyer answered, and the bench's audit catches an
- * oversell and a lost order.
+ * oversell and a lost order. On a server with the order pipeline, a redis-lua run reports its
+ * drain after the storm.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBench, type BenchOptions, type TargetInfo } from '../src/bench/bench.js';
 import { startFloor } from '../src/bench/floor.js';
+import { keptUp } from '../src/bench/pipeline-drain.js';
 import { renderHtml } from '../src/bench/report-html.js';
 import { renderTerminal } from '../src/bench/report-terminal.js';
 import { scenarioFor } from '../src/bench/scenarios.js';
-import { ADMIN_TOKEN, startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
+import { ADMIN_TOKEN, startTestServer, TEST_DATABASE_URL, withPipeline, type TestServer } from './support/server.js';
 
 let t: TestServer;
 let target: TargetInfo;
@@ -137,6 +139,15 @@ describe('bench', () => {
     expect(result?.fairness).toBeNull();
   });
 
+  it('says why it skips a strategy the server lacks a setting for', async () => {
+    // No database watch: its flush waits would only lengthen the test.
+    const report = await runBench({ target: { ...target, db: undefined }, scenario: scenarioFor('herd', { buyers: 20 }), strategies: ['atomic', 'redis-lua'] });
+    expect(report.strategies).toEqual(['atomic']);
+    expect(report.unavailable).toEqual([{ strategy: 'redis-lua', why: expect.stringContaining('needs REDIS_URL and AMQP_URL') }]);
+    expect(report.summary[0]?.pipeline).toBeNull();
+    expect(renderTerminal(report)).toContain('not available on this server (skipped): redis-lua (needs REDIS_URL and AMQP_URL');
+  });
+
   it('runs the checkout: winners pay, abandoned holds expire and are resold', async () => {
     const report = await bench({
       scenario: { ...scenarioFor('checkout', { buyers: 60, stock: 10, durationSeconds: 5, holdSeconds: 1 }), thinkMs: [50, 200] },
@@ -154,5 +165,54 @@ describe('bench', () => {
     } else {
       expect(result?.notes.join(' ')).toContain('pay is not available');
     }
+  });
+});
+
+describe('bench on a server with the order pipeline', () => {
+  let p: TestServer;
+  let pipelineTarget: TargetInfo;
+  beforeAll(async () => {
+    p = await startTestServer({ sweepIntervalMs: 250, dbPoolSize: 4, ...withPipeline() });
+    // No database watch: its flush waits would only lengthen the test.
+    pipelineTarget = { url: p.server.url, adminToken: ADMIN_TOKEN, db: undefined };
+  });
+  afterAll(async () => {
+    await p?.stop();
+  });
+
+  it('reports the drain of redis-lua runs only, before an audit that finds every order', async () => {
+    const report = await runBench({ target: pipelineTarget, scenario: scenarioFor('drop', { buyers: 100, stock: 10 }), strategies: ['atomic', 'redis-lua'] });
+    const [atomic, redisLua] = report.summary;
+    expect(atomic?.pipeline).toBeNull();
+    expect(redisLua?.outcomes.sold).toBe(10);
+    expect(redisLua?.audit).toMatchObject({ ok: true, oversold: 0, lost: 0, held: 10, remaining: 0 });
+    expect(redisLua?.pipeline).toMatchObject({ drained: true, gaveUp: null, confirmed: 10, deadLetters: 0 });
+    expect(redisLua?.pipeline?.lastBatchSize).toBeGreaterThan(0);
+    expect(renderTerminal(report)).toMatch(/redis-lua order pipeline drained \d+ ms after the storm/);
+  });
+
+  it('runs the hot product keyed on redis-lua and says whether the consumer kept up', async () => {
+    let orderIds: string[] = [];
+    const report = await runBench({
+      target: pipelineTarget,
+      scenario: scenarioFor('hot', { buyers: 20, durationSeconds: 1, connections: 4 }),
+      strategies: ['redis-lua'],
+      hooks: {
+        beforeAudit: async ({ records }) => {
+          orderIds = records.flatMap((record) => (record.orderId === undefined ? [] : [record.orderId]));
+        },
+      },
+    });
+    const [result] = report.summary;
+    expect(result?.outcomes.sold).toBeGreaterThan(0);
+    // An order id derived from an Idempotency-Key is a UUIDv8; a minted one is not.
+    expect(orderIds.filter((id) => id.charAt(14) !== '8')).toEqual([]);
+    expect(result?.outcomes.serverErrors).toBe(0);
+    expect(result?.audit).toMatchObject({ ok: true, oversold: 0, lost: 0 });
+    const drain = result?.pipeline;
+    expect(drain?.drained).toBe(true);
+    // Whichever it was on this machine, the report says it when the consumer fell behind.
+    const behindNote = result?.notes.some((note) => note.startsWith('the consumer did not keep up'));
+    expect(behindNote).toBe(drain ? !keptUp(drain) : false);
   });
 });

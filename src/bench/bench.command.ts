@@ -116,7 +116,14 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
       db: dbUrl === undefined ? undefined : { baseUrl: dbUrl, prefix: values['db-prefix'] ?? config.databasePrefix },
     };
   } else {
-    child = await startChildServer({ env, databaseUrl: config.databaseUrl, paymentDelayMs: scenario.paymentDelayMs, log });
+    child = await startChildServer({
+      env,
+      databaseUrl: config.databaseUrl,
+      redisUrl: config.redisUrl,
+      amqpUrl: config.amqpUrl,
+      paymentDelayMs: scenario.paymentDelayMs,
+      log,
+    });
     target = child;
   }
 

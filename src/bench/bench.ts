@@ -12,8 +12,10 @@ import { auditRun, settle, type RunAudit } from './audit.js';
 import { watchDatabases, type DbWork } from './db-stats.js';
 import { cpuMicrosPerAnswer, processCpuMs } from './process-cpu.js';
 import type { ChildEndpoint } from './floor.js';
+import { drainNotes, markPipeline, measureDrain, type PipelineDrain } from './pipeline-drain.js';
 import { abandons, fire, newProgress, RETRY_ROUND, type Progress } from './runner.js';
 import { LONG_HOLD_SECONDS, type Scenario } from './scenarios.js';
+import { chooseStrategies, describeSkipped, type SkippedStrategy } from './strategy-choice.js';
 import {
   fairnessOf,
   latencyOf,
@@ -84,6 +86,8 @@ export interface RunResult {
   readonly floorRatioP99: number | null;
   /** CPU the server process spent per answer during the storm, µs (`null`: not on this machine). */
   readonly serverCpuUsPerAnswer: number | null;
+  /** The order pipeline's drain after the storm (`null`: this run's orders did not go through one). */
+  readonly pipeline: PipelineDrain | null;
   readonly notes: readonly string[];
 }
 
@@ -113,8 +117,8 @@ export interface BenchReport {
   readonly machine: Machine;
   readonly target: string;
   readonly strategies: readonly string[];
-  /** Strategies asked for that the server does not have (yet). */
-  readonly unavailable: readonly string[];
+  /** Strategies asked for that the server does not have, and why (with `all`: those it lacks only a setting for). */
+  readonly unavailable: readonly SkippedStrategy[];
   readonly runs: number;
   /** Buyers of each warm-up storm before measuring (0: none). */
   readonly warmupBuyers: number;
@@ -161,12 +165,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const health = await admin.health().catch((error: unknown) => {
       throw new Error(`cannot reach the server under test at ${target.url}/healthz: ${String(error)}`, { cause: error });
     });
-    const available = health.strategies;
-    const asked = options.strategies === 'all' ? available : options.strategies;
-    const strategies = asked.filter((name) => available.includes(name));
-    const unavailable = asked.filter((name) => !available.includes(name));
+    const { strategies, unavailable } = await chooseStrategies(admin, options.strategies, health.strategies);
     if (strategies.length === 0) {
-      throw new Error(`none of the strategies asked for (${asked.join(', ')}) is available; the server has: ${available.join(', ')}`);
+      throw new Error(`none of the strategies asked for is available: ${describeSkipped(unavailable)}; the server has: ${health.strategies.join(', ')}`);
     }
     const warmupBuyers = options.warmupBuyers ?? 0;
     if (warmupBuyers > 0) await warmUp(options, admin, strategies, warmupBuyers);
@@ -222,17 +223,34 @@ async function withProgress<T>(
   progress: Progress,
   work: () => Promise<T>,
 ): Promise<T> {
-  const report = options.progress;
   const started = Date.now();
   const line = (): string =>
     `${label} (${total} buyers): sent ${progress.sent} · answered ${progress.answered} · 2xx ${progress.ok} · refused ${progress.refused} · ` +
     `shed ${progress.shed} · conn errors ${progress.errors} · ${((Date.now() - started) / 1000).toFixed(1)} s`;
+  return ticking(options, line, work);
+}
+
+/** Shows the wait for the order pipeline on the progress line (it can take a while after a hot run), then its result. */
+async function drainWithProgress(options: BenchOptions, label: string, work: () => Promise<PipelineDrain | null>): Promise<PipelineDrain | null> {
+  const started = Date.now();
+  const line = (): string => `${label}: order pipeline draining · ${((Date.now() - started) / 1000).toFixed(1)} s`;
+  const drain = await ticking(options, line, work, false);
+  if (drain) {
+    const verdict = drain.drained ? 'drained' : 'NOT drained';
+    options.progress?.(`${label}: order pipeline ${verdict} ${(drain.drainMs / 1000).toFixed(2)} s after the storm`, true);
+  }
+  return drain;
+}
+
+/** Rewrites the progress line every 250 ms while `work` runs; `final`: leave its last state printed. */
+async function ticking<T>(options: BenchOptions, line: () => string, work: () => Promise<T>, final = true): Promise<T> {
+  const report = options.progress;
   const timer = report ? setInterval(() => report(line(), false), 250) : undefined;
   try {
     return await work();
   } finally {
     if (timer) clearInterval(timer);
-    report?.(line(), true);
+    if (final) report?.(line(), true);
   }
 }
 
@@ -358,12 +376,15 @@ async function runStrategy(
   await options.hooks?.afterSetup?.({ productId: product.id, strategy });
 
   await db?.begin();
+  const pipelineMark = await markPipeline(admin);
   const progress = newProgress();
   const cpuBefore = processCpuMs(options.target.pid);
   const fired = await withProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, scenario.buyers, progress, () =>
     fire({ target: new URL(options.target.url), scenario, productId: product.id, buyers, progress }),
   );
   const cpuAfter = processCpuMs(options.target.pid);
+  // Before the DB reading and the audit: the consumer's writes after the storm are this run's work.
+  const pipeline = pipelineMark ? await drainWithProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, () => measureDrain(admin, pipelineMark)) : null;
   await settle(admin);
   // Hot cycles through the buyers for a while: only those it reached are owed an answer.
   const reached = scenario.kind === 'hot' ? new Set(fired.records.map((record) => record.buyer)).size : scenario.buyers;
@@ -398,6 +419,9 @@ async function runStrategy(
     }
   }
   const fairness = scenario.kind === 'hot' ? null : fairnessOf(fired.records);
+  const salesPerSecond = wallSeconds > 0 ? round(outcomes.sold / wallSeconds) : 0;
+  // A hot run's rate counts only if the consumer kept pace; a storm's backlog is its nature.
+  if (pipeline) notes.push(...drainNotes(pipeline, { sustained: scenario.kind === 'hot', wallSeconds, salesPerSecond }));
   const result: RunResult = {
     strategy,
     run,
@@ -408,13 +432,14 @@ async function runStrategy(
     latency,
     wallSeconds: round(wallSeconds),
     answersPerSecond: wallSeconds > 0 ? round(outcomes.requests / wallSeconds) : 0,
-    salesPerSecond: wallSeconds > 0 ? round(outcomes.sold / wallSeconds) : 0,
+    salesPerSecond,
     fairness: fairness === null ? null : round(fairness),
     audit,
     db: dbWork,
     checkout,
     floorRatioP99: floorRun && floorRun.latency.p99 > 0 ? round(latency.p99 / floorRun.latency.p99) : null,
     serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records),
+    pipeline,
     notes,
   };
   return result;

@@ -224,6 +224,14 @@ export class AdminApi {
     return (text.length > 0 ? JSON.parse(text) : undefined) as T;
   }
 
+  /** A GET whose answer is text, not JSON (`/metrics`). */
+  async text(path: string): Promise<string> {
+    const response = await request(`${this.baseUrl}${path}`, { method: 'GET', dispatcher: this.agent });
+    const text = await response.body.text();
+    if (response.statusCode !== 200) throw new Error(`GET ${path}: ${response.statusCode} ${text.slice(0, 500)}`);
+    return text;
+  }
+
   health(): Promise<{ strategy: string; strategies: string[]; inFlight?: number }> {
     return this.call('GET', '/healthz');
   }

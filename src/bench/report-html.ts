@@ -3,6 +3,8 @@
  * offline — outcomes per strategy, the latency distribution against the floor, and the numbers.
  */
 import type { BenchReport, RunResult } from './bench.js';
+import { describeDrain } from './pipeline-drain.js';
+import { describeSkipped } from './strategy-choice.js';
 
 const COLORS = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#65a30d', '#db2777'];
 const OUTCOME_COLORS = { sold: '#16a34a', rejected: '#2563eb', shed: '#d97706', '5xx': '#dc2626', 'conn errors': '#111827' } as const;
@@ -82,6 +84,12 @@ function latencyChart(series: readonly { name: string; curve: readonly { percent
     `<text x="14" y="${top + 10}" transform="rotate(-90 14 ${top + 60})">ms</text>${lines}</svg>`;
 }
 
+/** The drain time, or why there is none: "not drained" must not read as a fast drain. */
+function drainCell(r: RunResult): string | number | null {
+  if (!r.pipeline) return null;
+  return r.pipeline.drained ? r.pipeline.drainMs : `not drained (${r.pipeline.drainMs} ms)`;
+}
+
 function numbersTable(report: BenchReport): string {
   const shown = (value: string | number | null | undefined): string => {
     if (value === null || value === undefined) return 'n/a';
@@ -91,18 +99,18 @@ function numbersTable(report: BenchReport): string {
   };
   const cell = (value: string | number | null | undefined): string => `<td>${escape(shown(value))}</td>`;
   const head = ['strategy', 'sold', 'rejected', 'shed', '5xx', 'conn errors', 'p50', 'p90', 'p99', 'max', '× floor p99', 'server CPU µs/answer', 'req/s', 'sales/s',
-    'oversold', 'lost', 'over limit', 'fairness', 'commits', 'rollbacks', 'xacts/sale', 'lock waits (peak)'];
+    'oversold', 'lost', 'over limit', 'fairness', 'commits', 'rollbacks', 'xacts/sale', 'lock waits (peak)', 'pipeline drain ms', 'consumer lag s'];
   const rows = report.summary.map((r) => `<tr>${[
     r.strategy, r.outcomes.sold, Object.entries(r.outcomes.rejected).map(([k, n]) => `${n} ${k}`).join(', ') || '0', r.outcomes.shed,
     r.outcomes.serverErrors, r.outcomes.connectionErrors, r.latency.p50, r.latency.p90, r.latency.p99, r.latency.max, r.floorRatioP99,
     r.serverCpuUsPerAnswer, r.answersPerSecond, r.salesPerSecond, r.audit.oversold, r.audit.lost, r.audit.buyersOverLimit, r.fairness, r.db?.commits,
-    r.db?.rollbacks, r.db?.xactsPerSale, r.db?.lockWaitsPeak,
+    r.db?.rollbacks, r.db?.xactsPerSale, r.db?.lockWaitsPeak, drainCell(r), r.pipeline?.lagSeconds,
   ].map(cell).join('')}</tr>`);
   const floor = report.floorSummary;
   if (floor) {
     rows.push(`<tr class="floor">${['floor (node:http)', '-', `${floor.outcomes.requests - floor.outcomes.connectionErrors} answered 409`, floor.outcomes.shed, floor.outcomes.serverErrors,
       floor.outcomes.connectionErrors, floor.latency.p50, floor.latency.p90, floor.latency.p99, floor.latency.max, 1, floor.serverCpuUsPerAnswer, floor.answersPerSecond,
-      '-', '-', '-', '-', '-', '-', '-', '-', '-'].map(cell).join('')}</tr>`);
+      '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-'].map(cell).join('')}</tr>`);
   }
   return `<table><thead><tr>${head.map((h) => `<th>${escape(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
@@ -115,10 +123,11 @@ export function renderHtml(report: BenchReport): string {
   ];
   const notes = report.summary.flatMap((r) => [
     ...r.notes.map((note) => `${r.strategy}: ${note}`),
+    ...(r.pipeline ? [`${r.strategy}: ${describeDrain(r.pipeline)}`] : []),
     ...Object.entries(r.audit.violations).map(([kind, n]) => `${r.strategy}: AUDIT ${n} ${kind}`),
     ...(r.checkout ? [`${r.strategy} checkout: paid ${r.checkout.sold}, expired ${r.checkout.expired}, resold ${r.checkout.resold}, abandoned ${r.checkout.abandoned}`] : []),
   ]);
-  if (report.unavailable.length > 0) notes.push(`not available on this server (skipped): ${report.unavailable.join(', ')}`);
+  if (report.unavailable.length > 0) notes.push(`not available on this server (skipped): ${describeSkipped(report.unavailable)}`);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>flashsale bench — ${escape(scenario.name)}</title>
 <style>

@@ -1,5 +1,7 @@
 /** The terminal table: one row per strategy (median run), the floor beside them, then the notes. */
 import type { BenchReport, RunResult } from './bench.js';
+import { describeDrain } from './pipeline-drain.js';
+import { describeSkipped } from './strategy-choice.js';
 
 const na = (value: number | null | undefined, digits = 0): string =>
   value === null || value === undefined ? 'n/a' : value.toFixed(digits);
@@ -82,6 +84,7 @@ export function renderTerminal(report: BenchReport): string {
           `pay answers ${JSON.stringify(c.payAnswers)}${c.payAvailable ? '' : ' (pay unavailable)'}`,
       );
     }
+    if (r.pipeline) lines.push(`${r.strategy} ${describeDrain(r.pipeline)}`);
     const violations = Object.entries(r.audit.violations);
     if (violations.length > 0) lines.push(`${r.strategy} AUDIT: ${violations.map(([kind, n]) => `${n} ${kind}`).join(', ')}`);
     if (r.audit.lost > 0) lines.push(`${r.strategy} LOST: ${r.audit.lost} orders answered 2xx are not in the database`);
@@ -90,7 +93,7 @@ export function renderTerminal(report: BenchReport): string {
     if (errors.length > 0) lines.push(`${r.strategy} connection errors: ${errors.map(([code, n]) => `${n} ${code}`).join(', ')}`);
     for (const note of new Set(r.notes)) lines.push(`${r.strategy}: ${note}`);
   }
-  if (report.unavailable.length > 0) lines.push(`not available on this server (skipped): ${report.unavailable.join(', ')}`);
+  if (report.unavailable.length > 0) lines.push(`not available on this server (skipped): ${describeSkipped(report.unavailable)}`);
   lines.push(`original: ${scenario.original}`);
   return lines.join('\n');
 }

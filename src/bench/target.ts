@@ -3,6 +3,8 @@
  * on a port we pick, with a throw-away data directory, databases of its own (on the embedded
  * PostgreSQL that bench starts, or on `DATABASE_URL` under a random prefix), and the admin token
  * we set. Bench keeps the database URL it gave the child, to read `pg_stat_database`/`pg_locks`.
+ * With `REDIS_URL` and `AMQP_URL` in bench's environment the child inherits them (and so has
+ * redis-lua), under Redis keys and queues of its own that are removed when it stops.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -13,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { dropDatabases } from '../infra/database.js';
 import { freePort, startEmbeddedPostgres, type EmbeddedDatabase } from '../infra/embedded-postgres.js';
 import { stopChild } from './floor.js';
+import { newPipelineNamespace, removePipelineNamespace } from './pipeline-namespace.js';
 
 export interface BenchTarget {
   readonly url: string;
@@ -29,6 +32,9 @@ export interface ChildServerOptions {
   readonly env: Readonly<Record<string, string | undefined>>;
   /** A server to create the module databases on; `undefined` starts an embedded one. */
   readonly databaseUrl: string | undefined;
+  /** `REDIS_URL` / `AMQP_URL` as bench's configuration read them (the child inherits them through `env`). */
+  readonly redisUrl: string | undefined;
+  readonly amqpUrl: string | undefined;
   readonly paymentDelayMs: number;
   readonly log: (line: string) => void;
 }
@@ -45,7 +51,10 @@ export async function startChildServer(options: ChildServerOptions): Promise<Ben
   const dataDir = await mkdtemp(join(tmpdir(), 'flashsale-bench-'));
   let embedded: EmbeddedDatabase | undefined;
   const prefix = `bench_${randomBytes(4).toString('hex')}_`;
+  const stores = { redisUrl: options.redisUrl, amqpUrl: options.amqpUrl };
+  const pipeline = stores.redisUrl !== undefined || stores.amqpUrl !== undefined ? newPipelineNamespace() : undefined;
   const cleanUp = async (): Promise<void> => {
+    if (pipeline) await removePipelineNamespace(pipeline, stores, options.log);
     if (embedded) await embedded.stop().catch(() => undefined);
     else if (options.databaseUrl !== undefined) {
       await dropDatabases(options.databaseUrl, ['users', 'inventory', 'orders'].map((m) => `${prefix}${m}`)).catch(() => undefined);
@@ -76,6 +85,14 @@ export async function startChildServer(options: ChildServerOptions): Promise<Ben
       PAYMENT_DELAY_MS: String(options.paymentDelayMs),
       SWEEP_INTERVAL_MS: '250',
     });
+    if (pipeline) {
+      Object.assign(env, {
+        REDIS_KEY_PREFIX: pipeline.redisKeyPrefix,
+        QUEUE_PREFIX: pipeline.queuePrefix,
+        // Its queues are its own: no worker elsewhere consumes them, so the child must.
+        WORKER: 'true',
+      });
+    }
     delete env['USERS_DATABASE_URL'];
     delete env['INVENTORY_DATABASE_URL'];
     delete env['ORDERS_DATABASE_URL'];
@@ -87,7 +104,8 @@ export async function startChildServer(options: ChildServerOptions): Promise<Ben
       await stopChild(child, 5000);
       throw error;
     }
-    options.log(`bench: server pid ${child.pid ?? '?'} on ${url}`);
+    const names = pipeline ? ` (Redis keys ${pipeline.redisKeyPrefix}*, queues ${pipeline.queuePrefix}orders.*)` : '';
+    options.log(`bench: server pid ${child.pid ?? '?'} on ${url}${names}`);
     const db = { baseUrl, prefix };
     return {
       url,

@@ -1,0 +1,283 @@
+/**
+ * The redis-lua strategy's production path against real Redis, RabbitMQ and PostgreSQL: keys
+ * bound in the gate, a payment before the consumer, an expiry racing a payment, the consumer
+ * stopped mid-storm, Redis flushed mid-storm, stranded holds reconciled, admin changes reaching the
+ * gate. The server runs on a private `redis-server` (this file flushes it) and queues of its own.
+ */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Pipeline } from '../src/pipeline/pipeline.js';
+import type { Answer } from './support/api.js';
+import { startPrivateRedis, type PrivateRedis } from './support/redis-server.js';
+import { startTestServer, withPipeline, type TestServer } from './support/server.js';
+import { expectInvariant, storm, tally } from './support/storm.js';
+
+/** Short, so a rebuild or a reconcile comes within a test's time; below the store deadline. */
+const CONFIRM_TIMEOUT_MS = 1_000;
+const PRICE = 1_000;
+const BALANCE = 1_000_000;
+
+let redis: PrivateRedis;
+let t: TestServer;
+let pipeline: Pipeline;
+
+beforeAll(async () => {
+  redis = await startPrivateRedis();
+  t = await startTestServer({
+    ...withPipeline(),
+    redisUrl: redis.url,
+    strategy: 'redis-lua',
+    confirmTimeoutMs: CONFIRM_TIMEOUT_MS,
+    // Reconciled by hand in the tests that need it.
+    reconcileIntervalMs: 3_600_000,
+  });
+  const opened = t.server.system.pipeline;
+  if (!opened) throw new Error('the test server has no pipeline');
+  pipeline = opened;
+});
+afterAll(async () => {
+  await t?.stop();
+  await redis?.stop();
+});
+
+const orderIdOf = (answer: Answer): string => (answer.body['order'] as { id: string }).id;
+
+async function pay(token: string, orderId: string): Promise<Answer> {
+  return t.api.call('POST', `/v1/orders/${orderId}/pay`, { token });
+}
+
+async function balanceOf(token: string): Promise<number> {
+  return (await t.api.call<{ balanceCents: number }>('GET', '/v1/me', { token })).body.balanceCents;
+}
+
+async function ordersInPostgres(productId: string): Promise<{ id: string; status: string }[]> {
+  const page = await t.api.admin<{ orders: { id: string; status: string }[] }>('GET', `/v1/admin/products/${productId}/orders?limit=500`);
+  if (page.status !== 200) throw new Error(`orders: ${page.status} ${JSON.stringify(page.body)}`);
+  return page.body.orders;
+}
+
+/** Waits for the pipeline to have written everything published so far. */
+async function drained(): Promise<void> {
+  const until = Date.now() + 15_000;
+  while (!(await pipeline.drained())) {
+    if (Date.now() > until) throw new Error('the pipeline did not drain');
+    await sleep(25);
+  }
+}
+
+describe('Idempotency-Key on the pipeline', () => {
+  it('replays a keyed purchase, refuses the key for another body, and keeps a refusal even after units come back', async () => {
+    const product = await t.api.createProduct({ stock: 1 });
+    const [first, second] = await t.api.createBuyers(2);
+    if (!first || !second) throw new Error('no buyers');
+    const key = { 'idempotency-key': randomUUID() };
+    const bought = await t.api.purchase(first.token, product.id, 1, key);
+    expect(bought.status).toBe(201);
+    const again = await t.api.purchase(first.token, product.id, 1, key);
+    expect(again.status).toBe(201);
+    expect(orderIdOf(again)).toBe(orderIdOf(bought));
+    const reused = await t.api.purchase(first.token, product.id, 2, key);
+    expect(reused.status).toBe(422);
+    expect(reused.body['code']).toBe('IDEMPOTENCY_KEY_REUSED');
+
+    const refusedKey = { 'idempotency-key': randomUUID() };
+    expect((await t.api.purchase(second.token, product.id, 1, refusedKey)).body['code']).toBe('SOLD_OUT');
+    expect((await t.api.admin('PATCH', `/v1/admin/products/${product.id}`, { addStock: 1 })).status).toBe(200);
+    const retried = await t.api.purchase(second.token, product.id, 1, refusedKey);
+    expect(retried.status).toBe(409);
+    expect(retried.body['code']).toBe('SOLD_OUT');
+    expect((await t.api.purchase(second.token, product.id, 1, { 'idempotency-key': randomUUID() })).status).toBe(201);
+
+    await drained();
+    // The key reached PostgreSQL with its order: a retry now replays it from there too.
+    const later = await t.api.purchase(first.token, product.id, 1, key);
+    expect(orderIdOf(later)).toBe(orderIdOf(bought));
+    expect(await ordersInPostgres(product.id)).toHaveLength(2);
+    await expectInvariant(t.api, product.id, [bought, retried]);
+  });
+});
+
+describe('payments', () => {
+  it('pays an order the consumer has not written yet, once', async () => {
+    const product = await t.api.createProduct({ stock: 5, priceCents: PRICE });
+    const [buyer] = await t.api.createBuyers(1, BALANCE);
+    if (!buyer) throw new Error('no buyer');
+    await pipeline.consumer?.stop();
+    try {
+      const bought = await t.api.purchase(buyer.token, product.id);
+      expect(bought.status).toBe(201);
+      const paid = await pay(buyer.token, orderIdOf(bought));
+      expect(paid.status).toBe(200);
+      expect(paid.body['order']).toMatchObject({ id: orderIdOf(bought), status: 'paid' });
+    } finally {
+      pipeline.consumer?.start();
+    }
+    await drained();
+    expect(await ordersInPostgres(product.id)).toEqual([expect.objectContaining({ status: 'paid' })]);
+    expect(await balanceOf(buyer.token)).toBe(BALANCE - PRICE);
+    await expectInvariant(t.api, product.id, []);
+  });
+
+  it('never keeps the money of a hold that expired while its payment raced the expiry', async () => {
+    const product = await t.api.createProduct({ stock: 40, priceCents: PRICE, holdSeconds: 1 });
+    const buyers = await t.api.createBuyers(40, BALANCE);
+    const bought = await storm(40, (i) => t.api.purchase((buyers[i] as { token: string }).token, product.id));
+    expect(tally(bought)).toEqual({ '201': 40 });
+    await drained();
+    // Pay right around the expiry, while the sweeper expires holds.
+    await sleep(900);
+    const sweeping = (async () => {
+      for (let i = 0; i < 10; i++) {
+        await t.server.system.orders.sweepExpired();
+        await t.server.system.inventory.sweepExpired();
+        await sleep(30);
+      }
+    })();
+    const paid = await storm(40, (i) => pay((buyers[i] as { token: string }).token, orderIdOf(bought[i] as Answer)));
+    await sweeping;
+    for (const [i, answer] of paid.entries()) {
+      const token = (buyers[i] as { token: string }).token;
+      expect([200, 410]).toContain(answer.status);
+      expect(await balanceOf(token)).toBe(answer.status === 200 ? BALANCE - PRICE : BALANCE);
+    }
+    await expectInvariant(t.api, product.id, []);
+  });
+});
+
+describe('the consumer stopped mid-storm and started again', () => {
+  it('ends with every 201 in PostgreSQL exactly once', async () => {
+    const product = await t.api.createProduct({ stock: 200 });
+    const buyers = await t.api.createBuyers(600);
+    const stopping = sleep(50).then(() => pipeline.consumer?.stop());
+    const answers = await storm(600, (i) => t.api.purchase((buyers[i] as { token: string }).token, product.id));
+    await stopping;
+    expect(tally(answers)).toEqual({ '201': 200, '409 SOLD_OUT': 400 });
+    // Orders waited in the queue while the consumer was stopped (every one was confirmed: a 201).
+    expect((await pipeline.broker.depth()).placed).toBeGreaterThan(0);
+    pipeline.consumer?.start();
+    await drained();
+    const orders = await ordersInPostgres(product.id);
+    expect(orders).toHaveLength(200);
+    expect(new Set(orders.map((order) => order.id))).toEqual(new Set(answers.filter((a) => a.status === 201).map(orderIdOf)));
+    await expectInvariant(t.api, product.id, answers);
+  });
+});
+
+describe('Redis flushed in the middle of a storm', () => {
+  it('never oversells: every 201 has its order, every buyer gets a definitive answer or a 503 to retry', async () => {
+    const product = await t.api.createProduct({ stock: 100 });
+    const buyers = await t.api.createBuyers(2_000);
+    let answered = 0;
+    let flushed = false;
+    const flush = async (): Promise<void> => {
+      flushed = true;
+      await redis.flushAll();
+    };
+    const answers = await storm(2_000, async (i) => {
+      const answer = await t.api.purchase((buyers[i] as { token: string }).token, product.id);
+      answered += 1;
+      if (answered === 40 && !flushed) await flush();
+      return answer;
+    });
+    if (!flushed) await flush();
+    for (const answer of answers) {
+      expect([201, 409, 503], JSON.stringify(answer.body)).toContain(answer.status);
+      if (answer.status === 409) expect(answer.body['code']).toBe('SOLD_OUT');
+      if (answer.status === 503) expect(answer.headers['retry-after']).toBeDefined();
+    }
+    // The buyers told to come back retry until the gate is rebuilt and answers them.
+    const final = [...answers];
+    for (let round = 0; round < 100; round++) {
+      const retry = final.flatMap((answer, i) => (answer.status === 503 ? [i] : []));
+      if (retry.length === 0) break;
+      await sleep(200);
+      const again = await Promise.all(retry.map((i) => t.api.purchase((buyers[i] as { token: string }).token, product.id)));
+      retry.forEach((i, k) => {
+        final[i] = again[k] as Answer;
+      });
+    }
+    expect(final.filter((answer) => answer.status === 503)).toEqual([]);
+    // The flush came mid-storm: some buyers were told to come back.
+    expect(answers.some((answer) => answer.status === 503)).toBe(true);
+    const sold = final.filter((answer) => answer.status === 201).length;
+    expect(sold).toBeLessThanOrEqual(100);
+    await expectInvariant(t.api, product.id, final);
+    const audit = await t.api.audit(product.id);
+    expect(audit.products[0]).toMatchObject({ stocked: 100 });
+  });
+});
+
+describe('reconcile', () => {
+  it('voids a stranded hold before giving its unit back, and a late message for it records no order', async () => {
+    const product = await t.api.createProduct({ stock: 2 });
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    // Granted by the gate, never published: what a crash between the two leaves.
+    const orderId = randomUUID();
+    const granted = await pipeline.gate.reserve({ allocationId: orderId, productId: product.id, buyerId: buyer.id, quantity: 1 });
+    if (!granted.ok) throw new Error('not granted');
+    expect((await t.api.call('GET', `/v1/products/${product.id}`)).body['remaining']).toBe(1);
+    await sleep(CONFIRM_TIMEOUT_MS + 100);
+    const reconciler = t.server.system.reconciler;
+    if (!reconciler) throw new Error('no reconciler');
+    const report = await reconciler.run();
+    expect(report.products.find((p) => p.productId === product.id)).toMatchObject({ stranded: 1, returned: 1 });
+    expect((await t.api.call('GET', `/v1/products/${product.id}`)).body['remaining']).toBe(2);
+
+    // The message arrives late after all: the consumer finds the id voided and records nothing.
+    const { allocation } = granted;
+    expect(
+      await pipeline.publisher.publish({
+        orderId,
+        productId: product.id,
+        buyerId: buyer.id,
+        quantity: 1,
+        amountCents: allocation.amountCents,
+        expiresAt: allocation.expiresAt,
+        placedAt: new Date().toISOString(),
+      }),
+    ).toBe('confirmed');
+    await drained();
+    expect(await ordersInPostgres(product.id)).toEqual([]);
+    expect((await reconciler.run()).products.find((p) => p.productId === product.id)).toMatchObject({ stranded: 0, unitsNotInPostgres: 0 });
+    await expectInvariant(t.api, product.id, []);
+  });
+});
+
+describe('the gate follows the catalogue', () => {
+  it('applies every admin change before answering, and refuses to take away held units', async () => {
+    const product = await t.api.createProduct({ stock: 2, perBuyerLimit: 1 });
+    const [buyer, other] = await t.api.createBuyers(2);
+    if (!buyer || !other) throw new Error('no buyers');
+    expect((await t.api.purchase(buyer.token, product.id)).status).toBe(201);
+    expect((await t.api.admin('PATCH', `/v1/admin/products/${product.id}`, { addStock: -2 })).body['code']).toBe('INVALID_STOCK_CHANGE');
+    const changed = await t.api.admin('PATCH', `/v1/admin/products/${product.id}`, { addStock: 3, perBuyerLimit: 2 });
+    expect(changed.body).toMatchObject({ stock: 5, remaining: 4, perBuyerLimit: 2 });
+    expect((await t.api.purchase(buyer.token, product.id)).status).toBe(201);
+    expect((await t.api.admin('POST', `/v1/admin/products/${product.id}/end`)).status).toBe(200);
+    expect((await t.api.purchase(other.token, product.id)).body['code']).toBe('SALE_ENDED');
+    await expectInvariant(t.api, product.id, []);
+  });
+
+  it('answers 503 while a product\'s keys are missing, then rebuilds them from PostgreSQL', async () => {
+    const product = await t.api.createProduct({ stock: 3 });
+    const buyers = await t.api.createBuyers(3);
+    expect((await t.api.purchase((buyers[0] as { token: string }).token, product.id)).status).toBe(201);
+    await drained();
+    await redis.flushAll();
+    const refused = await t.api.purchase((buyers[1] as { token: string }).token, product.id);
+    expect(refused.status).toBe(503);
+    expect(refused.body['code']).toBe('STORE_UNAVAILABLE');
+    expect(refused.headers['retry-after']).toBeDefined();
+    let answer = refused;
+    for (let i = 0; i < 50 && answer.status === 503; i++) {
+      await sleep(100);
+      answer = await t.api.purchase((buyers[1] as { token: string }).token, product.id);
+    }
+    expect(answer.status).toBe(201);
+    // Rebuilt from PostgreSQL: the first buyer's unit is still counted.
+    expect((await t.api.call('GET', `/v1/products/${product.id}`)).body['remaining']).toBe(1);
+    await expectInvariant(t.api, product.id, [answer]);
+  });
+});
