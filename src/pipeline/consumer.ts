@@ -1,13 +1,14 @@
 /**
- * The order pipeline's consumer: takes placed orders off the quorum queue and writes them to
- * PostgreSQL in batches (`OrdersClient.recordPlaced`: the holds in inventory's database first,
+ * The order pipeline's consumer: takes placed orders off the quorum queue (a message carries the
+ * orders of one turn of one publisher) and writes them to PostgreSQL in batches (`OrdersClient.recordPlaced`: the holds in inventory's database first,
  * then the orders in orders'), acking each message only after both committed. A crash between the
  * two commits is finished by the redelivery; every write is idempotent by order id.
  *
  * Failures: a store that is down (PostgreSQL restarting, the role refused) is waited out here,
  * with backoff, the messages unacked: an outage never uses up a message's deliveries. Any other
- * failure is retried alone (a batch that fails is split), and a message that still fails is
- * nacked after a backoff, redelivered, and dead-lettered after `DELIVERY_LIMIT` deliveries. A
+ * failure is retried alone (a batch that fails is split), and a message with an order that still
+ * fails is nacked after a backoff, redelivered, and dead-lettered whole after `DELIVERY_LIMIT`
+ * deliveries (its orders that were written stay written). A
  * message that is not a placed order at all is dead-lettered at once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,12 +17,12 @@ import { GroupBatches } from '../infra/group-batches.js';
 import { isStoreFailure } from '../infra/store-errors.js';
 import type { Broker, BrokerLog } from './broker.js';
 import { placedQueue } from './broker.js';
-import { parsePlacedOrder, type PlacedOrder } from './order-events.js';
+import { parsePlacedOrders, type PlacedOrder } from './order-events.js';
 
 export interface ConsumerOptions {
   /** Writes placed orders idempotently (the holds, then the orders). */
   readonly write: (orders: readonly PlacedOrder[]) => Promise<void>;
-  /** Messages handled at once, and so the largest batch (default 500). */
+  /** Messages handled at once (default 100); a batch is written up to 500 orders at a time. */
   readonly concurrency?: number;
   readonly log: BrokerLog & { error(object: unknown, message: string): void };
 }
@@ -32,7 +33,7 @@ export interface ConsumerCounts {
   readonly lastBatchSize: number;
   /** From the gate's grant to the write's commit, of the last order written (ms). */
   readonly lagMs: number;
-  /** Messages nacked for a failure that was not a store's (each may be redelivered). */
+  /** Orders not written for a failure that was not a store's (their message is redelivered). */
   readonly failed: number;
   /** Messages dropped to the dead-letter queue because they are not placed orders. */
   readonly malformed: number;
@@ -71,7 +72,7 @@ export class OrderConsumer {
   start(): void {
     if (this.consumer) return;
     this.stopping = false;
-    const concurrency = this.options.concurrency ?? 500;
+    const concurrency = this.options.concurrency ?? 100;
     this.consumer = this.broker.connection.createConsumer(
       {
         queue: this.broker.names.placed,
@@ -102,12 +103,19 @@ export class OrderConsumer {
   }
 
   private async handle(message: AsyncMessage): Promise<ConsumerStatus> {
-    const order = parsePlacedOrder(message.body);
-    if ('invalid' in order) {
+    const placed = parsePlacedOrders(message.body);
+    if ('invalid' in placed) {
       this.counts.malformed += 1;
-      this.options.log.error({ messageId: message.messageId, why: order.invalid }, 'not a placed order; dead-lettered');
+      this.options.log.error({ messageId: message.messageId, why: placed.invalid }, 'not placed orders; dead-lettered');
       return ConsumerStatus.DROP;
     }
+    const outcomes = await Promise.all(placed.orders.map((order) => this.write(order)));
+    // A message is acked whole: if one of its orders could not be written, it comes back (the
+    // others are written already, and writing them again changes nothing).
+    return outcomes.every((outcome) => outcome === ConsumerStatus.ACK) ? ConsumerStatus.ACK : ConsumerStatus.REQUEUE;
+  }
+
+  private async write(order: PlacedOrder): Promise<ConsumerStatus> {
     for (let failures = 1; ; failures += 1) {
       const error = await this.batches.add(order).catch((thrown: unknown) => thrown as Error);
       if (error === undefined) {

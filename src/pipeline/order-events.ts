@@ -1,7 +1,7 @@
 /**
- * The order pipeline's one message: an order the Redis gate granted, on its way to PostgreSQL.
- * Plain JSON; the consumer writes it idempotently by `orderId`, so a redelivery, a second publish
- * by a retry, or a write made early (a payment that arrived first) changes nothing the second time.
+ * The order pipeline's message: orders the Redis gate granted, on their way to PostgreSQL. Plain
+ * JSON; the consumer writes each idempotently by `orderId`, so a redelivery, a second publish by a
+ * retry, or a write made early (a payment that arrived first) changes nothing the second time.
  */
 
 /** The buyer's `Idempotency-Key`, as the key's row in orders' database is written with the order. */
@@ -27,15 +27,35 @@ export interface PlacedOrder {
   readonly key?: PlacedKey;
 }
 
-/** The message's JSON read back, or why it is not one (such a message is dead-lettered, not retried). */
-export function parsePlacedOrder(body: unknown): PlacedOrder | { readonly invalid: string } {
-  if (body === null || typeof body !== 'object') return { invalid: 'not a JSON object' };
+/**
+ * One message: the orders placed in one event-loop turn of one process. A message costs the
+ * broker (a quorum-queue append and its confirm) and both clients (frames, a socket write) the
+ * same whatever it carries, so a storm's orders travel together; each is still written, and is
+ * idempotent, by its own id.
+ */
+export interface PlacedOrders {
+  readonly orders: readonly PlacedOrder[];
+}
+
+function invalidOrder(body: unknown): string | undefined {
+  if (body === null || typeof body !== 'object') return 'an order is not a JSON object';
   const event = body as Record<string, unknown>;
   for (const field of ['orderId', 'productId', 'buyerId', 'expiresAt', 'placedAt'] as const) {
-    if (typeof event[field] !== 'string') return { invalid: `${field} is not a string` };
+    if (typeof event[field] !== 'string') return `${field} is not a string`;
   }
   for (const field of ['quantity', 'amountCents'] as const) {
-    if (!Number.isInteger(event[field])) return { invalid: `${field} is not a whole number` };
+    if (!Number.isInteger(event[field])) return `${field} is not a whole number`;
   }
-  return body as PlacedOrder;
+  return undefined;
+}
+
+/** The message's JSON read back, or why it is not one (such a message is dead-lettered, not retried). */
+export function parsePlacedOrders(body: unknown): PlacedOrders | { readonly invalid: string } {
+  const orders = (body as { orders?: unknown } | null)?.orders;
+  if (!Array.isArray(orders) || orders.length === 0) return { invalid: 'not a list of placed orders' };
+  for (const order of orders) {
+    const invalid = invalidOrder(order);
+    if (invalid !== undefined) return { invalid };
+  }
+  return { orders: orders as PlacedOrder[] };
 }

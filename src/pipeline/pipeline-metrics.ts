@@ -32,6 +32,7 @@ export function registerPipelineMetrics(registry: Registry, sources: PipelineMet
   const { pipeline } = sources;
   const followDecisions = follower();
   const followPublishes = follower();
+  const followMessages = follower();
   const followWritten = follower();
   const followBatches = follower();
   const followReturned = follower();
@@ -60,6 +61,14 @@ export function registerPipelineMetrics(registry: Registry, sources: PipelineMet
     collect() {
       const stats = pipeline.publisher.stats;
       for (const outcome of ['confirmed', 'refused', 'unknown'] as const) followPublishes(this, { outcome }, stats[outcome]);
+    },
+  });
+  new Counter({
+    name: 'flashsale_publish_messages_total',
+    help: 'Messages published: each carries the orders placed in one event-loop turn',
+    registers: [registry],
+    collect() {
+      followMessages(this, {}, pipeline.publisher.stats.messages);
     },
   });
   new Gauge({

@@ -1,7 +1,8 @@
 /**
  * Publishes placed orders persistent, with publisher confirms, to the durable quorum queue: the
- * API may answer `201` only once the broker confirms. Many publishes are in flight at once on one
- * channel (streamed confirms), so a burst costs one round trip's wait, not one per order.
+ * API may answer `201` only once the broker confirms. The orders placed in one event-loop turn go
+ * as one message, and many messages are in flight at once on one channel (streamed confirms), so a
+ * burst costs one round trip's wait and a few messages, not one of each per order.
  *
  * What a publish can end in, and what the caller does with it:
  * - `confirmed`: the broker has it durably; the order will reach PostgreSQL.
@@ -14,21 +15,34 @@
 import { AMQPError, type Publisher } from 'rabbitmq-client';
 import type { Broker } from './broker.js';
 import { placedQueue } from './broker.js';
-import type { PlacedOrder } from './order-events.js';
+import type { PlacedOrder, PlacedOrders } from './order-events.js';
+
+/** Orders in one message at most (a message is written, replicated and confirmed whole). */
+const MAX_ORDERS_PER_MESSAGE = 250;
 
 export type PublishOutcome = 'confirmed' | 'refused' | 'unknown';
 
 export interface PublisherCounts {
-  /** Publishes sent and not yet settled. */
+  /** Orders published (or waiting for this turn's message) and not yet settled. */
   readonly inFlight: number;
+  /** Orders, by how their publish ended. */
   readonly confirmed: number;
   readonly refused: number;
   readonly unknown: number;
+  /** Messages sent (each carries the orders of one turn). */
+  readonly messages: number;
+}
+
+interface Waiting {
+  readonly order: PlacedOrder;
+  readonly settle: (outcome: PublishOutcome) => void;
 }
 
 export class OrderPublisher {
   private readonly publisher: Publisher;
-  private counts = { inFlight: 0, confirmed: 0, refused: 0, unknown: 0 };
+  private counts = { inFlight: 0, confirmed: 0, refused: 0, unknown: 0, messages: 0 };
+  /** Orders of this turn, sent together when it ends. */
+  private waiting: Waiting[] = [];
 
   constructor(
     private readonly broker: Broker,
@@ -48,34 +62,56 @@ export class OrderPublisher {
     return { ...this.counts };
   }
 
-  async publish(order: PlacedOrder): Promise<PublishOutcome> {
+  /** Publishes the order (with the others of this turn) and says how it ended. */
+  publish(order: PlacedOrder): Promise<PublishOutcome> {
     // Down now: a publish would wait for the connection; say at once that nothing was sent.
-    if (!this.broker.ready) return this.settle('refused');
+    if (!this.broker.ready) return Promise.resolve(this.settle('refused', 1));
     this.counts.inFlight += 1;
+    return new Promise<PublishOutcome>((settle) => {
+      this.waiting.push({ order, settle });
+      if (this.waiting.length === 1) setImmediate(() => this.sendWaiting());
+    });
+  }
+
+  private sendWaiting(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (let start = 0; start < waiting.length; start += MAX_ORDERS_PER_MESSAGE) {
+      const group = waiting.slice(start, start + MAX_ORDERS_PER_MESSAGE);
+      void this.send(group.map((item) => item.order)).then((outcome) => {
+        this.settle(outcome, group.length);
+        this.counts.inFlight -= group.length;
+        for (const item of group) item.settle(outcome);
+      });
+    }
+  }
+
+  /** One message, and its confirm within the timeout. */
+  private async send(orders: readonly PlacedOrder[]): Promise<PublishOutcome> {
+    this.counts.messages += 1;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<PublishOutcome>((resolve) => {
       timer = setTimeout(() => resolve('unknown'), this.confirmTimeoutMs);
     });
+    const body: PlacedOrders = { orders };
     const sent = this.publisher
       .send(
         {
           routingKey: this.broker.names.placed,
           durable: true,
-          messageId: order.orderId,
           contentType: 'application/json',
           timestamp: Math.floor(Date.now() / 1000),
         },
-        order,
+        body,
       )
       .then(
         (): PublishOutcome => 'confirmed',
         (error: unknown): PublishOutcome => (error instanceof AMQPError && error.code === 'NACK' ? 'refused' : 'unknown'),
       );
     try {
-      return this.settle(await Promise.race([sent, timeout]));
+      return await Promise.race([sent, timeout]);
     } finally {
       clearTimeout(timer);
-      this.counts.inFlight -= 1;
     }
   }
 
@@ -84,8 +120,8 @@ export class OrderPublisher {
     return this.publisher.close();
   }
 
-  private settle(outcome: PublishOutcome): PublishOutcome {
-    this.counts[outcome] += 1;
+  private settle(outcome: PublishOutcome, orders: number): PublishOutcome {
+    this.counts[outcome] += orders;
     return outcome;
   }
 }
