@@ -71,6 +71,9 @@ export class Broker {
       retryLow: 100,
       retryHigh: 1_000,
       acquireTimeout: connectTimeoutMs,
+      // Without it, the last part of a message larger than a TCP segment waits for the broker's
+      // delayed ACK (Nagle's algorithm): 40 ms on every confirm of a storm's message, measured.
+      noDelay: true,
     });
     let lastError = '';
     connection.on('error', (error) => {
