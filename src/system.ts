@@ -128,7 +128,9 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     newId,
     paymentDelayMs: config.paymentDelayMs,
     storeDeadlineMs: config.storeDeadlineMs,
-    ...(pipeline === undefined ? {} : { publish: (order: PlacedOrder) => pipeline.publisher.publish(order) }),
+    ...(pipeline === undefined
+      ? {}
+      : { publish: (order: PlacedOrder) => pipeline.publisher.publish(order), pipelineWaitMs: Math.min(config.confirmTimeoutMs, 2_000) }),
     log,
   });
   const reconciler =

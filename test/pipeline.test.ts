@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pipeline } from '../src/pipeline/pipeline.js';
 import type { Answer } from './support/api.js';
 import { startPrivateRedis, type PrivateRedis } from './support/redis-server.js';
-import { startTestServer, withPipeline, type TestServer } from './support/server.js';
+import { startTcpProxy } from './support/tcp-proxy.js';
+import { startTestServer, TEST_AMQP_URL, withPipeline, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
 /** Short, so a rebuild or a reconcile comes within a test's time; below the store deadline. */
@@ -279,5 +280,62 @@ describe('the gate follows the catalogue', () => {
     // Rebuilt from PostgreSQL: the first buyer's unit is still counted.
     expect((await t.api.call('GET', `/v1/products/${product.id}`)).body['remaining']).toBe(1);
     await expectInvariant(t.api, product.id, [answer]);
+  });
+});
+
+describe('the broker unreachable', () => {
+  it('answers 503 STORE_UNAVAILABLE: an unkeyed purchase\'s unit goes back at once, a keyed one\'s is kept for its retry and reconciled', async () => {
+    // A server of its own, whose broker connection goes through a proxy this test cuts.
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(TEST_AMQP_URL).port || 5672) });
+    const amqpUrl = new URL(TEST_AMQP_URL);
+    amqpUrl.port = String(proxy.port);
+    const cut = await startTestServer({
+      ...withPipeline(),
+      amqpUrl: amqpUrl.toString(),
+      redisUrl: redis.url,
+      strategy: 'redis-lua',
+      confirmTimeoutMs: CONFIRM_TIMEOUT_MS,
+      reconcileIntervalMs: 3_600_000,
+    });
+    try {
+      const product = await cut.api.createProduct({ stock: 2 });
+      const [buyer, keyed] = await cut.api.createBuyers(2);
+      if (!buyer || !keyed) throw new Error('no buyers');
+      const remaining = async (): Promise<unknown> => (await cut.api.call('GET', `/v1/products/${product.id}`)).body['remaining'];
+      await proxy.cut();
+      const refused = await cut.api.purchase(buyer.token, product.id);
+      expect(refused.status).toBe(503);
+      expect(refused.body['code']).toBe('STORE_UNAVAILABLE');
+      expect(refused.headers['retry-after']).toBeDefined();
+      expect(await remaining()).toBe(2);
+
+      const key = { 'idempotency-key': randomUUID() };
+      expect((await cut.api.purchase(keyed.token, product.id, 1, key)).status).toBe(503);
+      // Kept under the key's order id for a retry; nobody retries here, so the reconciler returns
+      // it once the confirm timeout has passed (PostgreSQL has no allocation for it).
+      expect(await remaining()).toBe(1);
+      await sleep(CONFIRM_TIMEOUT_MS + 100);
+      const report = await cut.server.system.reconciler?.run();
+      expect(report?.products.find((p) => p.productId === product.id)).toMatchObject({ stranded: 1, returned: 1 });
+      expect(await remaining()).toBe(2);
+
+      // The broker back: the connection comes back on its own, and the retry with the key learns
+      // its first attempt failed (the id was voided), while a new purchase sells.
+      await proxy.restore();
+      let sold: Answer | undefined;
+      for (let i = 0; i < 50 && sold?.status !== 201; i++) {
+        await sleep(100);
+        sold = await cut.api.purchase(buyer.token, product.id);
+      }
+      expect(sold?.status).toBe(201);
+      const retried = await cut.api.purchase(keyed.token, product.id, 1, key);
+      expect(retried.status).toBe(410);
+      expect(retried.body['code']).toBe('HOLD_EXPIRED');
+      await expectInvariant(cut.api, product.id, [sold as Answer]);
+    } finally {
+      await proxy.restore().catch(() => undefined);
+      await cut.stop();
+      await proxy.close();
+    }
   });
 });

@@ -29,6 +29,8 @@ export interface OrdersOptions {
   readonly storeDeadlineMs: number;
   /** Publishes a grant made outside the database to the order pipeline (set when a broker is configured). */
   readonly publish?: (order: PlacedOrder) => Promise<PublishOutcome>;
+  /** How long a payment waits for an order another process placed through the pipeline. */
+  readonly pipelineWaitMs?: number;
   readonly log: { error(object: unknown, message: string): void };
 }
 
@@ -43,7 +45,9 @@ export class OrdersService implements OrdersClient {
     this.sql = options.sql;
     this.keys = new IdempotencyKeys(options.sql);
     this.placed = new PlacedOrders(options.sql, options.inventory, this.keys);
-    this.payments = new Payments({ ...options, placed: this.placed });
+    // With the pipeline on, a payment waits up to a confirm timeout's worth for an order another
+    // process placed; without it, an order that is not there is not coming.
+    this.payments = new Payments({ ...options, placed: this.placed, pipelineWaitMs: options.publish === undefined ? 0 : options.pipelineWaitMs ?? 0 });
     this.checkout = new Checkout({ ...options, keys: this.keys, payments: this.payments, placed: this.placed, publish: options.publish });
   }
 

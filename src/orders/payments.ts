@@ -28,7 +28,15 @@ export interface PaymentsOptions {
   readonly paymentDelayMs?: number;
   /** Orders placed through the pipeline by this process, which a payment may write before the consumer. */
   readonly placed?: PlacedOrders;
+  /**
+   * With the order pipeline on, how long a payment or cancel waits for an order another process
+   * placed and the consumer has not written yet (it is written within milliseconds, normally).
+   */
+  readonly pipelineWaitMs?: number;
 }
+
+/** How often a payment looks again for an order the pipeline is writing. */
+const PIPELINE_POLL_MS = 50;
 
 export class Payments {
   private readonly sql: Sql;
@@ -81,11 +89,18 @@ export class Payments {
    * consumer has not written it yet), writes it now and reads again.
    */
   private async orPlacedHere<Row>(orderId: string, find: () => Promise<Row[]>): Promise<Row[]> {
-    const rows = await find();
+    let rows = await find();
     if (rows.length > 0 || this.options.placed === undefined) return rows;
     // Read again whether or not it was placed here: the consumer may have written it just now.
-    await this.options.placed.writeIfPlacedHere(orderId);
-    return find();
+    if (await this.options.placed.writeIfPlacedHere(orderId)) return find();
+    // Placed by another process, maybe: the consumer writes it shortly.
+    const until = Date.now() + (this.options.pipelineWaitMs ?? 0);
+    do {
+      rows = await find();
+      if (rows.length > 0) return rows;
+      await sleep(PIPELINE_POLL_MS);
+    } while (Date.now() < until);
+    return rows;
   }
 
   /** Debit → confirm → paid, for an order that is held; compensates when the confirm fails. */
