@@ -36,6 +36,12 @@ export interface Config {
   readonly reserveLanes: number;
   readonly naiveGapMs: number;
   readonly optimisticRetries: number;
+  /** The queue strategy: requests decided in one statement at most. */
+  readonly queueGroupMax: number;
+  /** The queue strategy: requests one product's line holds before it answers `503 OVERLOADED`. */
+  readonly queueCapacity: number;
+  /** The queue strategy: how long a request may wait in line before `503 OVERLOADED` (nothing done). */
+  readonly queueWaitMs: number;
   readonly redisUrl: string | undefined;
   readonly amqpUrl: string | undefined;
   /** Prefix of every Redis key of this install (`fs:`). */
@@ -181,6 +187,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     reserveLanes: integer('RESERVE_LANES', dbPoolSize, 0, 500),
     naiveGapMs: integer('NAIVE_GAP_MS', 5, 0, 10_000),
     optimisticRetries: integer('OPTIMISTIC_RETRIES', 3, 0, 100),
+    queueGroupMax: integer('QUEUE_GROUP_MAX', 500, 1, 10_000),
+    queueCapacity: integer('QUEUE_CAPACITY', 20_000, 1, 1_000_000),
+    queueWaitMs: integer('QUEUE_WAIT_MS', 5_000, 10, 120_000),
     redisUrl: url('REDIS_URL', ['redis:', 'rediss:']),
     amqpUrl: url('AMQP_URL', ['amqp:', 'amqps:']),
     redisKeyPrefix,

@@ -107,6 +107,12 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     inventorySql: databases.inventory,
     naiveGapMs: config.naiveGapMs,
     optimisticRetries: config.optimisticRetries,
+    queue: {
+      groupMax: config.queueGroupMax,
+      capacity: config.queueCapacity,
+      waitMs: config.queueWaitMs,
+      soldOutMemoryMs: config.soldOutHintMs,
+    },
     redisUrl: config.redisUrl,
     amqpUrl: config.amqpUrl,
   });

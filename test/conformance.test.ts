@@ -1,6 +1,6 @@
 /**
  * The stock-strategy conformance suite: the same storms over every database strategy, each ending
- * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,redis-lua;
+ * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,redis-lua;
  * redis-lua runs against the 127.0.0.1 Redis and RabbitMQ, under names of its own).
  *
  * The safe strategies must pass the audit after every storm. `naive` runs the very same storms and
@@ -23,7 +23,7 @@ import { Api, type Answer } from './support/api.js';
 import { ADMIN_TOKEN, startTestServer, withPipeline, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
-const DEFAULT_STRATEGIES: readonly StrategyName[] = ['naive', 'pessimistic', 'optimistic', 'atomic', 'redis-lua'];
+const DEFAULT_STRATEGIES: readonly StrategyName[] = ['naive', 'pessimistic', 'optimistic', 'atomic', 'queue', 'redis-lua'];
 const STRATEGIES: readonly StrategyName[] = (() => {
   const raw = process.env['STRATEGIES'];
   if (raw === undefined || raw.trim() === '') return DEFAULT_STRATEGIES;

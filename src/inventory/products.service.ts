@@ -162,6 +162,7 @@ export class Products {
       returning *`;
     if (row) {
       this.memory.stockChanged(id, row.remaining, addStock > 0);
+      if (addStock > 0) this.strategies.named(row.strategy).unitsBack?.(id);
       const product = toProduct(row);
       // Applied before the admin hears "done"; absolute values, so applying them again is harmless.
       await terms?.changed(product);

@@ -26,7 +26,8 @@ export class Reservations {
     // Refused from memory before the store: most buyers of a drop end here.
     const known = this.memory.refusal(request.productId);
     if (known) return known;
-    const outcome = await this.memory.reserve(request.productId, () => strategy.reserve(request));
+    const ask = (): Promise<ReserveOutcome> => strategy.reserve(request);
+    const outcome = await (strategy.ordersItsOwnLine === true ? this.memory.learnFrom(request.productId, ask) : this.memory.reserve(request.productId, ask));
     if (outcome.ok || (outcome.reason !== 'LIMIT_EXCEEDED' && outcome.reason !== 'SOLD_OUT')) return outcome;
     // A retry of a reservation that was made (its answer lost to a failure) is refused by its own
     // unit: over the limit, or sold out by it. The store said no without looking at the id, so

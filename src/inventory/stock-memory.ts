@@ -47,6 +47,15 @@ export class StockMemory {
     });
   }
 
+  /** Asks the store with no lane (a strategy that lines requests up itself), and learns from its answer. */
+  async learnFrom(productId: string, askStore: () => Promise<ReserveOutcome>): Promise<ReserveOutcome> {
+    const seen = this.soldOut.returnsSoFar(productId);
+    const outcome = await askStore();
+    const remaining = outcome.ok || outcome.reason === 'SOLD_OUT' ? outcome.remaining : undefined;
+    if (remaining === 0) this.soldOut.noteSoldOut(productId, seen);
+    return outcome;
+  }
+
   /** The store says the product has `remaining` units free after an admin's change. */
   stockChanged(productId: string, remaining: number, unitsAdded: boolean): void {
     if (unitsAdded) this.soldOut.forget(productId);

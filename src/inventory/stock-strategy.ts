@@ -58,6 +58,10 @@ export interface StockStrategy {
   readonly safe: boolean;
   /** Set by a strategy that keeps its own copy of the terms (see `TermsMirror`). */
   readonly terms?: TermsMirror;
+  /** Set by a strategy that lines its reservations up itself (`queue`): no reserve lanes in front of it. */
+  readonly ordersItsOwnLine?: boolean;
+  /** Units of the product came back by an admin's change (a strategy that remembers "sold out" forgets it). */
+  unitsBack?(productId: string): void;
   /** Takes `quantity` units for the buyer under `allocationId`, or says why not. */
   reserve(request: ReserveRequest): Promise<ReserveOutcome>;
   /**

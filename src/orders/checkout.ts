@@ -46,9 +46,12 @@ type Recorded =
 
 const refused = (reason: Refusal): KeptOutcome => ({ ok: false, refusal: reason });
 
-/** A store failure (a module's `STORE_UNAVAILABLE` or `OUTCOME_UNKNOWN`) as the buyer's answer. */
+/**
+ * A store failure (a module's `STORE_UNAVAILABLE` or `OUTCOME_UNKNOWN`), or a line that is full
+ * (`OVERLOADED`: nothing done), as the buyer's answer.
+ */
 function storeRefusal(error: unknown): KeptOutcome | undefined {
-  if (error instanceof DomainError && (error.code === 'STORE_UNAVAILABLE' || error.code === 'OUTCOME_UNKNOWN')) {
+  if (error instanceof DomainError && (error.code === 'STORE_UNAVAILABLE' || error.code === 'OUTCOME_UNKNOWN' || error.code === 'OVERLOADED')) {
     return refused(error.toRefusal());
   }
   return undefined;

@@ -10,6 +10,11 @@ import { NaiveStrategy } from './naive.strategy.js';
 import { OptimisticStrategy } from './optimistic.strategy.js';
 import { PessimisticStrategy } from './pessimistic.strategy.js';
 import { RedisLuaStrategy } from './redis-lua.strategy.js';
+import { QueueStrategy } from './queue.strategy.js';
+import type { QueueLineOptions } from './queue-lines.js';
+
+/** The queue's lines when the configuration names none (tests that build strategies alone). */
+const DEFAULT_QUEUE: QueueLineOptions = { groupMax: 500, capacity: 20_000, waitMs: 5_000, soldOutMemoryMs: 250 };
 import type { GateRebuilds } from '../redis/rebuild.js';
 import type { RedisGate } from '../redis/gate.js';
 
@@ -19,6 +24,8 @@ export interface StrategyStores {
   readonly naiveGapMs?: number;
   /** `OPTIMISTIC_RETRIES`: the optimistic strategy's retries before `CONTENTION` (default 3). */
   readonly optimisticRetries?: number;
+  /** The queue strategy's lines (`QUEUE_*`, the sold-out memory from `SOLD_OUT_HINT_MS`). */
+  readonly queue?: QueueLineOptions;
   /** Set when Redis / RabbitMQ are configured, so a missing strategy names the right cause. */
   readonly redisUrl?: string | undefined;
   readonly amqpUrl?: string | undefined;
@@ -46,6 +53,7 @@ export function buildStrategies(stores: StrategyStores): StrategyRegistry {
     ['pessimistic', new PessimisticStrategy(sql)],
     ['optimistic', new OptimisticStrategy(sql, { retries: stores.optimisticRetries ?? 3 })],
     ['atomic', new AtomicStrategy(sql)],
+    ['queue', new QueueStrategy(sql, stores.queue ?? DEFAULT_QUEUE)],
   ]);
   if (stores.redisLua) built.set('redis-lua', new RedisLuaStrategy(stores.redisLua.gate, sql, stores.redisLua.rebuilds));
   const configured = { REDIS_URL: stores.redisUrl !== undefined, AMQP_URL: stores.amqpUrl !== undefined };
