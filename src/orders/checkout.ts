@@ -19,6 +19,7 @@ import type { HeldKey, IdempotencyKeys, KeptOutcome } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { CheckoutOutcome, Order, PurchaseRequest } from './orders.client.js';
 import type { PlacedOrders } from './placed-orders.js';
+import { OrderRecords, type Recorded } from './order-records.js';
 import type { PlacedOrder } from '../pipeline/order-events.js';
 import type { PublishOutcome } from '../pipeline/publisher.js';
 import type { Payments } from './payments.js';
@@ -38,11 +39,6 @@ export interface CheckoutOptions {
 /** The store name buyers see when the broker fails. */
 const BROKER = 'broker';
 
-/** What recording an order found: it recorded it, the order was there already, or the key was taken. */
-type Recorded =
-  | { readonly kind: 'recorded'; readonly row: OrderRow }
-  | { readonly kind: 'exists'; readonly row: OrderRow }
-  | { readonly kind: 'key-taken' };
 
 const refused = (reason: Refusal): KeptOutcome => ({ ok: false, refusal: reason });
 
@@ -59,9 +55,11 @@ function storeRefusal(error: unknown): KeptOutcome | undefined {
 
 export class Checkout {
   private readonly sql: Sql;
+  private readonly records: OrderRecords;
 
   constructor(private readonly options: CheckoutOptions) {
     this.sql = options.sql;
+    this.records = new OrderRecords(options.sql, options.keys);
   }
 
   /**
@@ -242,7 +240,7 @@ export class Checkout {
    * Instant mode: pays the order just recorded. It answers "no" as a whole: the unit must not
    * stay held for a buyer who was refused. But a fault after the confirm (marking the order)
    * leaves it paid: then the purchase stands, and saying "no" would let a retry with the same key
-   * buy and pay again. `complete`: the key was claimed with the order (`keyWrite`); `keep`: it is
+   * buy and pay again. `complete`: the key was claimed with the order (`OrderRecords`); `keep`: it is
    * written with the outcome.
    */
   private async payAtOnce(row: OrderRow, held: HeldKey | undefined, onKey: 'complete' | 'keep'): Promise<CheckoutOutcome> {
@@ -282,37 +280,9 @@ export class Checkout {
     return outcome;
   }
 
-  /**
-   * Inserts the order; with a key, in the same statement, writes the key (answered with the order,
-   * or claimed with its id when it is paid next) and inserts the order only if the key was written.
-   * Order and key commit together: a crash after this cannot leave a key that a retry would take
-   * over and buy a second time. An order already recorded under this id (by an earlier attempt
-   * with the key) is returned as it is, and nothing is written.
-   */
-  private async record(orderId: string, buyerId: string, allocation: Allocation, held: HeldKey | undefined, paysNext: boolean): Promise<Recorded> {
-    const { productId, quantity, amountCents, expiresAt } = allocation;
-    const answer = paysNext
-      ? undefined
-      : this.sql`order_fields_json(${orderId}::uuid, 'held', ${buyerId}::uuid, ${productId}::uuid, ${quantity}::int,
-                                   ${amountCents}::int8, ${expiresAt}::timestamptz, now())`;
-    const rows = await this.sql<(OrderRow & { recorded: boolean })[]>`
-      with existing_order as (
-        -- Only a keyed id can name an order already (an earlier attempt with the key): a minted one is new.
-        select * from orders where id = ${orderId}::uuid and ${held !== undefined}),
-      ${held === undefined ? this.sql`` : this.options.keys.keyWrite(held, orderId, answer)}
-      o as (
-        insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
-        select ${orderId}::uuid, ${buyerId}::uuid, ${productId}::uuid, ${quantity}::int,
-               ${amountCents}::int8, 'held', ${expiresAt}::timestamptz
-         where not exists (select 1 from existing_order)
-           and ${held === undefined ? this.sql`true` : this.sql`exists (select 1 from key_written)`}
-        returning *)
-      select *, true as recorded from o
-      union all
-      select *, false as recorded from existing_order`;
-    const [row] = rows;
-    if (row === undefined) return { kind: 'key-taken' };
-    return { kind: row.recorded ? 'recorded' : 'exists', row };
+  /** Records the order (and its key), with the others recorded at this moment (`OrderRecords`). */
+  private record(orderId: string, buyerId: string, allocation: Allocation, held: HeldKey | undefined, paysNext: boolean): Promise<Recorded> {
+    return this.records.record({ orderId, buyerId, allocation, held, paysNext });
   }
 
   private async releaseUnrecorded(orderId: string): Promise<void> {

@@ -12,7 +12,7 @@
  * How each request writes its key:
  * - A purchase writes its key once, with its outcome: a refusal through {@link answerFirst}
  *   (batched: a drop refuses thousands at once), an order in the statement that records the order
- *   ({@link keyWrite}), so the two commit together. A purchase that finds its key answered meanwhile
+ *   (`OrderRecords`, batched with the others of that moment), so the two commit together. A purchase that finds its key answered meanwhile
  *   records nothing: its unit goes back and the kept outcome is replayed.
  * - A payment (and an instant purchase, between recording its order and paying it) claims its key
  *   first (a row with no outcome yet), then {@link complete}s it, or ends it without an outcome
@@ -175,32 +175,7 @@ export class IdempotencyKeys {
     return claim.claimed ? outcome : claim.outcome;
   }
 
-  /**
-   * The part of an order's statement that writes its key: a CTE named `key_written` that has a
-   * row only if the key was written (new, expired, or a stale claim taken over). It follows a CTE
-   * named `existing_order`, the order already recorded under this id, if any. The order's
-   * insert is guarded by it, so order and key commit together or not at all. With `answer` (the
-   * order as JSON, built in the same statement) the key is answered; without, it is claimed with
-   * the order's id (an instant purchase pays before it answers).
-   */
-  keyWrite(held: HeldKey, orderId: string, answer: postgres.PendingQuery<postgres.Row[]> | undefined): postgres.PendingQuery<postgres.Row[]> {
-    const response = answer === undefined ? this.sql`null::jsonb` : this.sql`jsonb_build_object('ok', true, 'order', ${answer})`;
-    // Only when no order has this id yet (see `existing_order`): an order recorded by an earlier
-    // attempt with this key is its outcome, not one to write again.
-    return this.sql`key_written as (
-      insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response, order_id)
-      select ${held.buyerId}::uuid, ${held.key}::text, ${held.claimId}::uuid, ${held.scope}::text, ${held.hash}::text,
-             ${answer === undefined ? null : successStatus(held.scope)}::integer, ${response}, ${orderId}::uuid
-       where not exists (select 1 from existing_order)
-      on conflict (buyer_id, key) do update
-        set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
-            status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id,
-            ended_at = null, created_at = now()
-        where ${this.takeable()}
-      returning 1),`;
-  }
-
-  /** The key a `keyWrite` could not write: the outcome it has, or why not yet. */
+  /** The key an order's record could not write (`OrderRecords`): the outcome it has, or why not yet. */
   async outcomeOf(held: HeldKey): Promise<CheckoutOutcome> {
     return (await this.existing(held)) ?? inProgress(held.key, 'this Idempotency-Key is changing hands; retry');
   }
