@@ -49,9 +49,10 @@ begin
       from buyer_units b where b.product_id = p_product and b.buyer_id = any(p_buyers);
   end if;
 
-  -- 4. In arrival order.
+  -- 4. In arrival order. (Arrays, not a growing jsonb: a group of 500 stays linear.)
   for i in 1 .. coalesce(array_length(p_ids, 1), 0) loop
-    if v_existing ? p_ids[i]::text then
+    if v_existing ? p_ids[i]::text or p_ids[i] = any(v_granted_ids) then
+      -- Made before, or earlier in this group: answered with that allocation.
       v_outcomes := array_append(v_outcomes, 'EXISTS');
     elsif v_ended then
       v_outcomes := array_append(v_outcomes, 'SALE_ENDED');
@@ -62,7 +63,7 @@ begin
     elsif p_quantities[i] > v_left then
       v_outcomes := array_append(v_outcomes, 'SOLD_OUT');
     else
-      v_have := coalesce((v_units ->> p_buyers[i]::text)::integer, 0);
+      v_have := case when v.per_buyer_limit is null then 0 else coalesce((v_units ->> p_buyers[i]::text)::integer, 0) end;
       if v.per_buyer_limit is not null and v_have + p_quantities[i] > v.per_buyer_limit then
         v_outcomes := array_append(v_outcomes, 'LIMIT_EXCEEDED');
       else
@@ -73,9 +74,6 @@ begin
         v_granted_ids := array_append(v_granted_ids, p_ids[i]);
         v_granted_buyers := array_append(v_granted_buyers, p_buyers[i]);
         v_granted_quantities := array_append(v_granted_quantities, p_quantities[i]);
-        -- Marks this id as made, so the same id later in the group is answered with it.
-        v_existing := v_existing || jsonb_build_object(p_ids[i]::text, jsonb_build_object(
-                        'amount', v.price_cents * p_quantities[i], 'expires', v_expires, 'status', 'held', 'new', true));
         v_outcomes := array_append(v_outcomes, 'OK');
       end if;
     end if;
@@ -97,13 +95,21 @@ begin
     end if;
   end if;
 
+  -- A granted row's amount and expiry follow from the locked row; a made one's are read back.
   return query
     select t.id, t.outcome, t.left_after,
-           case when t.outcome in ('OK', 'EXISTS') then (v_existing -> t.id::text ->> 'amount')::bigint else 0::bigint end,
-           case when t.outcome in ('OK', 'EXISTS') then (v_existing -> t.id::text ->> 'expires')::timestamptz end,
+           case when t.outcome = 'OK' then v.price_cents * t.quantity
+                when v_existing ? t.id::text then (v_existing -> t.id::text ->> 'amount')::bigint
+                when t.outcome = 'EXISTS' then v.price_cents * t.quantity
+                else 0::bigint end,
+           case when t.outcome = 'OK' then v_expires
+                when v_existing ? t.id::text then (v_existing -> t.id::text ->> 'expires')::timestamptz
+                when t.outcome = 'EXISTS' then v_expires end,
            v.opens_at, v.per_buyer_limit,
-           case when t.outcome in ('OK', 'EXISTS') then v_existing -> t.id::text ->> 'status' end
-      from unnest(p_ids, v_outcomes, v_left_after) with ordinality as t(id, outcome, left_after, n)
+           case when t.outcome = 'OK' then 'held'
+                when v_existing ? t.id::text then v_existing -> t.id::text ->> 'status'
+                when t.outcome = 'EXISTS' then 'held' end
+      from unnest(p_ids, p_quantities, v_outcomes, v_left_after) with ordinality as t(id, quantity, outcome, left_after, n)
      order by t.n;
 end
 $$;
