@@ -23,8 +23,8 @@
  * The buyer's events are read through their own index; they are few (a buyer holds at most the
  * limit at once) but not snapshotted.
  *
- * What it costs: a herd makes most attempts clash, like `optimistic` (every sale moves the stream
- * on under every buyer who read it), and a clash waits for the winner's commit before it is known.
+ * What it costs: under a drop many attempts clash, as with `optimistic` (every sale moves the
+ * stream on under every buyer who read it), and a clash is known only once the winner commits.
  * Three writes per sale (event, product row, allocation), plus a snapshot every 100 events.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
