@@ -1,12 +1,13 @@
 /**
  * The stock-strategy conformance suite: the same storms over every database strategy, each ending
- * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,redis-lua;
+ * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,event-sourced,redis-lua;
  * redis-lua runs against the 127.0.0.1 Redis and RabbitMQ, under names of its own).
  *
  * The safe strategies must pass the audit after every storm. `naive` runs the very same storms and
  * the audit must catch it (`OVERSOLD` or `STOCK_MISMATCH`): proof the audit can fail. `optimistic`
- * gives up after its bounded retries with `CONTENTION`, so it may leave stock unsold in a herd (the
- * buyers were told to retry), but it never oversells; retrying as told sells the rest.
+ * and `event-sourced` give up after their bounded retries with `CONTENTION`, so they may leave
+ * stock unsold in a herd (the buyers were told to retry), but they never oversell; retrying as
+ * told sells the rest.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -23,7 +24,9 @@ import { Api, type Answer } from './support/api.js';
 import { ADMIN_TOKEN, startTestServer, withPipeline, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
-const DEFAULT_STRATEGIES: readonly StrategyName[] = ['naive', 'pessimistic', 'optimistic', 'atomic', 'queue', 'redis-lua'];
+const DEFAULT_STRATEGIES: readonly StrategyName[] = ['naive', 'pessimistic', 'optimistic', 'atomic', 'queue', 'event-sourced', 'redis-lua'];
+/** Strategies that answer `CONTENTION` once their bounded retries run out. */
+const BOUNDED: readonly StrategyName[] = ['optimistic', 'event-sourced'];
 const STRATEGIES: readonly StrategyName[] = (() => {
   const raw = process.env['STRATEGIES'];
   if (raw === undefined || raw.trim() === '') return DEFAULT_STRATEGIES;
@@ -84,7 +87,7 @@ async function cancel(token: string, orderId: string): Promise<void> {
 
 describe.each(STRATEGIES)('the %s strategy', (strategy) => {
   const unsafe = strategy === 'naive';
-  const bounded = strategy === 'optimistic';
+  const bounded = BOUNDED.includes(strategy);
   const product = (fields: Record<string, unknown>) => t.api.createProduct({ ...fields, strategy });
 
   it(unsafe ? 'oversells when 1,000 buyers race for 1 unit, and the audit catches it' : 'holds exactly 1 unit when 1,000 buyers race for 1', async () => {
@@ -92,7 +95,7 @@ describe.each(STRATEGIES)('the %s strategy', (strategy) => {
     const answers = await storm(1_000, (i) => t.api.purchase(buyer(i).token, id));
     if (unsafe) return expectOversellCaught(id);
 
-    // Optimistic too: only one sale ever bumps the version, so each loser retries at most once.
+    // Bounded strategies too: only one sale ever moves the version (or the stream), so each loser retries at most once.
     expect(tally(answers)).toEqual({ '201': 1, '409 SOLD_OUT': 999 });
     expect(await stats(id)).toMatchObject({ held: 1, remaining: 0 });
     await expectInvariant(t.api, id, answers);
@@ -229,7 +232,7 @@ describe.each(STRATEGIES)('the %s strategy', (strategy) => {
       const [me] = await t.api.createBuyers(1);
       if (!me) throw new Error('no buyer');
       const answers = await storm(100, () => t.api.purchase(me.token, id));
-      // Optimistic too: only the two sales bump the version, so no attempt loses more than twice.
+      // Bounded strategies too: only the two sales move the version (or the stream), so no attempt loses more than twice.
       expect(tally(answers)).toEqual({ '201': 2, '409 LIMIT_EXCEEDED': 98 });
       if (unsafe) {
         await expectOversellCaught(id);

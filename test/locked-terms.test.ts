@@ -1,7 +1,8 @@
 /**
- * `atomic` sells on the terms of the row it locks. An admin's change that holds the product row
- * when a purchase arrives makes the purchase's plain read see the old row and its update wait;
- * once the change commits, the sale must follow the new price, limit or window, not the old read.
+ * `atomic` and `event-sourced` sell on the terms of the row they lock. An admin's change that
+ * holds the product row when a purchase arrives makes the purchase's plain read see the old row
+ * and its update wait; once the change commits, the sale must follow the new price, limit or
+ * window, not the old read (event-sourced: its appended event is undone and it decides again).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -41,9 +42,9 @@ async function changeUnderPurchase(
   }
 }
 
-describe('atomic: a change that commits while a purchase waits for the row', () => {
+describe.each(['atomic', 'event-sourced'])('%s: a change that commits while a purchase waits for the row', (strategy) => {
   it('sells at the new price', async () => {
-    const product = await t.api.createProduct({ priceCents: 1000, stock: 5, strategy: 'atomic' });
+    const product = await t.api.createProduct({ priceCents: 1000, stock: 5, strategy });
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const answer = await changeUnderPurchase(product.id, 'price_cents = 2000', () => t.api.purchase(buyer.token, product.id));
@@ -52,7 +53,7 @@ describe('atomic: a change that commits while a purchase waits for the row', () 
   });
 
   it('refuses a quantity over a limit set meanwhile, and gives the units back', async () => {
-    const product = await t.api.createProduct({ priceCents: 1000, stock: 5, perBuyerLimit: 5, strategy: 'atomic' });
+    const product = await t.api.createProduct({ priceCents: 1000, stock: 5, perBuyerLimit: 5, strategy });
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const answer = await changeUnderPurchase(product.id, 'per_buyer_limit = 1', () => t.api.purchase(buyer.token, product.id, 2));
@@ -62,7 +63,7 @@ describe('atomic: a change that commits while a purchase waits for the row', () 
   });
 
   it('says the sale ended, not that it sold out', async () => {
-    const product = await t.api.createProduct({ priceCents: 1000, stock: 5, strategy: 'atomic' });
+    const product = await t.api.createProduct({ priceCents: 1000, stock: 5, strategy });
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const answer = await changeUnderPurchase(product.id, 'ended_at = now()', () => t.api.purchase(buyer.token, product.id));

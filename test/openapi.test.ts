@@ -83,7 +83,7 @@ describe('the OpenAPI document', () => {
 
   it('shares its schemas once, in components, and lists every error code in Problem', () => {
     const schemas = document.components?.schemas ?? {};
-    for (const name of ['Problem', 'Order', 'OrderAnswer', 'OrdersPage', 'Product', 'ProductStats', 'User', 'IssuedUser', 'AuditReport']) {
+    for (const name of ['Problem', 'Order', 'OrderAnswer', 'OrdersPage', 'Product', 'ProductStats', 'StockEvent', 'StockEventsPage', 'User', 'IssuedUser', 'AuditReport']) {
       expect(schemas[name], name).toBeDefined();
     }
     expect(schemas['Problem']?.properties?.['code']?.enum).toEqual(Object.keys(ERROR_CODES));
@@ -177,6 +177,14 @@ describe('every route', () => {
     await expectAnswer('GET', stats, `/v1/admin/products/${productId}/stats`, 200, { token: admin });
     await expectAnswer('GET', stats, `/v1/admin/products/${nobody}/stats`, 404, { token: admin }, 'PRODUCT_NOT_FOUND');
     await expectAnswer('GET', stats, `/v1/admin/products/${productId}/stats`, 401, { token: 'forged' }, 'UNAUTHORIZED');
+    const events = '/v1/admin/products/{id}/events';
+    const logged = await t.api.createProduct({ stock: 2, strategy: 'event-sourced' });
+    const history = await expectAnswer('GET', events, `/v1/admin/products/${logged.id}/events?after=0&limit=10`, 200, { token: admin });
+    expect(history.body).toMatchObject({ events: [{ seq: 1, kind: 'stocked', units: 2, allocationId: null, buyerId: null }], nextAfter: null });
+    expect(Object.keys((history.body['events'] as object[])[0] ?? {}).sort()).toEqual(['allocationId', 'at', 'buyerId', 'kind', 'seq', 'units']);
+    await expectAnswer('GET', events, `/v1/admin/products/${logged.id}/events?limit=0`, 400, { token: admin }, 'VALIDATION_FAILED');
+    await expectAnswer('GET', events, `/v1/admin/products/${nobody}/events`, 404, { token: admin }, 'PRODUCT_NOT_FOUND');
+    await expectAnswer('GET', events, `/v1/admin/products/${logged.id}/events`, 403, { token: buyer.token }, 'FORBIDDEN');
 
     // Purchases: each buyer stays under the rate limit, except the one who provokes it.
     const buy = (token: string, body: Record<string, unknown>, headers: Record<string, string> = {}): CallOptions => ({ token, body, headers });

@@ -16,6 +16,7 @@ import type {
   ProductStats,
   ReserveOutcome,
   ReserveRequest,
+  StockEventsPage,
 } from './inventory.types.js';
 
 export interface InventoryClient {
@@ -28,6 +29,11 @@ export interface InventoryClient {
   /** Ends the sale now: later reservations get `SALE_ENDED`; holds stay payable until they expire. */
   endSale(id: string): Promise<Product>;
   stats(id: string): Promise<ProductStats>;
+  /**
+   * The product's stock events numbered above `after`, oldest first, at most `limit` of them
+   * (none for a product whose strategy keeps no stock stream). Throws `PRODUCT_NOT_FOUND`.
+   */
+  events(productId: string, page: { readonly after: number; readonly limit: number }): Promise<StockEventsPage>;
   /**
    * Takes `quantity` units for the buyer under the order id, or says why not. Idempotent by the
    * id: asking again returns the same allocation.

@@ -8,6 +8,18 @@ import type { NewProduct, ProductChange } from './inventory.types.js';
 import { STRATEGY_NAMES } from './strategy-names.js';
 
 const MAX_STOCK = 10_000_000;
+/** Largest page of a product's stock events. */
+const MAX_EVENTS_PAGE = 1000;
+
+/** Query strings arrive as strings (no type coercion): numbers are checked by pattern, then parsed. */
+const eventsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    after: { type: 'string', pattern: '^(0|[1-9][0-9]{0,14})$', description: 'Events numbered above this (default 0: from the first)' },
+    limit: { type: 'string', pattern: '^[1-9][0-9]{0,3}$', description: `At most this many (1–${MAX_EVENTS_PAGE}, default 100)` },
+  },
+} as const;
 
 const productFields = {
   name: { type: 'string', minLength: 1, maxLength: 200 },
@@ -168,6 +180,33 @@ export function inventoryRoutes(inventory: InventoryClient, admin: onRequestHook
         },
       },
       async (request) => inventory.stats(request.params.id),
+    );
+
+    app.get<{ Params: { id: string }; Querystring: { after?: string; limit?: string } }>(
+      '/v1/admin/products/:id/events',
+      {
+        onRequest: admin,
+        schema: {
+          tags: ['admin'],
+          summary: `The product's stock events, oldest first (after; limit 1–${MAX_EVENTS_PAGE}, default 100); none unless it is event-sourced`,
+          params: idParams,
+          querystring: eventsQuery,
+          security: bearerSecurity,
+          response: responses(
+            { 200: { description: 'One page of the events', ...ref('StockEventsPage') } },
+            ['VALIDATION_FAILED', ...ADMIN_PROBLEMS, 'PRODUCT_NOT_FOUND'],
+          ),
+        },
+      },
+      async (request) => {
+        const limit = Number(request.query.limit ?? '100');
+        if (limit > MAX_EVENTS_PAGE) {
+          throw new DomainError('VALIDATION_FAILED', `limit must be at most ${MAX_EVENTS_PAGE}`, {
+            errors: [{ field: 'querystring.limit', message: `must be at most ${MAX_EVENTS_PAGE}` }],
+          });
+        }
+        return inventory.events(request.params.id, { after: Number(request.query.after ?? '0'), limit });
+      },
     );
   };
 }

@@ -1,6 +1,6 @@
 /** Inventory's response schemas, as registered with `app.addSchema` (OpenAPI `components.schemas`). */
-import { dateTime, objectSchema, uuid } from '../http/schemas.js';
-import type { Product, ProductStats } from './inventory.types.js';
+import { dateTime, enumOf, objectSchema, ref, uuid } from '../http/schemas.js';
+import type { Product, ProductStats, StockEvent, StockEventKind, StockEventsPage } from './inventory.types.js';
 import { STRATEGY_NAMES } from './strategy-names.js';
 
 const units = { type: 'integer', minimum: 0 } as const;
@@ -26,4 +26,20 @@ export const productStatsSchema = objectSchema<ProductStats>(
   { stocked: units, held: units, paid: units, remaining: units, expired: units, cancelled: units },
 );
 
-export const inventorySchemas = [productSchema, productStatsSchema] as const;
+export const STOCK_EVENT_KINDS = enumOf<StockEventKind>({ stocked: true, reserved: true, released: true, expired: true, purchased: true });
+
+export const stockEventSchema = objectSchema<StockEvent>('StockEvent', "One event of an event-sourced product's stock stream", {
+  seq: { type: 'integer', minimum: 1, description: "Its number in the product's stream: 1, 2, 3, … with no gap" },
+  kind: { type: 'string', enum: STOCK_EVENT_KINDS },
+  units: { type: 'integer', description: '`stocked`: units added to the stock (negative: removed); the others: the allocation\'s quantity' },
+  allocationId: { ...uuid, type: ['string', 'null'], description: 'The allocation (the order id) it concerns; `null` for `stocked`' },
+  buyerId: { ...uuid, type: ['string', 'null'], description: '`null` for `stocked`' },
+  at: dateTime,
+});
+
+export const stockEventsPageSchema = objectSchema<StockEventsPage>('StockEventsPage', "A page of a product's stock events, oldest first", {
+  events: { type: 'array', items: ref('StockEvent') },
+  nextAfter: { type: ['integer', 'null'], minimum: 1, description: "The next page's `after`; `null` on the last page" },
+});
+
+export const inventorySchemas = [productSchema, productStatsSchema, stockEventSchema, stockEventsPageSchema] as const;

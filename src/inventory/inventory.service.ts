@@ -7,7 +7,16 @@ import type { AuditSnapshot } from '../audit/audit.types.js';
 import { onStore } from '../infra/store-errors.js';
 import type { Sql } from '../infra/database.js';
 import type { InventoryClient } from './inventory.client.js';
-import type { Allocation, NewProduct, Product, ProductChange, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
+import type {
+  Allocation,
+  NewProduct,
+  Product,
+  ProductChange,
+  ProductStats,
+  ReserveOutcome,
+  ReserveRequest,
+  StockEventsPage,
+} from './inventory.types.js';
 import { ProductStrategies } from './product-strategies.js';
 import { PendingHolds, type PendingHold, type RecordedHold } from './pending-holds.js';
 import { Products } from './products.service.js';
@@ -92,6 +101,10 @@ export class InventoryService implements InventoryClient {
 
   stats(id: string): Promise<ProductStats> {
     return onStore(STORE, () => this.products.stats(id), undefined, false);
+  }
+
+  events(productId: string, page: { readonly after: number; readonly limit: number }): Promise<StockEventsPage> {
+    return onStore(STORE, () => this.products.events(productId, page), undefined, false);
   }
 
   auditSnapshot(productId: string): Promise<AuditSnapshot> {

@@ -51,6 +51,28 @@ export interface ProductStats {
   readonly cancelled: number;
 }
 
+export type StockEventKind = 'stocked' | 'reserved' | 'released' | 'expired' | 'purchased';
+
+/** One event of a product's stock stream (the `event-sourced` strategy keeps one per product). */
+export interface StockEvent {
+  /** Its number in the product's stream: 1, 2, 3, … with no gap. */
+  readonly seq: number;
+  readonly kind: StockEventKind;
+  /** `stocked`: units added to the stock (negative: removed); the others: the allocation's quantity. */
+  readonly units: number;
+  /** The allocation (the order id) it concerns; `null` for `stocked`. */
+  readonly allocationId: string | null;
+  readonly buyerId: string | null;
+  readonly at: string;
+}
+
+/** One page of a product's stock events, oldest first. */
+export interface StockEventsPage {
+  readonly events: readonly StockEvent[];
+  /** The `after` of the next page; `null` on the last page. */
+  readonly nextAfter: number | null;
+}
+
 export type AllocationStatus = 'held' | 'paid' | 'expired' | 'cancelled';
 
 export interface Allocation {

@@ -1,12 +1,23 @@
 /**
- * The catalogue: products, their stock counts and sale windows, the admin's changes, and the
- * audit's view of a product's stock (read from the allocations, the truth, not from counters).
+ * The catalogue: products, their stock counts and sale windows, the admin's changes (recorded in
+ * the strategy's stock log too, when it keeps one), a product's stock events, and the audit's view
+ * of a product's stock (read from the allocations, the truth, not from counters).
  */
 import type { AuditSnapshot } from '../audit/audit.types.js';
-import type { Sql } from '../infra/database.js';
+import { transaction, type Sql, type Tx } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
-import type { AllocationStatus, NewProduct, Product, ProductChange, ProductStats } from './inventory.types.js';
+import type {
+  AllocationStatus,
+  NewProduct,
+  Product,
+  ProductChange,
+  ProductStats,
+  StockEvent,
+  StockEventKind,
+  StockEventsPage,
+} from './inventory.types.js';
 import type { ProductStrategies } from './product-strategies.js';
+import type { StockLog } from './stock-strategy.js';
 import type { StockMemory } from './stock-memory.js';
 import type { StrategyName } from './strategy-names.js';
 
@@ -53,6 +64,11 @@ function toProduct(row: ProductRow): Product {
   };
 }
 
+/** Rolls back `logStock`'s transaction when the row's write was refused; never leaves this file. */
+class NothingWritten extends Error {
+  override readonly name = 'NothingWritten';
+}
+
 export class Products {
   private readonly sql: Sql;
   private readonly strategies: ProductStrategies;
@@ -74,13 +90,14 @@ export class Products {
         errors: [{ field: 'closesAt', message: 'must be after opensAt' }],
       });
     }
-    const [row] = await this.sql<ProductRow[]>`
+    const id = this.options.newId();
+    const [row] = await this.logStock(this.strategies.named(strategy).log, id, input.stock, (db) => db<ProductRow[]>`
       insert into products (id, name, price_cents, stock, remaining, per_buyer_limit, hold_seconds,
                             opens_at, closes_at, strategy)
-      values (${this.options.newId()}, ${input.name}, ${input.priceCents}, ${input.stock}, ${input.stock},
+      values (${id}, ${input.name}, ${input.priceCents}, ${input.stock}, ${input.stock},
               ${input.perBuyerLimit ?? null}, ${input.holdSeconds ?? this.options.defaultHoldSeconds},
               coalesce(${opensAt}::timestamptz, now()), ${closesAt}::timestamptz, ${strategy})
-      returning *`;
+      returning *`);
     if (!row) throw new Error('insert returned no product');
     if (strategy === 'naive') {
       this.options.warn(`product ${row.id} uses the naive strategy: it is unsafe on purpose and will oversell`);
@@ -118,9 +135,36 @@ export class Products {
     return rows.map(toProduct);
   }
 
+  /**
+   * Runs `write` (the product row's insert or update); with the product strategy's `StockLog`,
+   * records the change of stock in it first, in the same transaction (the log's lock order: its
+   * next number, then the product row). A `write` that returns no row (refused by its predicate)
+   * rolls the record back too.
+   */
+  private async logStock(
+    log: StockLog | undefined,
+    id: string,
+    units: number,
+    write: (db: Sql | Tx) => Promise<ProductRow[]>,
+  ): Promise<ProductRow[]> {
+    if (log === undefined) return write(this.sql);
+    try {
+      return await transaction(this.sql, async (tx) => {
+        await log.stocked(tx, id, units);
+        const rows = await write(tx);
+        if (rows.length === 0) throw new NothingWritten();
+        return rows;
+      });
+    } catch (error) {
+      if (error instanceof NothingWritten) return [];
+      throw error;
+    }
+  }
+
   async updateProduct(id: string, change: ProductChange): Promise<Product> {
     const addStock = change.addStock ?? 0;
-    const { terms } = (await this.strategies.ofProduct(id)) ?? {};
+    const strategy = await this.strategies.ofProduct(id);
+    const { terms } = strategy ?? {};
     if (terms !== undefined && addStock < 0) {
       // Units leave the strategy's copy first, where they are sold: if the database's change then
       // fails, the copy has fewer units than the truth (undersold until caught up), never more.
@@ -143,7 +187,7 @@ export class Products {
         });
       }
     }
-    const [row] = await this.sql<ProductRow[]>`
+    const update = (db: Sql | Tx): Promise<ProductRow[]> => db<ProductRow[]>`
       update products set
         stock = stock + ${addStock},
         remaining = remaining + ${addStock},
@@ -160,6 +204,7 @@ export class Products {
                          else closes_at end
       where id = ${id} and remaining + ${addStock} >= 0
       returning *`;
+    const [row] = await this.logStock(addStock === 0 ? undefined : strategy?.log, id, addStock, update);
     if (row) {
       this.memory.stockChanged(id, row.remaining, addStock > 0);
       if (addStock > 0) this.strategies.named(row.strategy).unitsBack?.(id);
@@ -209,6 +254,33 @@ export class Products {
       expired: units('expired'),
       cancelled: units('cancelled'),
     };
+  }
+
+  /**
+   * A page of the product's stock events after `after`, oldest first (a product whose strategy
+   * keeps no stock stream has none).
+   */
+  async events(productId: string, page: { after: number; limit: number }): Promise<StockEventsPage> {
+    const [product] = await this.sql`select 1 from products where id = ${productId}`;
+    if (!product) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId });
+    const rows = await this.sql<
+      { seq: number; kind: StockEventKind; units: number; allocation_id: string | null; buyer_id: string | null; at: Date }[]
+    >`
+      select seq, kind, units, allocation_id, buyer_id, at from stock_events
+       where product_id = ${productId} and seq > ${page.after}
+       order by seq limit ${page.limit + 1}`;
+    const events = rows.slice(0, page.limit).map(
+      (row): StockEvent => ({
+        seq: row.seq,
+        kind: row.kind,
+        units: row.units,
+        allocationId: row.allocation_id,
+        buyerId: row.buyer_id,
+        at: row.at.toISOString(),
+      }),
+    );
+    const last = events.at(-1);
+    return { events, nextAfter: rows.length > page.limit && last !== undefined ? last.seq : null };
   }
 
   /**

@@ -20,6 +20,7 @@
  * What is deliberately left out: recording the order (orders does that after a successful
  * reserve), money (users), and fairness between buyers (only the `queue` strategy promises FCFS).
  */
+import type { Tx } from '../infra/database.js';
 import type { StrategyName } from './strategy-names.js';
 import type { Allocation, Product, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
 
@@ -52,6 +53,16 @@ export interface TermsMirror {
   stats(productId: string): Promise<ProductStats | null>;
 }
 
+/**
+ * A strategy that keeps a log of every change to a product's stock (event-sourced) records the
+ * catalogue's changes in it too: the stock a product is created with, and what an admin adds or
+ * removes. Called in the transaction that writes the product's row, before the row is written.
+ */
+export interface StockLog {
+  /** Records `units` added to the product's stock (negative: removed). */
+  stocked(tx: Tx, productId: string, units: number): Promise<void>;
+}
+
 export interface StockStrategy {
   readonly name: StrategyName;
   /** `false` only for `naive`, which exists to show the audit catching an oversell. */
@@ -62,6 +73,8 @@ export interface StockStrategy {
   readonly ordersItsOwnLine?: boolean;
   /** Units of the product came back by an admin's change (a strategy that remembers "sold out" forgets it). */
   unitsBack?(productId: string): void;
+  /** Set by a strategy that logs every change of stock (see `StockLog`). */
+  readonly log?: StockLog;
   /** Takes `quantity` units for the buyer under `allocationId`, or says why not. */
   reserve(request: ReserveRequest): Promise<ReserveOutcome>;
   /**

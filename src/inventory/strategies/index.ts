@@ -6,6 +6,7 @@ import type { Sql } from '../../infra/database.js';
 import type { StrategyName } from '../strategy-names.js';
 import type { StockStrategy } from '../stock-strategy.js';
 import { AtomicStrategy } from './atomic.strategy.js';
+import { EventSourcedStrategy } from './event-sourced.strategy.js';
 import { NaiveStrategy } from './naive.strategy.js';
 import { OptimisticStrategy } from './optimistic.strategy.js';
 import { PessimisticStrategy } from './pessimistic.strategy.js';
@@ -46,6 +47,12 @@ const NEEDS: Partial<Record<StrategyName, readonly ('REDIS_URL' | 'AMQP_URL')[]>
   'redis-lock': ['REDIS_URL'],
 };
 
+/**
+ * Retries of an event-sourced reservation whose sequence number was taken, before `CONTENTION`:
+ * as many as `optimistic`'s default, whose race it shares (one sale moves every reader on).
+ */
+const EVENT_SOURCED_RETRIES = 3;
+
 export function buildStrategies(stores: StrategyStores): StrategyRegistry {
   const sql = stores.inventorySql;
   const built = new Map<StrategyName, StockStrategy>([
@@ -54,6 +61,7 @@ export function buildStrategies(stores: StrategyStores): StrategyRegistry {
     ['optimistic', new OptimisticStrategy(sql, { retries: stores.optimisticRetries ?? 3 })],
     ['atomic', new AtomicStrategy(sql)],
     ['queue', new QueueStrategy(sql, stores.queue ?? DEFAULT_QUEUE)],
+    ['event-sourced', new EventSourcedStrategy(sql, { retries: EVENT_SOURCED_RETRIES })],
   ]);
   if (stores.redisLua) built.set('redis-lua', new RedisLuaStrategy(stores.redisLua.gate, sql, stores.redisLua.rebuilds));
   const configured = { REDIS_URL: stores.redisUrl !== undefined, AMQP_URL: stores.amqpUrl !== undefined };

@@ -2,7 +2,8 @@
  * The steps every PostgreSQL-backed strategy shares: release (cancel/expiry), confirm, reading an
  * allocation back, and turning a refusal row into a typed outcome. A strategy differs only in
  * how it takes the units; giving them back is one `release_allocation` call for all of them,
- * which also bumps `version` so the optimistic strategy sees the change.
+ * which also bumps `version` so the optimistic strategy sees the change (`event-sourced`, which
+ * records every step in its stock stream, brings its own release and confirm write).
  *
  * The strategies that take units from TypeScript (naive, pessimistic, optimistic) also share the
  * product read and its checks, the per-buyer claim and the allocation insert below, so they differ
@@ -12,7 +13,7 @@ import { transaction, type Sql, type Tx } from '../../infra/database.js';
 import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
 
-interface AllocationRow {
+export interface AllocationRow {
   id: string;
   product_id: string;
   buyer_id: string;
@@ -31,7 +32,7 @@ export async function readAllocation(db: Queryable, id: string): Promise<Allocat
   return row ? toAllocation(row) : null;
 }
 
-function toAllocation(row: AllocationRow): Allocation {
+export function toAllocation(row: AllocationRow): Allocation {
   return {
     id: row.id,
     productId: row.product_id,
@@ -217,11 +218,8 @@ export abstract class PostgresStockSteps {
   }
 
   async confirm(allocationId: string): Promise<ConfirmOutcome> {
-    const [paid] = await this.sql<AllocationRow[]>`
-      update allocations set status = 'paid', settled_at = now()
-       where id = ${allocationId} and status = 'held' and expires_at > now()
-      returning *`;
-    if (paid) return { ok: true, allocation: toAllocation(paid) };
+    const paid = await this.markPaid(allocationId);
+    if (paid) return { ok: true, allocation: paid };
     const existing = await this.allocation(allocationId);
     if (!existing) return { ok: false, reason: 'NOT_FOUND' };
     switch (existing.status) {
@@ -234,6 +232,15 @@ export abstract class PostgresStockSteps {
         // Held but past its expiry: the sweeper has not got to it yet; it is expired all the same.
         return { ok: false, reason: 'EXPIRED' };
     }
+  }
+
+  /** Turns the allocation into a sale if it is held and unexpired by the database's clock; `null` otherwise. */
+  protected async markPaid(allocationId: string): Promise<Allocation | null> {
+    const [paid] = await this.sql<AllocationRow[]>`
+      update allocations set status = 'paid', settled_at = now()
+       where id = ${allocationId} and status = 'held' and expires_at > now()
+      returning *`;
+    return paid ? toAllocation(paid) : null;
   }
 
   /** The allocation made under `id`, if any (a retried reserve returns it). */

@@ -1,0 +1,134 @@
+/**
+ * `event-sourced`: every change of a product's stock is an event appended to the product's own
+ * stream (`stock_events`: `stocked`, `reserved`, `released`, `expired`, `purchased`), numbered
+ * 1, 2, 3, … with a number unique per product. A reservation projects what is available from the
+ * latest snapshot plus the events after it, decides, and appends `reserved` as the next number
+ * (`reserve_event_sourced` in `../functions.sql`, one round trip). If another writer took that
+ * number first, nothing was written: the attempt read a stale stream, so it reads again and
+ * decides again, at most `retries` more times with jittered backoff, then answers `CONTENTION`.
+ * Every event's number is unique, so two decisions made on the same stream can never both land.
+ *
+ * A snapshot of the totals is written with every `stock_snapshot_every()`th event (100), so a
+ * reservation reads one snapshot and fewer than 100 events, never the whole history. The
+ * allocation (the hold) and `products.remaining` are written in the event's transaction, so
+ * orders, the sweeper and the audit read them as for any other strategy, and replaying the stream
+ * from event 1 gives `remaining` back. Release, expiry and confirm append their event after
+ * settling the allocation's row, so each allocation ends at most once (a unique index says so too).
+ *
+ * @remarks The per-buyer limit is projected from the buyer's own events, in the same read as the
+ * stock, rather than kept in the shared `buyer_units` counter: the next number then guards both
+ * the stock and the limit with one check (a buyer racing themself appends at most one of two
+ * decisions made on the same stream), the units are counted whatever the limit was when they were
+ * taken (`buyer_units` counts only while a limit is set), and a reservation writes one row fewer.
+ * The buyer's events are read through their own index; they are few (a buyer holds at most the
+ * limit at once) but not snapshotted.
+ *
+ * What it costs: under a drop many attempts clash, as with `optimistic` (every sale moves the
+ * stream on under every buyer who read it), and a clash is known only once the winner commits.
+ * Three writes per sale (event, product row, allocation), plus a snapshot every 100 events.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Sql, Tx } from '../../infra/database.js';
+import type { Allocation, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
+import type { ReleasedAllocation, ReleaseStatus, StockLog, StockStrategy } from '../stock-strategy.js';
+import { isDuplicateAllocation, PostgresStockSteps, refusal, toAllocation, type AllocationRow, type RefusalCode } from './postgres-stock.js';
+
+export interface EventSourcedOptions {
+  /** Attempts after the first before answering `CONTENTION`. */
+  readonly retries: number;
+  /** Backoff before retry n (0-based) is uniform in [0, baseBackoffMs · 2ⁿ) ("full jitter"). */
+  readonly baseBackoffMs?: number;
+  /** `Retry-After` of a `CONTENTION` answer. */
+  readonly retryAfterSeconds?: number;
+}
+
+interface ReserveRow {
+  outcome: 'OK' | 'CLASH' | RefusalCode;
+  remaining: number;
+  amount_cents: number;
+  expires_at: Date | null;
+  opens_at: Date | null;
+  buyer_limit: number | null;
+}
+
+/** Marks an attempt that read a stream another writer appended to before it could (nothing was written). */
+const CLASH = Symbol('sequence clash');
+
+/** 40001: `reserve_event_sourced` found the product's terms changed between its read and its write. */
+function isTermsChanged(error: unknown): boolean {
+  return (error as { code?: string }).code === '40001';
+}
+
+export class EventSourcedStrategy extends PostgresStockSteps implements StockStrategy {
+  readonly name = 'event-sourced';
+  readonly safe = true;
+  readonly log: StockLog = {
+    stocked: async (tx: Tx, productId: string, units: number) => {
+      await tx`select append_stock_event(${productId}, 'stocked', ${units}, null, null)`;
+    },
+  };
+  private readonly baseBackoffMs: number;
+  private readonly retryAfterSeconds: number;
+
+  constructor(
+    sql: Sql,
+    private readonly options: EventSourcedOptions,
+  ) {
+    super(sql);
+    this.baseBackoffMs = options.baseBackoffMs ?? 5;
+    this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
+  }
+
+  async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    for (let attempt = 0; ; attempt += 1) {
+      const outcome = await this.attempt(request);
+      if (outcome !== CLASH) return outcome;
+      if (attempt >= this.options.retries) {
+        return { ok: false, reason: 'CONTENTION', retryAfterSeconds: this.retryAfterSeconds };
+      }
+      await sleep(Math.random() * this.baseBackoffMs * 2 ** attempt);
+    }
+  }
+
+  private async attempt(request: ReserveRequest): Promise<ReserveOutcome | typeof CLASH> {
+    let row: ReserveRow | undefined;
+    try {
+      [row] = await this.sql<ReserveRow[]>`
+        select outcome, remaining, amount_cents, expires_at, opens_at, buyer_limit
+          from reserve_event_sourced(${request.allocationId}, ${request.productId}, ${request.buyerId}, ${request.quantity})`;
+    } catch (error) {
+      if (isDuplicateAllocation(error)) return this.existingOutcome(request.allocationId);
+      if (isTermsChanged(error)) return CLASH;
+      throw error;
+    }
+    if (!row) throw new Error('reserve_event_sourced returned no row');
+    if (row.outcome === 'CLASH') return CLASH;
+    if (row.outcome !== 'OK') {
+      return refusal(row.outcome, { remaining: row.remaining, opensAt: row.opens_at, limit: row.buyer_limit });
+    }
+    return {
+      ok: true,
+      allocation: {
+        id: request.allocationId,
+        productId: request.productId,
+        buyerId: request.buyerId,
+        quantity: request.quantity,
+        amountCents: row.amount_cents,
+        status: 'held',
+        expiresAt: (row.expires_at ?? new Date()).toISOString(),
+      },
+      remaining: row.remaining,
+    };
+  }
+
+  override async release(allocationId: string, status: ReleaseStatus, onlyIfExpired: boolean): Promise<ReleasedAllocation | null> {
+    const [row] = await this.sql<{ product_id: string; buyer_id: string; quantity: number }[]>`
+      select * from release_event_sourced(${allocationId}, ${status}, ${onlyIfExpired})`;
+    return row ? { productId: row.product_id, buyerId: row.buyer_id, quantity: row.quantity } : null;
+  }
+
+  protected override async markPaid(allocationId: string): Promise<Allocation | null> {
+    const [paid] = await this.sql<AllocationRow[]>`select * from confirm_event_sourced(${allocationId})`;
+    return paid ? toAllocation(paid) : null;
+  }
+}
