@@ -31,6 +31,19 @@ export interface RecordedHold {
   readonly voided: boolean;
 }
 
+/** The holds as rows of `jsonb_to_recordset`, named as the table's columns. */
+function asRows(holds: readonly PendingHold[]): postgres.JSONValue {
+  return holds.map((hold) => ({
+    id: hold.id,
+    product_id: hold.productId,
+    buyer_id: hold.buyerId,
+    quantity: hold.quantity,
+    amount_cents: hold.amountCents,
+    expires_at: hold.expiresAt,
+    created_at: hold.madeAt,
+  }));
+}
+
 export class PendingHolds {
   constructor(private readonly sql: Sql) {}
 
@@ -40,21 +53,13 @@ export class PendingHolds {
    */
   async record(holds: readonly PendingHold[]): Promise<RecordedHold[]> {
     if (holds.length === 0) return [];
-    const rows = holds.map((hold) => ({
-      id: hold.id,
-      product_id: hold.productId,
-      buyer_id: hold.buyerId,
-      quantity: hold.quantity,
-      amount_cents: hold.amountCents,
-      expires_at: hold.expiresAt,
-      created_at: hold.madeAt,
-    }));
+    const rows = asRows(holds);
     // Rows in id order and products in id order, so two batches never wait on each other in a
     // cycle. The last select sees the table as it was before this statement: the rows that were
     // there already; the new ones come from `written`.
     const recorded = await this.sql<RecordedHold[]>`
       with input as (
-        select distinct on (id) * from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+        select distinct on (id) * from jsonb_to_recordset(${this.sql.json(rows)}::jsonb)
           as t(id uuid, product_id uuid, buyer_id uuid, quantity integer, amount_cents bigint,
                expires_at timestamptz, created_at timestamptz)
          order by id),
@@ -88,20 +93,12 @@ export class PendingHolds {
    */
   async void(holds: readonly PendingHold[]): Promise<string[]> {
     if (holds.length === 0) return [];
-    const rows = holds.map((hold) => ({
-      id: hold.id,
-      product_id: hold.productId,
-      buyer_id: hold.buyerId,
-      quantity: hold.quantity,
-      amount_cents: hold.amountCents,
-      expires_at: hold.expiresAt,
-      created_at: hold.madeAt,
-    }));
+    const rows = asRows(holds);
     const voided = await this.sql<{ id: string }[]>`
       insert into allocations (id, product_id, buyer_id, quantity, amount_cents, status, expires_at, created_at,
                                settled_at, voided)
       select id, product_id, buyer_id, quantity, amount_cents, 'cancelled', expires_at, created_at, now(), true
-        from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
+        from jsonb_to_recordset(${this.sql.json(rows)}::jsonb)
           as t(id uuid, product_id uuid, buyer_id uuid, quantity integer, amount_cents bigint,
                expires_at timestamptz, created_at timestamptz)
        order by id

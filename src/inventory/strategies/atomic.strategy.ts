@@ -12,7 +12,7 @@
 import type { Sql } from '../../infra/database.js';
 import type { ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { StockStrategy } from '../stock-strategy.js';
-import { isDuplicateAllocation, PostgresStockSteps, refusal, type RefusalCode } from './postgres-stock.js';
+import { isDuplicateAllocation, PostgresStockSteps, reserveOutcome, type RefusalCode } from './postgres-stock.js';
 
 interface ReserveRow {
   outcome: 'OK' | RefusalCode;
@@ -41,21 +41,6 @@ export class AtomicStrategy extends PostgresStockSteps implements StockStrategy 
       throw error;
     }
     if (!row) throw new Error('reserve_atomic returned no row');
-    if (row.outcome !== 'OK') {
-      return refusal(row.outcome, { remaining: row.remaining, opensAt: row.opens_at, limit: row.buyer_limit });
-    }
-    return {
-      ok: true,
-      allocation: {
-        id: request.allocationId,
-        productId: request.productId,
-        buyerId: request.buyerId,
-        quantity: request.quantity,
-        amountCents: row.amount_cents,
-        status: 'held',
-        expiresAt: (row.expires_at ?? new Date()).toISOString(),
-      },
-      remaining: row.remaining,
-    };
+    return reserveOutcome(row.outcome, row, request);
   }
 }

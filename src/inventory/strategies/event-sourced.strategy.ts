@@ -31,7 +31,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql, Tx } from '../../infra/database.js';
 import type { Allocation, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { ReleasedAllocation, ReleaseStatus, StockLog, StockStrategy } from '../stock-strategy.js';
-import { isDuplicateAllocation, PostgresStockSteps, refusal, toAllocation, type AllocationRow, type RefusalCode } from './postgres-stock.js';
+import { isDuplicateAllocation, PostgresStockSteps, reserveOutcome, toAllocation, type AllocationRow, type RefusalCode } from './postgres-stock.js';
 
 export interface EventSourcedOptions {
   /** Attempts after the first before answering `CONTENTION`. */
@@ -103,22 +103,7 @@ export class EventSourcedStrategy extends PostgresStockSteps implements StockStr
     }
     if (!row) throw new Error('reserve_event_sourced returned no row');
     if (row.outcome === 'CLASH') return CLASH;
-    if (row.outcome !== 'OK') {
-      return refusal(row.outcome, { remaining: row.remaining, opensAt: row.opens_at, limit: row.buyer_limit });
-    }
-    return {
-      ok: true,
-      allocation: {
-        id: request.allocationId,
-        productId: request.productId,
-        buyerId: request.buyerId,
-        quantity: request.quantity,
-        amountCents: row.amount_cents,
-        status: 'held',
-        expiresAt: (row.expires_at ?? new Date()).toISOString(),
-      },
-      remaining: row.remaining,
-    };
+    return reserveOutcome(row.outcome, row, request);
   }
 
   override async release(allocationId: string, status: ReleaseStatus, onlyIfExpired: boolean): Promise<ReleasedAllocation | null> {

@@ -63,6 +63,33 @@ export function refusal(
   }
 }
 
+/** What a stock function answers a reservation with (`reserve_atomic`, `reserve_group`, `reserve_event_sourced`). */
+export interface ReserveRow {
+  readonly remaining: number;
+  readonly amount_cents: number;
+  readonly expires_at: Date | null;
+  readonly opens_at: Date | null;
+  readonly buyer_limit: number | null;
+}
+
+/** The request's outcome from its row: the hold it was granted, or the refusal with its facts. */
+export function reserveOutcome(outcome: 'OK' | RefusalCode, row: ReserveRow, request: ReserveRequest): ReserveOutcome {
+  if (outcome !== 'OK') return refusal(outcome, { remaining: row.remaining, opensAt: row.opens_at, limit: row.buyer_limit });
+  return {
+    ok: true,
+    allocation: {
+      id: request.allocationId,
+      productId: request.productId,
+      buyerId: request.buyerId,
+      quantity: request.quantity,
+      amountCents: row.amount_cents,
+      status: 'held',
+      expiresAt: (row.expires_at ?? new Date()).toISOString(),
+    },
+    remaining: row.remaining,
+  };
+}
+
 /** A pool or a transaction: the shared steps run on either. */
 export type Queryable = Sql | Tx;
 

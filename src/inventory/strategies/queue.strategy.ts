@@ -15,7 +15,7 @@ import type { Sql } from '../../infra/database.js';
 import { storeFault, storeUnavailable } from '../../infra/store-errors.js';
 import type { ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { ReleasedAllocation, ReleaseStatus, StockStrategy } from '../stock-strategy.js';
-import { PostgresStockSteps, readAllocation, refusal, type RefusalCode } from './postgres-stock.js';
+import { PostgresStockSteps, readAllocation, reserveOutcome, type RefusalCode } from './postgres-stock.js';
 import { QueueLines, type QueueLineOptions } from './queue-lines.js';
 
 interface GroupRow {
@@ -98,20 +98,7 @@ export class QueueStrategy extends PostgresStockSteps implements StockStrategy {
 
   private async outcomeOf(row: GroupRow, request: ReserveRequest): Promise<ReserveOutcome> {
     if (row.outcome === 'EXISTS') return this.existing(request.allocationId);
-    if (row.outcome !== 'OK') return refusal(row.outcome, { remaining: row.remaining, opensAt: row.opens_at, limit: row.buyer_limit });
-    return {
-      ok: true,
-      allocation: {
-        id: request.allocationId,
-        productId: request.productId,
-        buyerId: request.buyerId,
-        quantity: request.quantity,
-        amountCents: row.amount_cents,
-        status: 'held',
-        expiresAt: (row.expires_at ?? new Date()).toISOString(),
-      },
-      remaining: row.remaining,
-    };
+    return reserveOutcome(row.outcome, row, request);
   }
 
   private async existing(id: string): Promise<ReserveOutcome> {

@@ -15,13 +15,26 @@ import { DomainError } from '../../infra/errors.js';
 import { outcomeUnknown, storeUnavailable } from '../../infra/store-errors.js';
 import type { Product, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { GateRebuilds } from '../redis/rebuild.js';
-import type { RedisGate } from '../redis/gate.js';
+import type { GateChange, RedisGate } from '../redis/gate.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus, StockStrategy, TermsMirror } from '../stock-strategy.js';
 
 /** The store name buyers see in `STORE_UNAVAILABLE` / `OUTCOME_UNKNOWN`. */
 const STORE = 'redis';
 /** How long the gate answers "no such product" for an id PostgreSQL does not have. */
 const ABSENT_MARK_MS = 5_000;
+
+/** The product's terms as the gate keeps them, every value absolute. */
+function termsOf(product: Product): Required<GateChange> & { readonly stocked: number } {
+  return {
+    stocked: product.stock,
+    priceCents: product.priceCents,
+    perBuyerLimit: product.perBuyerLimit,
+    holdSeconds: product.holdSeconds,
+    opensAt: product.opensAt,
+    closesAt: product.closesAt,
+    endedAt: product.endedAt,
+  };
+}
 
 export class RedisLuaStrategy implements StockStrategy {
   readonly name = 'redis-lua';
@@ -130,20 +143,7 @@ export class RedisLuaStrategy implements StockStrategy {
   }
 
   private async loadNew(product: Product): Promise<void> {
-    await this.onGate(
-      () =>
-        this.gate.load(product.id, {
-          remaining: product.remaining,
-          stocked: product.stock,
-          priceCents: product.priceCents,
-          perBuyerLimit: product.perBuyerLimit,
-          holdSeconds: product.holdSeconds,
-          opensAt: product.opensAt,
-          closesAt: product.closesAt,
-          endedAt: product.endedAt,
-        }),
-      undefined,
-    );
+    await this.onGate(() => this.gate.load(product.id, { ...termsOf(product), remaining: product.remaining }), undefined);
   }
 
   private async beforeRemoving(productId: string, stocked: number): Promise<{ remaining: number } | null> {
@@ -155,19 +155,7 @@ export class RedisLuaStrategy implements StockStrategy {
   }
 
   private async changed(product: Product): Promise<void> {
-    await this.onGate(
-      () =>
-        this.gate.update(product.id, {
-          stocked: product.stock,
-          priceCents: product.priceCents,
-          perBuyerLimit: product.perBuyerLimit,
-          holdSeconds: product.holdSeconds,
-          opensAt: product.opensAt,
-          closesAt: product.closesAt,
-          endedAt: product.endedAt,
-        }),
-      undefined,
-    );
+    await this.onGate(() => this.gate.update(product.id, termsOf(product)), undefined);
   }
 
   private async remaining(productId: string): Promise<number | null> {
