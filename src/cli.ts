@@ -118,6 +118,7 @@ async function withSystem(config: Config, work: (system: System) => Promise<numb
     return await work(system);
   } finally {
     await system?.pipeline?.close();
+    await system?.stockLocks?.close().catch(() => undefined);
     await stores.close();
   }
 }

@@ -50,6 +50,10 @@ export interface Config {
   readonly queuePrefix: string;
   /** How long a placed order's publish waits for the broker's confirm before the buyer hears `OUTCOME_UNKNOWN`. */
   readonly confirmTimeoutMs: number;
+  /** The redis-lock strategy: how long a lock lives if its holder never releases it. */
+  readonly redisLockTtlMs: number;
+  /** The redis-lock strategy: how long a buyer waits for the lock before `409 CONTENTION`. */
+  readonly redisLockWaitMs: number;
   /** Whether `serve` also runs the pipeline's consumer and reconciler (`flashsale worker` runs them alone). */
   readonly worker: boolean;
   /** How often the worker returns stranded units and catches the gate up with PostgreSQL. */
@@ -195,6 +199,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     redisKeyPrefix,
     queuePrefix,
     confirmTimeoutMs: integer('CONFIRM_TIMEOUT_MS', 5_000, 100, 60_000),
+    redisLockTtlMs: integer('REDIS_LOCK_TTL_MS', 2_000, 10, 60_000),
+    redisLockWaitMs: integer('REDIS_LOCK_WAIT_MS', 1_000, 0, 60_000),
     worker: worker === 'true' || worker === '1',
     reconcileIntervalMs: integer('RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
     seedDemo: seed === 'true' || seed === '1',

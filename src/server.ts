@@ -70,6 +70,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       sweeper.stop();
       worker?.stop();
       await system.pipeline?.close();
+      await system.stockLocks?.close().catch(() => undefined);
       await stores.close();
     });
     const url = await app.listen({ port: config.port, host: config.host, backlog: listenBacklog() });

@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import type { PlacedOrder } from './pipeline/order-events.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { Reconciler } from './pipeline/reconciler.js';
+import { StockLocks } from './inventory/redis/stock-locks.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface Stores {
@@ -43,6 +44,8 @@ export interface System {
   readonly strategies: StrategyRegistry;
   /** The Redis gate and the order pipeline, when `REDIS_URL` and `AMQP_URL` are set. */
   readonly pipeline: Pipeline | undefined;
+  /** The redis-lock strategy's locks, when `REDIS_URL` is set. */
+  readonly stockLocks: StockLocks | undefined;
   /** Returns stranded units and catches the gate up (with the pipeline). */
   readonly reconciler: Reconciler | undefined;
   readonly tokens: Tokens;
@@ -101,8 +104,16 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
   const newId = timeOrderedIds();
-  const pipeline = await Pipeline.open(config, databases.inventory, log);
+  const stockLocks =
+    config.redisUrl === undefined
+      ? undefined
+      : await StockLocks.open(config.redisUrl, { keyPrefix: config.redisKeyPrefix, ttlMs: config.redisLockTtlMs, waitMs: config.redisLockWaitMs });
+  const pipeline = await Pipeline.open(config, databases.inventory, log).catch(async (error: unknown) => {
+    await stockLocks?.close();
+    throw error;
+  });
   const strategies = buildStrategies({
+    redisLocks: stockLocks,
     redisLua: pipeline === undefined ? undefined : { gate: pipeline.gate, rebuilds: pipeline.rebuilds },
     inventorySql: databases.inventory,
     naiveGapMs: config.naiveGapMs,
@@ -145,6 +156,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
       : new Reconciler({ gate: pipeline.gate, sql: databases.inventory, inventory, confirmTimeoutMs: config.confirmTimeoutMs });
   return {
     pipeline,
+    stockLocks,
     reconciler,
     config,
     stores,

@@ -1,6 +1,6 @@
 /**
  * The stock-strategy conformance suite: the same storms over every database strategy, each ending
- * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,event-sourced,redis-lua;
+ * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,event-sourced,redis-lock,redis-lua;
  * redis-lua runs against the 127.0.0.1 Redis and RabbitMQ, under names of its own).
  *
  * The safe strategies must pass the audit after every storm. `naive` runs the very same storms and
@@ -24,9 +24,9 @@ import { Api, type Answer } from './support/api.js';
 import { ADMIN_TOKEN, startTestServer, withPipeline, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
-const DEFAULT_STRATEGIES: readonly StrategyName[] = ['naive', 'pessimistic', 'optimistic', 'atomic', 'queue', 'event-sourced', 'redis-lua'];
+const DEFAULT_STRATEGIES: readonly StrategyName[] = ['naive', 'pessimistic', 'optimistic', 'atomic', 'queue', 'event-sourced', 'redis-lock', 'redis-lua'];
 /** Strategies that answer `CONTENTION` once their bounded retries run out. */
-const BOUNDED: readonly StrategyName[] = ['optimistic', 'event-sourced'];
+const BOUNDED: readonly StrategyName[] = ['optimistic', 'event-sourced', 'redis-lock'];
 const STRATEGIES: readonly StrategyName[] = (() => {
   const raw = process.env['STRATEGIES'];
   if (raw === undefined || raw.trim() === '') return DEFAULT_STRATEGIES;
@@ -44,7 +44,7 @@ let t: TestServer;
 let buyers: Buyer[];
 
 beforeAll(async () => {
-  t = await startTestServer({ naiveGapMs: NAIVE_GAP_MS, ...(STRATEGIES.includes('redis-lua') ? withPipeline() : {}) });
+  t = await startTestServer({ naiveGapMs: NAIVE_GAP_MS, ...(STRATEGIES.some((name) => name.startsWith('redis-')) ? withPipeline() : {}) });
   buyers = await t.api.createBuyers(2_000);
 });
 afterAll(async () => {
@@ -307,7 +307,7 @@ describe('the stock step holds a connection only for itself', () => {
   const PAYMENT_DELAY_MS = 4_000;
   let small: TestServer;
   beforeAll(async () => {
-    small = await startTestServer({ dbPoolSize: 2, paymentDelayMs: PAYMENT_DELAY_MS, naiveGapMs: NAIVE_GAP_MS, ...(STRATEGIES.includes('redis-lua') ? withPipeline() : {}) });
+    small = await startTestServer({ dbPoolSize: 2, paymentDelayMs: PAYMENT_DELAY_MS, naiveGapMs: NAIVE_GAP_MS, ...(STRATEGIES.some((name) => name.startsWith('redis-')) ? withPipeline() : {}) });
   });
   afterAll(async () => {
     await small?.stop();

@@ -504,3 +504,4 @@ begin
   return next a;
 end
 $$;
+

@@ -13,6 +13,7 @@
  * | `<prefix>{p:<id>}:expiries` | sorted set | order id of each hold still `held`, scored by its expiry (ms)   |
  * | `<prefix>{p:<id>}:keys`     | hash       | buyer id `\n` Idempotency-Key → the order id it is bound to   |
  * | `<prefix>{p:<id>}:rebuild`  | string     | the token of the process rebuilding the product's keys (a lock, with a TTL) |
+ * | `<prefix>{p:<id>}:lock`     | string     | the `redis-lock` strategy's stock lock: its holder's token, with a TTL |
  *
  * A hold's JSON also has `t`, when it was made (ms); a keyed refusal is kept in `holds` as
  * `{s: 'refused', c: code, d: detail}`.
@@ -57,6 +58,11 @@ export class GateKeys {
   productKeyList(productId: string): readonly [string, string, string, string, string] {
     const k = this.product(productId);
     return [k.terms, k.buyers, k.holds, k.expiries, k.keys];
+  }
+
+  /** The `redis-lock` strategy's lock of the product's stock. */
+  stockLock(productId: string): string {
+    return `${this.productTag(productId)}:lock`;
   }
 
   /** The lock a rebuild of the product's keys is made under (same hash tag: same shard). */

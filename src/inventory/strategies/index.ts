@@ -11,6 +11,8 @@ import { NaiveStrategy } from './naive.strategy.js';
 import { OptimisticStrategy } from './optimistic.strategy.js';
 import { PessimisticStrategy } from './pessimistic.strategy.js';
 import { RedisLuaStrategy } from './redis-lua.strategy.js';
+import { RedisLockStrategy } from './redis-lock.strategy.js';
+import type { StockLocks } from '../redis/stock-locks.js';
 import { QueueStrategy } from './queue.strategy.js';
 import type { QueueLineOptions } from './queue-lines.js';
 
@@ -30,6 +32,8 @@ export interface StrategyStores {
   /** Set when Redis / RabbitMQ are configured, so a missing strategy names the right cause. */
   readonly redisUrl?: string | undefined;
   readonly amqpUrl?: string | undefined;
+  /** The product locks of the redis-lock strategy, when Redis is configured. */
+  readonly redisLocks?: StockLocks | undefined;
   /** The Redis gate and its rebuilds, when both Redis and the broker are configured (redis-lua). */
   readonly redisLua?: { readonly gate: RedisGate; readonly rebuilds: GateRebuilds } | undefined;
 }
@@ -63,6 +67,7 @@ export function buildStrategies(stores: StrategyStores): StrategyRegistry {
     ['queue', new QueueStrategy(sql, stores.queue ?? DEFAULT_QUEUE)],
     ['event-sourced', new EventSourcedStrategy(sql, { retries: EVENT_SOURCED_RETRIES })],
   ]);
+  if (stores.redisLocks) built.set('redis-lock', new RedisLockStrategy(sql, stores.redisLocks));
   if (stores.redisLua) built.set('redis-lua', new RedisLuaStrategy(stores.redisLua.gate, sql, stores.redisLua.rebuilds));
   const configured = { REDIS_URL: stores.redisUrl !== undefined, AMQP_URL: stores.amqpUrl !== undefined };
   const missing = (name: StrategyName): string => {

@@ -1,0 +1,143 @@
+/**
+ * `redis-lock`: a Redis lock per product around a read-modify-write in PostgreSQL. The buyer takes
+ * the product's lock (`SET NX PX` with a random token; waiting at most `waitMs`, else `CONTENTION`
+ * with `Retry-After`), then:
+ *
+ * 1. claims a fencing token: the next number of PostgreSQL's `stock_fence` sequence, written on the
+ *    product row, and reads the row in the same statement;
+ * 2. checks window, limit and stock in TypeScript;
+ * 3. writes `remaining = <value read> - q` in a short transaction, predicated on the row still
+ *    carrying its fence (no newer holder claimed it) and its version (no cancel, expiry or admin
+ *    change moved it), with the buyer's units and the allocation;
+ *
+ * and releases the lock by compare-and-delete. A holder whose lock expired mid-way (a pause, a
+ * Redis restart) finds a newer fence and writes nothing: the fence, not the lock, guards the stock,
+ * and it comes from a sequence, so a Redis restart cannot reset it. A write that lost only to a
+ * cancel or an expiry reads again, under the same lock.
+ */
+import type { Sql } from '../../infra/database.js';
+import { storeUnavailable } from '../../infra/store-errors.js';
+import type { ReserveOutcome, ReserveRequest } from '../inventory.types.js';
+import type { StockLocks } from '../redis/stock-locks.js';
+import type { StockStrategy } from '../stock-strategy.js';
+import {
+  checkProduct,
+  claimBuyerUnits,
+  factsOf,
+  insertAllocation,
+  inTransaction,
+  NOT_FOUND,
+  PostgresStockSteps,
+  refusal,
+  rollBackWith,
+  type ProductFacts,
+} from './postgres-stock.js';
+
+/** Writes that lost to a cancel or an expiry, read again under the same lock before giving up. */
+const REREADS = 3;
+
+interface ClaimRow {
+  fence: string;
+  remaining: number;
+  version: number;
+  price_cents: number;
+  hold_seconds: number;
+  per_buyer_limit: number | null;
+  opens_at: Date;
+  ended: boolean;
+  not_open: boolean;
+}
+
+/** Marks a write that found the row changed under it (nothing was written). */
+const MOVED = Symbol('row moved');
+
+export class RedisLockStrategy extends PostgresStockSteps implements StockStrategy {
+  readonly name = 'redis-lock';
+  readonly safe = true;
+
+  /**
+   * `afterRead`: runs between the read and the write (a drill's pause: a holder stalled there past
+   * its lock's TTL is what the fence is for); `retryAfterSeconds`: of a `CONTENTION` answer.
+   */
+  constructor(
+    sql: Sql,
+    private readonly locks: StockLocks,
+    private readonly options: { readonly retryAfterSeconds?: number; readonly afterRead?: () => Promise<void> } = {},
+  ) {
+    super(sql);
+    this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
+  }
+
+  private readonly retryAfterSeconds: number;
+
+  async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    if (!this.locks.ready) throw storeUnavailable('redis');
+    const token = await this.locks.acquire(request.productId).catch(() => {
+      throw storeUnavailable('redis');
+    });
+    if (token === null) return { ok: false, reason: 'CONTENTION', retryAfterSeconds: this.retryAfterSeconds };
+    try {
+      for (let read = 0; read <= REREADS; read += 1) {
+        const outcome = await this.readModifyWrite(request);
+        if (outcome !== MOVED) return outcome;
+      }
+      return { ok: false, reason: 'CONTENTION', retryAfterSeconds: this.retryAfterSeconds };
+    } finally {
+      // An expired lock is not an error: the fence kept the write safe. If Redis is gone, the lock
+      // expires by its TTL.
+      await this.locks.release(request.productId, token).catch(() => false);
+    }
+  }
+
+  private async readModifyWrite(request: ReserveRequest): Promise<ReserveOutcome | typeof MOVED> {
+    // 1. The fence and the read, in one statement, before the transaction: no row lock is held
+    //    across the checks below.
+    const [claim] = await this.sql<ClaimRow[]>`
+      update products set fence = nextval('stock_fence') where id = ${request.productId}
+      returning fence, remaining, version, price_cents, hold_seconds, per_buyer_limit, opens_at,
+                ended_at is not null or (closes_at is not null and closes_at <= now()) as ended,
+                opens_at > now() as not_open`;
+    if (!claim) return NOT_FOUND;
+    const product: ProductFacts = {
+      remaining: claim.remaining,
+      version: claim.version,
+      priceCents: claim.price_cents,
+      holdSeconds: claim.hold_seconds,
+      perBuyerLimit: claim.per_buyer_limit,
+      opensAt: claim.opens_at,
+      ended: claim.ended,
+      notOpen: claim.not_open,
+    };
+    // 2. The checks, in TypeScript.
+    const refused = checkProduct(product, request.quantity);
+    if (refused) return refused;
+    await this.options.afterRead?.();
+    // 3. The write, fenced.
+    return inTransaction<ReserveOutcome | typeof MOVED>(
+      this.sql,
+      async (tx) => {
+        const written = await tx`
+          update products set remaining = ${product.remaining - request.quantity}, version = version + 1
+           where id = ${request.productId} and fence = ${claim.fence} and version = ${product.version}
+          returning fence`;
+        if (written.length === 0) {
+          const [now] = await tx<{ fence: string }[]>`select fence from products where id = ${request.productId}`;
+          // A newer holder claimed the row: this holder's lock is gone; it must not write.
+          if (now && now.fence !== claim.fence) {
+            return { ok: false, reason: 'CONTENTION', retryAfterSeconds: this.retryAfterSeconds };
+          }
+          return MOVED;
+        }
+        if (!(await claimBuyerUnits(tx, request, product.perBuyerLimit))) {
+          rollBackWith(refusal('LIMIT_EXCEEDED', factsOf(product)));
+        }
+        return {
+          ok: true,
+          allocation: await insertAllocation(tx, request, product),
+          remaining: product.remaining - request.quantity,
+        };
+      },
+      () => this.existingOutcome(request.allocationId),
+    );
+  }
+}
