@@ -104,11 +104,17 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
   const newId = timeOrderedIds();
+  const onRedisError = onceEach((error: Error) => log.warn({ err: error.message }, 'Redis connection error; reconnecting'));
   const stockLocks =
     config.redisUrl === undefined
       ? undefined
-      : await StockLocks.open(config.redisUrl, { keyPrefix: config.redisKeyPrefix, ttlMs: config.redisLockTtlMs, waitMs: config.redisLockWaitMs });
-  const pipeline = await Pipeline.open(config, databases.inventory, log).catch(async (error: unknown) => {
+      : await StockLocks.open(config.redisUrl, {
+          keyPrefix: config.redisKeyPrefix,
+          ttlMs: config.redisLockTtlMs,
+          waitMs: config.redisLockWaitMs,
+          onError: onRedisError,
+        });
+  const pipeline = await Pipeline.open(config, databases.inventory, log, onRedisError).catch(async (error: unknown) => {
     await stockLocks?.close();
     throw error;
   });
@@ -167,6 +173,16 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     tokens,
     adminToken: admin.value,
     adminTokenGenerated: admin.generated,
+  };
+}
+
+/** Calls `report` for an error unless the last one reported had the same message (one line per outage, not per retry). */
+function onceEach(report: (error: Error) => void): (error: Error) => void {
+  let last = '';
+  return (error) => {
+    if (error.message === last) return;
+    last = error.message;
+    report(error);
   };
 }
 

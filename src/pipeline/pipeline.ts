@@ -27,9 +27,9 @@ export class Pipeline {
 
   private consumerOf: OrderConsumer | undefined;
 
-  static async open(config: Config, inventorySql: Sql, log: PipelineLog): Promise<Pipeline | undefined> {
+  static async open(config: Config, inventorySql: Sql, log: PipelineLog, onRedisError?: (error: Error) => void): Promise<Pipeline | undefined> {
     if (config.redisUrl === undefined || config.amqpUrl === undefined) return undefined;
-    const gate = await RedisGate.open(config.redisUrl, { keyPrefix: config.redisKeyPrefix });
+    const gate = await RedisGate.open(config.redisUrl, { keyPrefix: config.redisKeyPrefix, ...(onRedisError ? { onError: onRedisError } : {}) });
     let broker: Broker;
     try {
       broker = await Broker.open(config.amqpUrl, queueNames(config.queuePrefix), log);

@@ -11,6 +11,8 @@ export interface PrivateRedis {
   readonly url: string;
   /** FLUSHALL: every key gone, as after a restart without persistence. */
   flushAll(): Promise<void>;
+  /** Kills the server (SIGKILL, as a crash) and starts it again on the same port, empty. */
+  restart(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -22,11 +24,22 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startPrivateRedis(): Promise<PrivateRedis> {
-  const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+function spawnRedis(port: number): ChildProcess {
+  return spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
     stdio: 'ignore',
   });
+}
+
+async function exitOf(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await exited;
+}
+
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const port = await freePort();
+  let child: ChildProcess = spawnRedis(port);
   const killOnExit = (): void => {
     child.kill('SIGKILL');
   };
@@ -49,13 +62,16 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     flushAll: async () => {
       await client.flushall();
     },
+    restart: async (downMs = 200) => {
+      await exitOf(child, 'SIGKILL');
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      child = spawnRedis(port);
+      // The client reconnects by itself; answered once the new server listens.
+      await client.ping();
+    },
     stop: async () => {
       client.disconnect();
-      if (child.exitCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await exitOf(child, 'SIGTERM');
       process.off('exit', killOnExit);
     },
   };

@@ -94,6 +94,8 @@ export interface GateOptions {
   readonly redis?: RedisOptions;
   /** ioredis cluster options, over the gate's defaults (with a cluster target). */
   readonly cluster?: ClusterOptions;
+  /** Told of each connection error (the client reconnects by itself meanwhile). */
+  readonly onError?: (error: Error) => void;
 }
 
 /** Where the gate's Redis is: one server's URL, or the seed nodes of a Redis Cluster. */
@@ -154,6 +156,8 @@ export class RedisGate {
             redisOptions: { maxRetriesPerRequest: 2, ...options.redis },
             ...options.cluster,
           });
+    // Without a listener ioredis prints every failed reconnect attempt; the caller decides what to say.
+    redis.on('error', (error: Error) => options.onError?.(error));
     try {
       await redis.connect();
       // On a cluster every master needs the scripts; EVALSHA falls back to EVAL on NOSCRIPT anyway,

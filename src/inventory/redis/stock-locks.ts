@@ -18,6 +18,8 @@ export interface StockLocksOptions {
   readonly ttlMs: number;
   /** How long a buyer waits for the lock before `CONTENTION`. */
   readonly waitMs: number;
+  /** Told of each connection error (the client reconnects by itself meanwhile). */
+  readonly onError?: (error: Error) => void;
 }
 
 type Unlock = (key: string, token: string) => Promise<number>;
@@ -41,6 +43,8 @@ export class StockLocks {
       retryStrategy: (times) => Math.min(times * 50, 500),
       maxRetriesPerRequest: 2,
     });
+    // Without a listener ioredis prints every failed reconnect attempt; the caller decides what to say.
+    redis.on('error', (error: Error) => options.onError?.(error));
     try {
       await redis.connect();
       const lua = readFileSync(new URL('./scripts/unlock.lua', import.meta.url), 'utf8');
