@@ -1,0 +1,100 @@
+/**
+ * Fault drill: the order pipeline's consumer killed with SIGKILL in the middle of a drain, and
+ * started again. The API runs without a worker (`WORKER=false`); the consumer runs as its own
+ * process (`flashsale worker`), as it would in production. Orders confirmed while no consumer runs
+ * wait in the queue; the first worker is killed once it has written some of them (its unacked
+ * messages go back to the queue); a second one finishes. Every `201` ends in PostgreSQL exactly
+ * once, and the audit is clean.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, databaseUrl, type Sql } from '../src/infra/database.js';
+import { startTestServer, TEST_DATABASE_URL, withPipeline, type TestServer } from './support/server.js';
+import { expectInvariant, storm, tally } from './support/storm.js';
+
+const PROJECT = resolve(import.meta.dirname, '..');
+let t: TestServer;
+let orders: Sql;
+const workers: ChildProcess[] = [];
+
+beforeAll(async () => {
+  t = await startTestServer({ ...withPipeline(), strategy: 'redis-lua', worker: false });
+  orders = connect(databaseUrl(TEST_DATABASE_URL, `${t.config.databasePrefix}orders`), 1, 'flashsale:worker-kill-test');
+});
+afterAll(async () => {
+  for (const worker of workers) if (worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');
+  await orders?.end();
+  await t?.stop();
+});
+
+/** `flashsale worker` on this test server's databases, keys and queues; resolves once it consumes. */
+async function startWorker(): Promise<ChildProcess> {
+  const { config } = t;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'worker'], {
+    cwd: PROJECT,
+    env: {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      DATABASE_URL: TEST_DATABASE_URL,
+      DATABASE_PREFIX: config.databasePrefix,
+      FLASHSALE_DATA_DIR: config.dataDir,
+      REDIS_URL: config.redisUrl ?? '',
+      AMQP_URL: config.amqpUrl ?? '',
+      REDIS_KEY_PREFIX: config.redisKeyPrefix,
+      QUEUE_PREFIX: config.queuePrefix,
+      RECONCILE_INTERVAL_MS: '3600000',
+      LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  workers.push(child);
+  let output = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  for (let waited = 0; !output.includes('flashsale worker:'); waited += 50) {
+    if (waited > 30_000 || child.exitCode !== null) throw new Error(`the worker did not start:\n${output}`);
+    await sleep(50);
+  }
+  return child;
+}
+
+async function ordersOf(productId: string): Promise<number> {
+  const [row] = await orders<{ count: number }[]>`select count(*)::int as count from orders where product_id = ${productId}`;
+  return row?.count ?? 0;
+}
+
+describe('the consumer killed with SIGKILL mid-drain', () => {
+  it('ends with every 201 in PostgreSQL exactly once when a worker starts again', async () => {
+    const product = await t.api.createProduct({ stock: 1_500 });
+    const buyers = await t.api.createBuyers(2_000);
+    // No consumer: every confirmed order waits in the queue.
+    const answers = await storm(2_000, (i) => t.api.purchase((buyers[i] as { token: string }).token, product.id));
+    expect(tally(answers)).toEqual({ '201': 1_500, '409 SOLD_OUT': 500 });
+    expect(await ordersOf(product.id)).toBe(0);
+
+    const first = await startWorker();
+    // Killed as soon as it has written some, before it has written all.
+    for (let waited = 0; (await ordersOf(product.id)) === 0; waited += 5) {
+      if (waited > 30_000) throw new Error('the first worker wrote nothing');
+      await sleep(5);
+    }
+    first.kill('SIGKILL');
+    await new Promise((done) => first.once('exit', done));
+    const written = await ordersOf(product.id);
+    expect(written).toBeGreaterThan(0);
+    expect(written).toBeLessThan(1_500);
+
+    const second = await startWorker();
+    for (let waited = 0; (await ordersOf(product.id)) < 1_500; waited += 50) {
+      if (waited > 60_000) throw new Error(`the second worker did not finish: ${await ordersOf(product.id)} of 1,500`);
+      await sleep(50);
+    }
+    second.kill('SIGTERM');
+    await new Promise((done) => second.once('exit', done));
+
+    // Exactly once: as many orders as 201s, each 201's id among them (the audit checks units too).
+    expect(await ordersOf(product.id)).toBe(1_500);
+    await expectInvariant(t.api, product.id, answers);
+  });
+});
