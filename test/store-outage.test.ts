@@ -18,7 +18,7 @@ import type { Answer } from './support/api.js';
 import { startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
 import { storm } from './support/storm.js';
 
-const SAFE_STRATEGIES: readonly StrategyName[] = ['pessimistic', 'optimistic', 'atomic', 'event-sourced'];
+const SAFE_STRATEGIES: readonly StrategyName[] = ['pessimistic', 'optimistic', 'atomic', 'queue', 'event-sourced'];
 const BUYERS = 400;
 /** The deadline the servers here answer within (`STORE_DEADLINE_MS`). */
 const DEADLINE_MS = 3000;
