@@ -27,20 +27,22 @@
  * stream on under every buyer who read it), and a clash is known only once the winner commits.
  * Three writes per sale (event, product row, allocation), plus a snapshot every 100 events.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql, Tx } from '../../infra/database.js';
 import type { Allocation, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { ReleasedAllocation, ReleaseStatus, StockLog, StockStrategy } from '../stock-strategy.js';
-import { isDuplicateAllocation, PostgresStockSteps, reserveOutcome, toAllocation, type AllocationRow, type RefusalCode } from './postgres-stock.js';
+import {
+  isDuplicateAllocation,
+  LOST_RACE,
+  PostgresStockSteps,
+  reserveOutcome,
+  toAllocation,
+  withRetries,
+  type AllocationRow,
+  type RefusalCode,
+  type RetryOptions,
+} from './postgres-stock.js';
 
-export interface EventSourcedOptions {
-  /** Attempts after the first before answering `CONTENTION`. */
-  readonly retries: number;
-  /** Backoff before retry n (0-based) is uniform in [0, baseBackoffMs · 2ⁿ) ("full jitter"). */
-  readonly baseBackoffMs?: number;
-  /** `Retry-After` of a `CONTENTION` answer. */
-  readonly retryAfterSeconds?: number;
-}
+export type EventSourcedOptions = RetryOptions;
 
 interface ReserveRow {
   outcome: 'OK' | 'CLASH' | RefusalCode;
@@ -51,8 +53,6 @@ interface ReserveRow {
   buyer_limit: number | null;
 }
 
-/** Marks an attempt that read a stream another writer appended to before it could (nothing was written). */
-const CLASH = Symbol('sequence clash');
 
 /** 40001: `reserve_event_sourced` found the product's terms changed between its read and its write. */
 function isTermsChanged(error: unknown): boolean {
@@ -67,30 +67,18 @@ export class EventSourcedStrategy extends PostgresStockSteps implements StockStr
       await tx`select append_stock_event(${productId}, 'stocked', ${units}, null, null)`;
     },
   };
-  private readonly baseBackoffMs: number;
-  private readonly retryAfterSeconds: number;
-
   constructor(
     sql: Sql,
     private readonly options: EventSourcedOptions,
   ) {
     super(sql);
-    this.baseBackoffMs = options.baseBackoffMs ?? 5;
-    this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
   }
 
-  async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
-    for (let attempt = 0; ; attempt += 1) {
-      const outcome = await this.attempt(request);
-      if (outcome !== CLASH) return outcome;
-      if (attempt >= this.options.retries) {
-        return { ok: false, reason: 'CONTENTION', retryAfterSeconds: this.retryAfterSeconds };
-      }
-      await sleep(Math.random() * this.baseBackoffMs * 2 ** attempt);
-    }
+  reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    return withRetries(() => this.attempt(request), this.options);
   }
 
-  private async attempt(request: ReserveRequest): Promise<ReserveOutcome | typeof CLASH> {
+  private async attempt(request: ReserveRequest): Promise<ReserveOutcome | typeof LOST_RACE> {
     let row: ReserveRow | undefined;
     try {
       [row] = await this.sql<ReserveRow[]>`
@@ -98,11 +86,11 @@ export class EventSourcedStrategy extends PostgresStockSteps implements StockStr
           from reserve_event_sourced(${request.allocationId}, ${request.productId}, ${request.buyerId}, ${request.quantity})`;
     } catch (error) {
       if (isDuplicateAllocation(error)) return this.existingOutcome(request.allocationId);
-      if (isTermsChanged(error)) return CLASH;
+      if (isTermsChanged(error)) return LOST_RACE;
       throw error;
     }
     if (!row) throw new Error('reserve_event_sourced returned no row');
-    if (row.outcome === 'CLASH') return CLASH;
+    if (row.outcome === 'CLASH') return LOST_RACE;
     return reserveOutcome(row.outcome, row, request);
   }
 

@@ -12,7 +12,6 @@
  * transaction, then the buyer's counter, the same lock order as `release_allocation`. No lock is
  * held between the read and the write (the connection is), and nothing is held during the backoff.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../../infra/database.js';
 import type { ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { StockStrategy } from '../stock-strategy.js';
@@ -22,49 +21,32 @@ import {
   factsOf,
   insertAllocation,
   inTransaction,
+  LOST_RACE,
   NOT_FOUND,
   PostgresStockSteps,
   readProduct,
   refusal,
   rollBackWith,
+  withRetries,
+  type RetryOptions,
 } from './postgres-stock.js';
 
-export interface OptimisticOptions {
-  /** Attempts after the first before answering `CONTENTION` (`OPTIMISTIC_RETRIES`). */
-  readonly retries: number;
-  /** Backoff before retry n (0-based) is uniform in [0, baseBackoffMs · 2ⁿ) ("full jitter"). */
-  readonly baseBackoffMs?: number;
-  /** `Retry-After` of a `CONTENTION` answer. */
-  readonly retryAfterSeconds?: number;
-}
-
-/** Marks an attempt that lost the version race (nothing was written). */
-const CONFLICT = Symbol('version conflict');
+/** `retries`: `OPTIMISTIC_RETRIES`. */
+export type OptimisticOptions = RetryOptions;
 
 export class OptimisticStrategy extends PostgresStockSteps implements StockStrategy {
   readonly name = 'optimistic';
   readonly safe = true;
-  private readonly baseBackoffMs: number;
-  private readonly retryAfterSeconds: number;
 
   constructor(
     sql: Sql,
     private readonly options: OptimisticOptions,
   ) {
     super(sql);
-    this.baseBackoffMs = options.baseBackoffMs ?? 5;
-    this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
   }
 
-  async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
-    for (let attempt = 0; ; attempt += 1) {
-      const outcome = await this.attempt(request);
-      if (outcome !== CONFLICT) return outcome;
-      if (attempt >= this.options.retries) {
-        return { ok: false, reason: 'CONTENTION', retryAfterSeconds: this.retryAfterSeconds };
-      }
-      await sleep(Math.random() * this.baseBackoffMs * 2 ** attempt);
-    }
+  reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    return withRetries(() => this.attempt(request), this.options);
   }
 
   /**
@@ -73,8 +55,8 @@ export class OptimisticStrategy extends PostgresStockSteps implements StockStrat
    * the write keeps the window in which another sale can slip in to one round trip; reading
    * through the shared pool would leave it open for as long as the buyer queues for a connection.
    */
-  private attempt(request: ReserveRequest): Promise<ReserveOutcome | typeof CONFLICT> {
-    return inTransaction<ReserveOutcome | typeof CONFLICT>(
+  private attempt(request: ReserveRequest): Promise<ReserveOutcome | typeof LOST_RACE> {
+    return inTransaction<ReserveOutcome | typeof LOST_RACE>(
       this.sql,
       async (tx) => {
         const product = await readProduct(tx, request.productId, false);
@@ -85,7 +67,7 @@ export class OptimisticStrategy extends PostgresStockSteps implements StockStrat
           update products set remaining = remaining - ${request.quantity}, version = version + 1
            where id = ${request.productId} and version = ${product.version}
           returning remaining`;
-        if (won.length === 0) return CONFLICT;
+        if (won.length === 0) return LOST_RACE;
         if (!(await claimBuyerUnits(tx, request, product.perBuyerLimit))) {
           rollBackWith(refusal('LIMIT_EXCEEDED', factsOf(product)));
         }

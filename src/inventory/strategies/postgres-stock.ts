@@ -9,6 +9,7 @@
  * product read and its checks, the per-buyer claim and the allocation insert below, so they differ
  * only in how they guard `remaining`.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { transaction, type Sql, type Tx } from '../../infra/database.js';
 import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
@@ -90,6 +91,29 @@ export function reserveOutcome(outcome: 'OK' | RefusalCode, row: ReserveRow, req
   };
 }
 
+/** Marks an attempt that lost a race (a version, a stream's next number) and wrote nothing. */
+export const LOST_RACE = Symbol('lost race');
+
+/** How a strategy that loses races retries: how often, how far apart, what it says when it gives up. */
+export interface RetryOptions {
+  /** Attempts after the first before answering `CONTENTION`. */
+  readonly retries: number;
+  /** Backoff before retry n (0-based) is uniform in [0, baseBackoffMs · 2ⁿ) ("full jitter"). */
+  readonly baseBackoffMs?: number;
+  /** `Retry-After` of a `CONTENTION` answer. */
+  readonly retryAfterSeconds?: number;
+}
+
+/** Runs `attempt` until it does not lose its race, at most `retries` more times, then `CONTENTION`. */
+export async function withRetries(attempt: () => Promise<ReserveOutcome | typeof LOST_RACE>, options: RetryOptions): Promise<ReserveOutcome> {
+  for (let tried = 0; ; tried += 1) {
+    const outcome = await attempt();
+    if (outcome !== LOST_RACE) return outcome;
+    if (tried >= options.retries) return { ok: false, reason: 'CONTENTION', retryAfterSeconds: options.retryAfterSeconds ?? 1 };
+    await sleep(Math.random() * (options.baseBackoffMs ?? 5) * 2 ** tried);
+  }
+}
+
 /** A pool or a transaction: the shared steps run on either. */
 export type Queryable = Sql | Tx;
 
@@ -105,7 +129,8 @@ export interface ProductFacts {
   readonly notOpen: boolean;
 }
 
-interface ProductFactsRow {
+/** A product row's columns as the stock steps read them (`readProduct`, and the redis-lock's claim). */
+export interface ProductFactsRow {
   remaining: number;
   version: number;
   price_cents: number;
@@ -127,7 +152,10 @@ export async function readProduct(db: Queryable, productId: string, lock: boolea
            opens_at > now() as not_open
       from products where id = ${productId}
     ${lock ? db`for update` : db``}`;
-  if (!row) return null;
+  return row ? toProductFacts(row) : null;
+}
+
+export function toProductFacts(row: ProductFactsRow): ProductFacts {
   return {
     remaining: row.remaining,
     version: row.version,

@@ -30,23 +30,14 @@ import {
   PostgresStockSteps,
   refusal,
   rollBackWith,
-  type ProductFacts,
+  toProductFacts,
+  type ProductFactsRow,
 } from './postgres-stock.js';
 
 /** Writes that lost to a cancel or an expiry, read again under the same lock before giving up. */
 const REREADS = 3;
 
-interface ClaimRow {
-  fence: string;
-  remaining: number;
-  version: number;
-  price_cents: number;
-  hold_seconds: number;
-  per_buyer_limit: number | null;
-  opens_at: Date;
-  ended: boolean;
-  not_open: boolean;
-}
+type ClaimRow = ProductFactsRow & { fence: string };
 
 /** Marks a write that found the row changed under it (nothing was written). */
 const MOVED = Symbol('row moved');
@@ -98,16 +89,7 @@ export class RedisLockStrategy extends PostgresStockSteps implements StockStrate
                 ended_at is not null or (closes_at is not null and closes_at <= now()) as ended,
                 opens_at > now() as not_open`;
     if (!claim) return NOT_FOUND;
-    const product: ProductFacts = {
-      remaining: claim.remaining,
-      version: claim.version,
-      priceCents: claim.price_cents,
-      holdSeconds: claim.hold_seconds,
-      perBuyerLimit: claim.per_buyer_limit,
-      opensAt: claim.opens_at,
-      ended: claim.ended,
-      notOpen: claim.not_open,
-    };
+    const product = toProductFacts(claim);
     // 2. The checks, in TypeScript.
     const refused = checkProduct(product, request.quantity);
     if (refused) return refused;
