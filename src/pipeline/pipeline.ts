@@ -37,7 +37,7 @@ export class Pipeline {
       await gate.close();
       throw error;
     }
-    const publisher = new OrderPublisher(broker, config.confirmTimeoutMs);
+    const publisher = new OrderPublisher(broker, config.confirmTimeoutMs, (orders) => gate.published(orders));
     // The rebuilds ask the pipeline whether it has drained; the pipeline holds the rebuilds.
     const holder: { pipeline?: Pipeline } = {};
     const rebuilds = new GateRebuilds({

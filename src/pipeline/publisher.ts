@@ -44,9 +44,15 @@ export class OrderPublisher {
   /** Orders of this turn, sent together when it ends. */
   private waiting: Waiting[] = [];
 
+  /**
+   * @param onConfirmed runs once the broker confirmed a message and before its orders are answered
+   *   `confirmed`, inside the confirm timeout (the gate takes their holds off the reconciler's list
+   *   here: their orders will reach PostgreSQL). If it fails, the orders are `unknown`.
+   */
   constructor(
     private readonly broker: Broker,
     private readonly confirmTimeoutMs: number,
+    private readonly onConfirmed: (orders: readonly PlacedOrder[]) => Promise<void> = async () => undefined,
   ) {
     this.publisher = broker.connection.createPublisher({
       confirm: true,
@@ -105,7 +111,15 @@ export class OrderPublisher {
         body,
       )
       .then(
-        (): PublishOutcome => 'confirmed',
+        async (): Promise<PublishOutcome> => {
+          try {
+            await this.onConfirmed(orders);
+            return 'confirmed';
+          } catch {
+            // Durable, but still on the reconciler's list: it may be voided before it is written.
+            return 'unknown';
+          }
+        },
         (error: unknown): PublishOutcome => (error instanceof AMQPError && error.code === 'NACK' ? 'refused' : 'unknown'),
       );
     try {

@@ -1,9 +1,15 @@
 /**
  * Returns stranded units safely while a sale is on, and catches the gate up with PostgreSQL.
  *
- * A hold is stranded when the gate granted it more than the confirm timeout ago and PostgreSQL
- * has no allocation for it: its publish was never confirmed (the buyer heard `OUTCOME_UNKNOWN`),
- * or the process died before it published. The reconciler first voids its id in PostgreSQL (a
+ * A hold is stranded when its publish was never confirmed (the buyer heard `OUTCOME_UNKNOWN` or
+ * `STORE_UNAVAILABLE`, or the process died before it published) and PostgreSQL has no allocation
+ * for it. The gate lists every hold it grants until the broker confirms its order (`unchecked`);
+ * a confirmed order is off the list before its buyer hears `201`, so the reconciler never voids
+ * an order that is only waiting in the queue, however far behind the consumer is. It looks at
+ * holds listed for more than twice the confirm timeout: by then a publish has been confirmed or
+ * answered `OUTCOME_UNKNOWN`, with a confirm timeout's slack for the time between the grant and
+ * the publish. Each hold is looked up once, so a pass costs the holds of the last few seconds,
+ * not every hold the product ever had. The reconciler first voids its id in PostgreSQL (a
  * row the consumer's insert then finds, so a late message for it records no order, and a retry
  * of it learns it failed), and only then gives its unit back in the gate. A hold the consumer
  * wrote first is not stranded, and is left alone: the id decides, once.
@@ -14,6 +20,9 @@
 import type { Sql } from '../infra/database.js';
 import type { InventoryService } from '../inventory/inventory.service.js';
 import type { RedisGate } from '../inventory/redis/gate.js';
+
+/** Holds looked up in PostgreSQL per statement. */
+const RECONCILE_BATCH = 1000;
 
 export interface ProductDrift {
   readonly productId: string;
@@ -63,7 +72,7 @@ export class Reconciler {
              coalesce((select sum(a.quantity) from allocations a where a.product_id = p.id and a.status in ('held', 'paid')), 0)::int as allocated
         from products p where p.strategy = 'redis-lua' order by p.created_at`;
     const report: ProductDrift[] = [];
-    const cutoff = (await gate.now()) - this.options.confirmTimeoutMs;
+    const cutoff = (await gate.now()) - 2 * this.options.confirmTimeoutMs;
     for (const product of products) report.push(await this.product(product, cutoff));
     const stranded = report.reduce((sum, drift) => sum + drift.stranded, 0);
     const returned = report.reduce((sum, drift) => sum + drift.returned, 0);
@@ -82,29 +91,36 @@ export class Reconciler {
     if (before === null) {
       return { productId: product.id, stranded: 0, returned: 0, unitsNotInPostgres: 0, stockDrift: 0, loaded: false };
     }
-    const stranded = await gate.heldBefore(product.id, cutoff);
-    // One statement voids every id no row has; an id the consumer wrote first is not stranded.
-    const voided = await inventory.voidHolds(
-      stranded.map(({ orderId, hold }) => ({
-        id: orderId,
-        productId: product.id,
-        buyerId: hold.buyerId,
-        quantity: hold.quantity,
-        amountCents: hold.amountCents,
-        expiresAt: new Date(hold.expiresAt).toISOString(),
-        madeAt: new Date(hold.madeAt).toISOString(),
-      })),
-    );
+    let stranded = 0;
     let returned = 0;
-    for (const orderId of voided) {
-      const released = await gate.release(product.id, orderId, 'cancelled', false);
-      if (released.ok) returned += released.released.quantity;
+    for (;;) {
+      const batch = await gate.uncheckedBefore(product.id, cutoff, RECONCILE_BATCH);
+      // One statement voids every id no row has; an id the consumer wrote first is not stranded.
+      const voided = await inventory.voidHolds(
+        batch.held.map(({ orderId, hold }) => ({
+          id: orderId,
+          productId: product.id,
+          buyerId: hold.buyerId,
+          quantity: hold.quantity,
+          amountCents: hold.amountCents,
+          expiresAt: new Date(hold.expiresAt).toISOString(),
+          madeAt: new Date(hold.madeAt).toISOString(),
+        })),
+      );
+      for (const orderId of voided) {
+        const released = await gate.release(product.id, orderId, 'cancelled', false);
+        if (released.ok) returned += released.released.quantity;
+      }
+      stranded += voided.length;
+      // Only now: a pass that failed above looks the same holds up again next time.
+      await gate.forgetChecked(product.id, batch.ids);
+      if (batch.ids.length < RECONCILE_BATCH) break;
     }
     await inventory.resyncTerms(product.id);
     const after = (await gate.count(product.id)) ?? before;
     return {
       productId: product.id,
-      stranded: voided.length,
+      stranded,
       returned,
       unitsNotInPostgres: after.held + after.paid - product.allocated,
       stockDrift: before.stocked - product.stock,

@@ -103,7 +103,7 @@ export type GateTarget = string | { readonly cluster: readonly { readonly host: 
 
 const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update'] as const;
 /** How many keys every script takes (`GateKeys.productKeyList`). */
-const SCRIPT_KEYS = 5;
+const SCRIPT_KEYS = 6;
 type ScriptName = (typeof SCRIPTS)[number];
 type Reply = readonly (string | number)[];
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
@@ -206,19 +206,54 @@ export class RedisGate {
     return value === null ? null : Number(value);
   }
 
-  /** Order ids of the product's holds still `held` that were made before `beforeMs` (for the reconciler). */
-  async heldBefore(productId: string, beforeMs: number): Promise<{ readonly orderId: string; readonly hold: GateHold }[]> {
-    const all = await this.redis.hgetall(this.keys.product(productId).holds);
-    const found: { orderId: string; hold: GateHold }[] = [];
-    for (const [orderId, raw] of Object.entries(all)) {
+  /**
+   * For the reconciler: up to `max` of the product's holds made before `beforeMs` that it has not
+   * looked up in PostgreSQL yet (`ids`, oldest first), and of those the ones still `held` (`held`).
+   * Work per call is bounded by `max` and by the holds of the last confirm timeout, never by every
+   * hold the product ever had: a hold leaves the set once the reconciler has looked it up
+   * ({@link forgetChecked}).
+   */
+  async uncheckedBefore(
+    productId: string,
+    beforeMs: number,
+    max: number,
+  ): Promise<{ readonly ids: readonly string[]; readonly held: readonly { readonly orderId: string; readonly hold: GateHold }[] }> {
+    const keys = this.keys.product(productId);
+    const ids = await this.redis.zrangebyscore(keys.unchecked, '-inf', `(${beforeMs}`, 'LIMIT', 0, max);
+    if (ids.length === 0) return { ids, held: [] };
+    const raws = await this.redis.hmget(keys.holds, ...ids);
+    const held: { orderId: string; hold: GateHold }[] = [];
+    ids.forEach((orderId, index) => {
+      const raw = raws[index];
+      // Gone (the keys were rebuilt from PostgreSQL) or ended in the gate: nothing to return.
+      if (raw === null || raw === undefined) return;
       const h = JSON.parse(raw) as { b: string; q: number; a: number; e: number; s: string; t?: number };
-      if (h.s !== 'held' || (h.t ?? 0) >= beforeMs) continue;
-      found.push({
+      if (h.s !== 'held') return;
+      held.push({
         orderId,
         hold: { orderId, buyerId: h.b, quantity: h.q, amountCents: h.a, expiresAt: h.e, status: 'held', madeAt: h.t ?? 0 },
       });
+    });
+    return { ids, held };
+  }
+
+  /**
+   * These holds' orders are durable in the broker (confirmed): they will reach PostgreSQL, so the
+   * reconciler must never void them. One call per product (a product's keys share one shard).
+   */
+  async published(orders: readonly { readonly productId: string; readonly orderId: string }[]): Promise<void> {
+    const byProduct = new Map<string, string[]>();
+    for (const { productId, orderId } of orders) {
+      const ids = byProduct.get(productId);
+      if (ids === undefined) byProduct.set(productId, [orderId]);
+      else ids.push(orderId);
     }
-    return found;
+    await Promise.all([...byProduct].map(([productId, ids]) => this.forgetChecked(productId, ids)));
+  }
+
+  /** The reconciler has looked these holds up in PostgreSQL (found, or voided and returned). */
+  async forgetChecked(productId: string, ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await this.redis.zrem(this.keys.product(productId).unchecked, ...ids);
   }
 
   /** Closes the connection (waits for replies to calls already sent). */

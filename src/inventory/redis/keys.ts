@@ -12,6 +12,7 @@
  * | `<prefix>{p:<id>}:holds`    | hash       | order id → JSON `{b: buyer, q: quantity, a: amount cents, e: expiry ms, s: status}` |
  * | `<prefix>{p:<id>}:expiries` | sorted set | order id of each hold still `held`, scored by its expiry (ms)   |
  * | `<prefix>{p:<id>}:keys`     | hash       | buyer id `\n` Idempotency-Key → the order id it is bound to   |
+ * | `<prefix>{p:<id>}:unchecked` | sorted set | order id of each hold granted here that the reconciler has not yet looked up in PostgreSQL, scored by when it was made (ms) |
  * | `<prefix>{p:<id>}:rebuild`  | string     | the token of the process rebuilding the product's keys (a lock, with a TTL) |
  * | `<prefix>{p:<id>}:lock`     | string     | the `redis-lock` strategy's stock lock: its holder's token, with a TTL |
  *
@@ -22,13 +23,14 @@
 /** The default prefix of every key of an install. */
 export const DEFAULT_KEY_PREFIX = 'fs:';
 
-/** The keys of one product, in the order the scripts take them as `KEYS[1..5]`. */
+/** The keys of one product, in the order the scripts take them as `KEYS[1..6]`. */
 export interface ProductKeys {
   readonly terms: string;
   readonly buyers: string;
   readonly holds: string;
   readonly expiries: string;
   readonly keys: string;
+  readonly unchecked: string;
 }
 
 /** Builds key names under one prefix. */
@@ -51,13 +53,14 @@ export class GateKeys {
       holds: `${tag}:holds`,
       expiries: `${tag}:expiries`,
       keys: `${tag}:keys`,
+      unchecked: `${tag}:unchecked`,
     };
   }
 
-  /** The product's keys as `KEYS[1..5]` of every script: terms, buyers, holds, expiries, keys. */
-  productKeyList(productId: string): readonly [string, string, string, string, string] {
+  /** The product's keys as `KEYS[1..6]` of every script: terms, buyers, holds, expiries, keys, unchecked. */
+  productKeyList(productId: string): readonly [string, string, string, string, string, string] {
     const k = this.product(productId);
-    return [k.terms, k.buyers, k.holds, k.expiries, k.keys];
+    return [k.terms, k.buyers, k.holds, k.expiries, k.keys, k.unchecked];
   }
 
   /** The `redis-lock` strategy's lock of the product's stock. */

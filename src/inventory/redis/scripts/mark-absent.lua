@@ -8,6 +8,7 @@
   KEYS[3] holds     hash: order id -> JSON hold
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
   KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
+  KEYS[6] unchecked sorted set: order ids the reconciler has not yet looked up (not changed)
 
   ARGV[1] how long the mark lasts (ms, at least 1)
 

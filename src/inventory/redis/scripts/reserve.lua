@@ -15,6 +15,8 @@
   KEYS[3] holds     hash: order id -> JSON hold, or JSON refusal { s = 'refused', c = code, d = detail }
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
   KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
+  KEYS[6] unchecked sorted set: order id of each new hold, scored by when it was made (ms), until
+                    the reconciler has looked it up in PostgreSQL
 
   ARGV[1] order id
   ARGV[2] buyer id
@@ -83,4 +85,5 @@ local amount = price * quantity
 local expiresAt = now + holdSeconds * 1000
 redis.call('HSET', KEYS[3], orderId, cjson.encode({ b = buyerId, q = quantity, a = amount, e = expiresAt, s = 'held', t = now }))
 redis.call('ZADD', KEYS[4], expiresAt, orderId)
+redis.call('ZADD', KEYS[6], now, orderId)
 return { 1, left, amount, expiresAt, 'held', buyerId, quantity }

@@ -10,6 +10,7 @@
   KEYS[3] holds     hash: order id -> JSON hold (not changed)
   KEYS[4] expiries  sorted set: held holds by expiry (not changed)
   KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id (not changed)
+  KEYS[6] unchecked sorted set: order ids the reconciler has not yet looked up (not changed)
 
   ARGV[1] units stocked in all ('' : unchanged); remaining moves by the difference
   ARGV[2..] pairs: field, value, for fields price, limit, hold, opens, closes, ended
