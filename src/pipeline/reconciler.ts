@@ -87,7 +87,7 @@ export class Reconciler {
 
   private async product(product: ProductRow, cutoff: number): Promise<ProductDrift> {
     const { gate, inventory } = this.options;
-    const before = await gate.count(product.id);
+    const before = await gate.stockFigures(product.id);
     if (before === null) {
       return { productId: product.id, stranded: 0, returned: 0, unitsNotInPostgres: 0, stockDrift: 0, loaded: false };
     }
@@ -117,12 +117,13 @@ export class Reconciler {
       if (batch.ids.length < RECONCILE_BATCH) break;
     }
     await inventory.resyncTerms(product.id);
-    const after = (await gate.count(product.id)) ?? before;
+    const after = (await gate.stockFigures(product.id)) ?? before;
     return {
       productId: product.id,
       stranded,
       returned,
-      unitsNotInPostgres: after.held + after.paid - product.allocated,
+      // Held or paid in the gate (stocked = remaining + held + paid) and not in PostgreSQL.
+      unitsNotInPostgres: after.stocked - after.remaining - product.allocated,
       stockDrift: before.stocked - product.stock,
       loaded: true,
     };

@@ -104,6 +104,8 @@ export type GateTarget = string | { readonly cluster: readonly { readonly host: 
 const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update'] as const;
 /** How many keys every script takes (`GateKeys.productKeyList`). */
 const SCRIPT_KEYS = 6;
+/** Holds read per HSCAN page by {@link RedisGate.count}. */
+const HOLDS_SCAN_PAGE = 5_000;
 type ScriptName = (typeof SCRIPTS)[number];
 type Reply = readonly (string | number)[];
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
@@ -411,19 +413,31 @@ export class RedisGate {
    */
   async count(productId: string): Promise<GateCount | null> {
     const keys = this.keys.product(productId);
-    const [terms, buyers, holds] = await Promise.all([
-      this.redis.hmget(keys.terms, 'remaining', 'stocked'),
-      this.redis.hgetall(keys.buyers),
-      this.redis.hvals(keys.holds),
-    ]);
+    const [terms, buyers] = await Promise.all([this.redis.hmget(keys.terms, 'remaining', 'stocked'), this.redis.hgetall(keys.buyers)]);
     if (terms[0] === null || terms[0] === undefined) return null;
     const units = { held: 0, paid: 0, expired: 0, cancelled: 0 };
-    for (const raw of holds) {
-      const hold = JSON.parse(raw) as { q: number; s: keyof typeof units | 'refused' };
-      if (hold.s !== 'refused') units[hold.s] += hold.q;
+    // Scanned a few thousand at a time: a product that sold for an hour has millions of holds,
+    // and one reply with all of them would stall Redis and this process.
+    for await (const page of this.redis.hscanStream(keys.holds, { count: HOLDS_SCAN_PAGE })) {
+      const fieldsAndValues = page as string[];
+      for (let i = 1; i < fieldsAndValues.length; i += 2) {
+        const hold = JSON.parse(fieldsAndValues[i] as string) as { q: number; s: keyof typeof units | 'refused' };
+        if (hold.s !== 'refused') units[hold.s] += hold.q;
+      }
     }
     const buyerUnits = Object.fromEntries(Object.entries(buyers).map(([buyer, n]) => [buyer, Number(n)]));
     return { remaining: Number(terms[0]), stocked: Number(terms[1]), ...units, buyerUnits };
+  }
+
+  /**
+   * The product's units stocked and remaining (`null`: not loaded). What is neither is held or
+   * paid (`stocked = remaining + held + paid`, every script keeps it so): the reconciler's figures,
+   * read in O(1), where {@link count} reads every hold.
+   */
+  async stockFigures(productId: string): Promise<{ readonly remaining: number; readonly stocked: number } | null> {
+    const [remaining, stocked] = await this.redis.hmget(this.keys.product(productId).terms, 'remaining', 'stocked');
+    if (remaining === null || remaining === undefined) return null;
+    return { remaining: Number(remaining), stocked: Number(stocked) };
   }
 
   private run(script: ScriptName, productId: string, args: readonly (string | number)[]): Promise<unknown> {
