@@ -1,16 +1,19 @@
 /**
  * The bench at CI sizes, in-process against a test server (the `--target` path): every available
  * strategy sells exactly the stock with every buyer answered, and the bench's audit catches an
- * oversell and a lost order. On a server with the order pipeline, a redis-lua run reports its
- * drain after the storm.
+ * oversell and a lost order. A soak reports every interval with the server's memory and
+ * descriptors. On a server with the order pipeline, a redis-lua run reports its drain after the
+ * storm.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runBench, type BenchOptions, type TargetInfo } from '../src/bench/bench.js';
 import { startFloor } from '../src/bench/floor.js';
+import { seriesOf } from '../src/bench/intervals.js';
 import { keptUp } from '../src/bench/pipeline-drain.js';
 import { renderHtml } from '../src/bench/report-html.js';
 import { renderTerminal } from '../src/bench/report-terminal.js';
 import { scenarioFor } from '../src/bench/scenarios.js';
+import type { RequestRecord } from '../src/bench/stats.js';
 import { ADMIN_TOKEN, startTestServer, TEST_DATABASE_URL, withPipeline, type TestServer } from './support/server.js';
 
 let t: TestServer;
@@ -139,6 +142,48 @@ describe('bench', () => {
     expect(result?.fairness).toBeNull();
   });
 
+  it('reports a soak second by second, with the server memory and descriptors read over /metrics, and audits it clean', async () => {
+    const report = await bench({
+      scenario: scenarioFor('soak', { buyers: 50, durationSeconds: 3, connections: 8, intervalSeconds: 1 }),
+      strategies: ['atomic'],
+    });
+    const [result] = report.summary;
+    const series = result?.series;
+    expect(series?.intervalSeconds).toBe(1);
+    expect(series?.intervals.map((interval) => interval.fromSeconds)).toEqual([0, 1, 2]);
+    for (const interval of series?.intervals ?? []) {
+      expect(interval.sold).toBeGreaterThan(0);
+      expect(interval.purchasesPerSecond).toBeGreaterThan(0);
+      expect(interval).toMatchObject({ serverErrors: 0, connectionErrors: 0, shed: 0, rejected: {} });
+      expect(interval.residentBytes).toBeGreaterThan(0);
+      expect(interval.openFds).toBeGreaterThan(0);
+    }
+    expect(series?.intervals.reduce((sold, interval) => sold + interval.sold, 0)).toBe(result?.outcomes.sold);
+    // The start, the intervals' planned ends at 1, 2 and 3 s (the last one races the run's end), after the last answer.
+    expect(series?.samples.length).toBeGreaterThanOrEqual(4);
+    const resources = series?.resources;
+    expect(resources?.start?.atSeconds).toBe(0);
+    expect(resources?.end?.atSeconds).toBeGreaterThanOrEqual(3);
+    for (const sample of [resources?.start, resources?.end]) {
+      expect(sample?.residentBytes).toBeGreaterThan(0);
+      expect(sample?.openFds).toBeGreaterThan(0);
+    }
+    expect(resources?.peakResidentBytes).toBeGreaterThanOrEqual(Math.max(resources?.start?.residentBytes ?? 0, resources?.end?.residentBytes ?? 0));
+    expect(resources?.peakOpenFds).toBeGreaterThanOrEqual(Math.max(resources?.start?.openFds ?? 0, resources?.end?.openFds ?? 0));
+    expect(result?.audit).toMatchObject({ ok: true, oversold: 0, lost: 0 });
+
+    const table = renderTerminal(report);
+    expect(table).toContain('soak: the hot product held for a long run');
+    expect(table).toContain('— 3 s, every 1 s');
+    expect(table).toContain('atomic, every 1 s');
+    expect(table).toMatch(/^0–1 s /m);
+    expect(table).toMatch(/atomic server resident memory [\d.]+ MB at the start, [\d.]+ MB at the end \(peak [\d.]+ MB\) · open file descriptors \d+ at the start/);
+    expect(renderHtml(report)).toContain('<h3>atomic, every 1 s</h3>');
+    const json = JSON.parse(JSON.stringify(report)) as typeof report;
+    expect(json.summary[0]?.series?.intervals).toHaveLength(3);
+    expect(json.scenario.intervalSeconds).toBe(1);
+  });
+
   it('says why it skips a strategy the server lacks a setting for', async () => {
     // No database watch: its flush waits would only lengthen the test.
     const report = await runBench({ target: { ...target, db: undefined }, scenario: scenarioFor('herd', { buyers: 20 }), strategies: ['atomic', 'redis-lua'] });
@@ -165,6 +210,39 @@ describe('bench', () => {
     } else {
       expect(result?.notes.join(' ')).toContain('pay is not available');
     }
+  });
+});
+
+describe('bench intervals', () => {
+  const answered = (atSeconds: number, status: number, code?: string): RequestRecord => ({
+    buyer: 0,
+    kind: 'purchase',
+    attempt: 0,
+    startedAt: atSeconds * 1000 - 5,
+    writtenAt: atSeconds * 1000 - 4,
+    latencyMs: 5,
+    status,
+    code,
+    error: status === 0 ? 'ECONNRESET' : undefined,
+    orderId: status === 201 ? 'order' : undefined,
+  });
+  const sample = (atSeconds: number, residentBytes: number, openFds: number) => ({ atSeconds, residentBytes, openFds, benchResidentBytes: 1 });
+
+  it('counts each answer in the interval it came back in, and a late answer in the last one', () => {
+    const series = seriesOf({
+      records: [answered(0.5, 201), answered(1.9, 201), answered(2.1, 201), answered(3, 500), answered(4.5, 0), answered(5.1, 201), answered(5.15, 409, 'SOLD_OUT')],
+      intervalSeconds: 2,
+      plannedSeconds: 5,
+      ranSeconds: 5.2,
+      // The start, each interval's planned end (the last at 5 s, under load), after the last answer.
+      samples: [sample(0, 100, 10), sample(2.01, 300, 12), sample(4.02, 200, 11), sample(5, 260, 12), sample(5.21, 250, 10)],
+    });
+    expect(series.intervals).toMatchObject([
+      { fromSeconds: 0, toSeconds: 2, sold: 2, purchasesPerSecond: 1, serverErrors: 0, residentBytes: 300, openFds: 12 },
+      { fromSeconds: 2, toSeconds: 4, sold: 1, purchasesPerSecond: 0.5, serverErrors: 1, residentBytes: 200, openFds: 11 },
+      { fromSeconds: 4, toSeconds: 5.2, sold: 1, purchasesPerSecond: 0.83, connectionErrors: 1, rejected: { '409 SOLD_OUT': 1 }, residentBytes: 260, openFds: 12 },
+    ]);
+    expect(series.resources).toMatchObject({ start: { residentBytes: 100 }, end: { residentBytes: 250, openFds: 10 }, peakResidentBytes: 300, peakOpenFds: 12 });
   });
 });
 

@@ -12,7 +12,7 @@ import { runBench, type BenchReport, type TargetInfo } from './bench.js';
 import { startFloor } from './floor.js';
 import { renderHtml } from './report-html.js';
 import { renderTerminal } from './report-terminal.js';
-import { isScenarioName, scenarioFor, SCENARIO_NAMES, type ScenarioOverrides } from './scenarios.js';
+import { isScenarioName, scenarioFor, SCENARIO_NAMES, SCENARIOS, type ScenarioOverrides } from './scenarios.js';
 import { startChildServer, type BenchTarget } from './target.js';
 
 export const BENCH_USAGE = `usage: flashsale bench --scenario NAME [--strategy NAME|all] [options]
@@ -20,7 +20,8 @@ export const BENCH_USAGE = `usage: flashsale bench --scenario NAME [--strategy N
 scenarios: ${SCENARIO_NAMES.join(', ')}
 
 options:
-  --scenario NAME     herd (1,000/1), drop (2,000/100), stampede (10,000/1,000), checkout, hot
+  --scenario NAME     herd (1,000/1), drop (2,000/100), stampede (10,000/1,000), checkout, hot,
+                      soak (hot for 600 s, reported every 60 s)
   --strategy NAME     a strategy, a comma-separated list, or all (default: all the server has)
   --target URL        drive a running server (default: start one as a child process)
   --admin-token T     admin token of --target (default: ADMIN_TOKEN, or <data dir>/admin-token)
@@ -29,8 +30,10 @@ options:
   --runs N            rounds (floor + every strategy); the median run by p99 is reported
   --buyers N          override the scenario's buyers (small CI sizes)
   --stock N           override its stock
-  --duration S        hot: seconds to run; checkout: seconds losers keep retrying
-  --connections C     hot: concurrent connections (default 64)
+  --duration S        hot, soak: seconds to run; checkout: seconds losers keep retrying
+  --connections C     hot, soak: concurrent connections (default 64)
+  --interval S        hot, soak: report purchases/s, errors and the server's memory and open
+                      descriptors every S seconds (soak: 60); such a run has no floor
   --no-floor          skip the bare node:http floor
   --warmup N          buyers of each unmeasured warm-up storm before measuring (default 2000; 0: none)
   --json FILE         write the report as JSON
@@ -73,6 +76,7 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
       stock: { type: 'string' },
       duration: { type: 'string' },
       connections: { type: 'string' },
+      interval: { type: 'string' },
       'no-floor': { type: 'boolean' },
       warmup: { type: 'string' },
       json: { type: 'string' },
@@ -91,7 +95,11 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
     stock: positiveInteger('stock', values.stock, problems),
     durationSeconds: positiveInteger('duration', values.duration, problems),
     connections: positiveInteger('connections', values.connections, problems),
+    intervalSeconds: positiveInteger('interval', values.interval, problems),
   };
+  if (values.interval !== undefined && isScenarioName(values.scenario) && SCENARIOS[values.scenario].kind !== 'hot') {
+    problems.push(`--interval applies to a run of fixed length (hot, soak), not to ${values.scenario}`);
+  }
   const runs = positiveInteger('runs', values.runs, problems) ?? 1;
   const warmupBuyers = values.warmup === '0' ? 0 : (positiveInteger('warmup', values.warmup, problems) ?? DEFAULT_WARMUP_BUYERS);
   if (values.target !== undefined && !/^https?:\/\//.test(values.target)) problems.push('--target must be an http:// URL');
@@ -139,7 +147,9 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
       strategies,
       target,
       runs,
-      floor: values['no-floor'] ? undefined : startFloor,
+      // A run reported interval by interval is about what holds over time; a floor run as long
+      // would double it and its latency ratio says nothing about that.
+      floor: values['no-floor'] || scenario.intervalSeconds !== undefined ? undefined : startFloor,
       warmupBuyers,
       progress: progressPrinter(),
     });

@@ -1,7 +1,8 @@
 /**
  * The bench engine, in-process: against a running server (`target`), per strategy and run, it
  * creates a product and its buyers through the admin API, fires the scenario, lets the server
- * settle, audits, and measures; the floor storm runs first in each round. Before the first round
+ * settle, audits, and measures (a run reported interval by interval, such as the soak, reads the
+ * server's memory and descriptors as it goes); the floor storm runs first in each round. Before the first round
  * the server (and, each round, the floor) is warmed up with storms that are not measured. The CLI
  * (`bench.command.ts`) adds the child server and the reports; tests call {@link runBench} directly.
  */
@@ -12,9 +13,11 @@ import { auditRun, settle, type RunAudit } from './audit.js';
 import { watchDatabases, type DbWork } from './db-stats.js';
 import { cpuMicrosPerAnswer, processCpuMs } from './process-cpu.js';
 import type { ChildEndpoint } from './floor.js';
+import { intervalEnds, seriesOf, type RunSeries } from './intervals.js';
 import { drainNotes, markPipeline, measureDrain, type PipelineDrain } from './pipeline-drain.js';
-import { abandons, fire, newProgress, RETRY_ROUND, type Progress } from './runner.js';
+import { abandons, fire, newProgress, RETRY_ROUND, type FireResult, type Progress } from './runner.js';
 import { LONG_HOLD_SECONDS, type Scenario } from './scenarios.js';
+import { sampleWhile } from './server-resources.js';
 import { chooseStrategies, describeSkipped, type SkippedStrategy } from './strategy-choice.js';
 import {
   fairnessOf,
@@ -88,6 +91,8 @@ export interface RunResult {
   readonly serverCpuUsPerAnswer: number | null;
   /** The order pipeline's drain after the storm (`null`: this run's orders did not go through one). */
   readonly pipeline: PipelineDrain | null;
+  /** The run interval by interval, with the server's memory and descriptors (only when the scenario has `intervalSeconds`). */
+  readonly series?: RunSeries | undefined;
   readonly notes: readonly string[];
 }
 
@@ -379,9 +384,16 @@ async function runStrategy(
   const pipelineMark = await markPipeline(admin);
   const progress = newProgress();
   const cpuBefore = processCpuMs(options.target.pid);
-  const fired = await withProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, scenario.buyers, progress, () =>
-    fire({ target: new URL(options.target.url), scenario, productId: product.id, buyers, progress }),
-  );
+  const storm = (): Promise<FireResult> =>
+    withProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, scenario.buyers, progress, () =>
+      fire({ target: new URL(options.target.url), scenario, productId: product.id, buyers, progress }),
+    );
+  const { intervalSeconds } = scenario;
+  // A run reported interval by interval reads the server's memory and descriptors as it goes.
+  const { result: fired, samples } =
+    intervalSeconds === undefined
+      ? { result: await storm(), samples: undefined }
+      : await sampleWhile(admin, intervalEnds(scenario.durationSeconds, intervalSeconds), storm);
   const cpuAfter = processCpuMs(options.target.pid);
   // Before the DB reading and the audit: the consumer's writes after the storm are this run's work.
   const pipeline = pipelineMark ? await drainWithProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, () => measureDrain(admin, pipelineMark)) : null;
@@ -440,6 +452,10 @@ async function runStrategy(
     floorRatioP99: floorRun && floorRun.latency.p99 > 0 ? round(latency.p99 / floorRun.latency.p99) : null,
     serverCpuUsPerAnswer: cpuMicrosPerAnswer(cpuBefore, cpuAfter, fired.records),
     pipeline,
+    series:
+      intervalSeconds !== undefined && samples !== undefined
+        ? seriesOf({ records: fired.records, intervalSeconds, plannedSeconds: scenario.durationSeconds, ranSeconds: fired.durationSeconds, samples })
+        : undefined,
     notes,
   };
   return result;

@@ -3,7 +3,9 @@
  * offline — outcomes per strategy, the latency distribution against the floor, and the numbers.
  */
 import type { BenchReport, RunResult } from './bench.js';
+import type { RunSeries } from './intervals.js';
 import { describeDrain } from './pipeline-drain.js';
+import { describeResources, formatMegabytes } from './server-resources.js';
 import { describeSkipped } from './strategy-choice.js';
 
 const COLORS = ['#2563eb', '#16a34a', '#d97706', '#9333ea', '#dc2626', '#0891b2', '#65a30d', '#db2777'];
@@ -90,6 +92,13 @@ function drainCell(r: RunResult): string | number | null {
   return r.pipeline.drained ? r.pipeline.drainMs : `not drained (${r.pipeline.drainMs} ms)`;
 }
 
+/** The interval-by-interval section, only for runs reported that way (soak). */
+function seriesHtml(report: BenchReport): string {
+  const sections = report.summary.flatMap((r) => (r.series ? [seriesSection(r.strategy, r.series)] : []));
+  if (sections.length === 0) return '';
+  return `\n<h2>Interval by interval (memory and descriptors read at each interval's end)</h2>\n${sections.join('\n')}`;
+}
+
 function numbersTable(report: BenchReport): string {
   const shown = (value: string | number | null | undefined): string => {
     if (value === null || value === undefined) return 'n/a';
@@ -115,6 +124,20 @@ function numbersTable(report: BenchReport): string {
   return `<table><thead><tr>${head.map((h) => `<th>${escape(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+/** A long run interval by interval, then the server's memory and descriptors at its start and end. */
+function seriesSection(strategy: string, series: RunSeries): string {
+  const head = ['interval s', 'purchases/s', 'sold', 'rejected', 'shed', '5xx', 'conn errors', 'server RSS MB', 'server open fds', 'bench RSS MB'];
+  const rows = series.intervals.map((interval) => `<tr>${[
+    `${interval.fromSeconds}–${interval.toSeconds}`, interval.purchasesPerSecond.toFixed(0), String(interval.sold),
+    Object.entries(interval.rejected).map(([k, n]) => `${n} ${k}`).join(', ') || '0', String(interval.shed), String(interval.serverErrors),
+    String(interval.connectionErrors), formatMegabytes(interval.residentBytes), interval.openFds === null ? 'n/a' : String(interval.openFds),
+    formatMegabytes(interval.benchResidentBytes),
+  ].map((value) => `<td>${escape(value)}</td>`).join('')}</tr>`);
+  return `<h3>${escape(strategy)}, every ${series.intervalSeconds} s</h3>
+<table><thead><tr>${head.map((h) => `<th>${escape(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>
+<p>${escape(describeResources(series.resources))}</p>`;
+}
+
 export function renderHtml(report: BenchReport): string {
   const { scenario, machine } = report;
   const series = [
@@ -137,7 +160,7 @@ table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #e5e7eb;pad
 th:first-child,td:first-child{text-align:left}tr.floor{color:#6b7280}.meta{color:#4b5563}
 </style></head><body>
 <h1>flashsale bench — ${escape(scenario.summary)}</h1>
-<p class="meta">${scenario.buyers} buyers · stock ${scenario.stock} · ${report.runs} run(s)${report.runs > 1 ? ' (median run by p99 shown)' : ''}${report.warmupBuyers > 0 ? ` · after warm-up storms of ${report.warmupBuyers} buyers` : ''} · started ${escape(report.startedAt)}<br>
+<p class="meta">${scenario.buyers} buyers · stock ${scenario.stock}${scenario.intervalSeconds === undefined ? '' : ` · ${scenario.durationSeconds} s, every ${scenario.intervalSeconds} s`} · ${report.runs} run(s)${report.runs > 1 ? ' (median run by p99 shown)' : ''}${report.warmupBuyers > 0 ? ` · after warm-up storms of ${report.warmupBuyers} buyers` : ''} · started ${escape(report.startedAt)}<br>
 target ${escape(report.target)} · ${machine.cpus} × ${escape(machine.cpuModel)} · ${machine.memoryGb} GB · ${escape(machine.os)} · node ${escape(machine.node)} · somaxconn ${escape(machine.somaxconn)} · tcp_max_syn_backlog ${escape(machine.tcpMaxSynBacklog)}</p>
 <p class="meta">original experiment: ${escape(scenario.original)}</p>
 <h2>How every purchase request ended</h2>
@@ -145,7 +168,7 @@ ${outcomesChart(report.summary)}
 <h2>Latency by percentile (ms), against the floor</h2>
 ${latencyChart(series)}
 <h2>Numbers</h2>
-${numbersTable(report)}
+${numbersTable(report)}${seriesHtml(report)}
 ${notes.length > 0 ? `<h2>Notes</h2><ul>${notes.map((n) => `<li>${escape(n)}</li>`).join('')}</ul>` : ''}
 </body></html>
 `;

@@ -1,13 +1,15 @@
 /** The terminal table: one row per strategy (median run), the floor beside them, then the notes. */
 import type { BenchReport, RunResult } from './bench.js';
+import type { RunSeries } from './intervals.js';
 import { describeDrain } from './pipeline-drain.js';
+import { describeResources, formatMegabytes } from './server-resources.js';
 import { describeSkipped } from './strategy-choice.js';
 
 const na = (value: number | null | undefined, digits = 0): string =>
   value === null || value === undefined ? 'n/a' : value.toFixed(digits);
 
-function rejectedText(result: RunResult): string {
-  const entries = Object.entries(result.outcomes.rejected);
+function rejectedText(rejected: RunResult['outcomes']['rejected']): string {
+  const entries = Object.entries(rejected);
   return entries.length === 0 ? '0' : entries.map(([key, count]) => `${count} ${key.replace(/^\d+ /, '')}`).join(', ');
 }
 
@@ -28,7 +30,7 @@ export function renderTerminal(report: BenchReport): string {
     r.strategy,
     // Checkout: units paid at the end (2xx reservations include resales of expired holds).
     String(r.checkout ? r.checkout.sold : r.outcomes.sold),
-    rejectedText(r),
+    rejectedText(r.outcomes.rejected),
     String(r.outcomes.shed),
     String(r.outcomes.serverErrors),
     String(r.outcomes.connectionErrors),
@@ -59,6 +61,7 @@ export function renderTerminal(report: BenchReport): string {
   }
   const lines = [
     `${scenario.summary} — ${scenario.buyers} buyers, stock ${scenario.stock}` +
+      (scenario.intervalSeconds === undefined ? '' : ` — ${scenario.durationSeconds} s, every ${scenario.intervalSeconds} s`) +
       (report.runs > 1 ? ` — median of ${report.runs} runs by p99` : '') +
       (report.warmupBuyers > 0 ? ` — after unmeasured warm-up storms of ${report.warmupBuyers} buyers` : ''),
     `target ${report.target} · ${report.machine.cpus} × ${report.machine.cpuModel} · node ${report.machine.node}`,
@@ -76,6 +79,10 @@ export function renderTerminal(report: BenchReport): string {
     );
     lines.push(`×floor p99 by round: ${rounds.join('; ')}`);
   }
+  for (const r of report.summary) {
+    if (r.series) lines.push('', ...seriesLines(r.strategy, r.series));
+  }
+  if (report.summary.some((r) => r.series)) lines.push('');
   for (const r of report.summary) {
     if (r.checkout) {
       const c = r.checkout;
@@ -96,4 +103,26 @@ export function renderTerminal(report: BenchReport): string {
   if (report.unavailable.length > 0) lines.push(`not available on this server (skipped): ${describeSkipped(report.unavailable)}`);
   lines.push(`original: ${scenario.original}`);
   return lines.join('\n');
+}
+
+/** A long run interval by interval, then the server's memory and descriptors at its start and end. */
+function seriesLines(strategy: string, series: RunSeries): string[] {
+  const header = ['interval', 'purchases/s', 'sold', 'rejected', 'shed', '5xx', 'conn err', 'server RSS MB', 'server open fds', 'bench RSS MB'];
+  const rows = series.intervals.map((interval) => [
+    `${interval.fromSeconds}–${interval.toSeconds} s`,
+    interval.purchasesPerSecond.toFixed(0),
+    String(interval.sold),
+    rejectedText(interval.rejected),
+    String(interval.shed),
+    String(interval.serverErrors),
+    String(interval.connectionErrors),
+    formatMegabytes(interval.residentBytes),
+    na(interval.openFds),
+    formatMegabytes(interval.benchResidentBytes),
+  ]);
+  return [
+    `${strategy}, every ${series.intervalSeconds} s (memory and descriptors read at each interval's end):`,
+    table(header, rows),
+    `${strategy} ${describeResources(series.resources)}`,
+  ];
 }

@@ -1,7 +1,9 @@
 /**
  * Prometheus metrics at `/metrics`: purchases by outcome, request latency, remaining stock per
- * product (read from inventory at scrape time) and holds expired. Each app has its own registry,
- * so several apps in one process (the tests) do not collide.
+ * product (read from inventory at scrape time) and holds expired, beside prom-client's default
+ * process metrics (`flashsale_process_resident_memory_bytes`, `flashsale_process_open_fds`, …,
+ * which bench's soak reads). Each app has its own registry, so several apps in one process (the
+ * tests) do not collide.
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
