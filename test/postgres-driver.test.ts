@@ -51,3 +51,10 @@ describe('a connection whose backend is terminated', () => {
     }
   });
 });
+
+describe('a module connection', () => {
+  it('plans every statement for the tables as they are now (no generic plan kept from when they were empty)', async () => {
+    const [row] = await sql<{ plan_cache_mode: string }[]>`show plan_cache_mode`;
+    expect(row?.plan_cache_mode).toBe('force_custom_plan');
+  });
+});
