@@ -191,16 +191,17 @@ describe('the order events feed', () => {
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
     const after = await cursorNow(t);
-    // A transaction that takes a seq and has not committed, as a slow order change would.
+    // A transaction that has written an order and its event (taking a seq) and not committed, as
+    // a slow order change would.
     const unseen = randomUUID();
     const slow = await orders.reserve();
     try {
       await slow`begin`;
-      await slow`select pg_current_xact_id()`;
       const [taken] = await slow<{ seq: number }[]>`
-        insert into order_events (order_id, kind, payload)
-        select id, 'held', order_fields_json(id, 'held', id, id, 1, 0, now(), now()) from (select ${unseen}::uuid as id) as o
-        returning seq`;
+        with o as (
+          insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at)
+          values (${unseen}, ${unseen}, ${unseen}, 1, 0, 'held', now()) returning id)
+        insert into order_events (order_id, kind) select id, 'held' from o returning seq`;
       const held = await t.api.purchase(buyer.token, product.id);
       expect(held.status).toBe(201);
       const id = orderOf(held).id;
@@ -215,6 +216,7 @@ describe('the order events feed', () => {
       await slow`rollback`.catch(() => undefined);
       slow.release();
       await orders`delete from order_events where order_id = ${unseen}`;
+      await orders`delete from orders where id = ${unseen}`;
     }
   });
 

@@ -99,9 +99,7 @@ export class OrderRecords {
         returning *),
       held_events as (
         -- Its outbox event, from the rows actually inserted: none for an order already there.
-        insert into order_events (order_id, kind, payload)
-        select o.id, 'held', order_fields_json(o.id, 'held', o.buyer_id, o.product_id, o.quantity, o.amount_cents, o.expires_at, o.created_at)
-          from o)
+        insert into order_events (order_id, kind) select o.id, 'held' from o)
       select *, true as recorded from o
       union all
       select *, false as recorded from existing_order`;

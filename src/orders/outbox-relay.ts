@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, Publisher } from 'rabbitmq-client';
 import { openAmqp, type AmqpLog } from '../infra/amqp.js';
 import { transaction, type Sql } from '../infra/database.js';
-import { EVENT_COLUMNS, toOrderEvent, type OrderEventRow } from './outbox.js';
+import { toOrderEvent, type OrderEventRow } from './outbox.js';
 
 /** How often the relay looks for new events when it has caught up. */
 const POLL_MS = 200;
@@ -115,8 +115,10 @@ export class OutboxRelay {
     if (!waiting) return { relayed: 0, failed: 0 };
     const outcome = await transaction(this.options.sql, async (tx) => {
       const rows = await tx<OrderEventRow[]>`
-        select ${tx(EVENT_COLUMNS)} from order_events
-         where relayed_at is null order by seq limit ${BATCH} for update skip locked`;
+        select e.id, e.seq, e.kind, e.order_id, e.created_at, o.buyer_id, o.product_id, o.quantity, o.amount_cents,
+               o.expires_at, o.created_at as order_created_at
+          from order_events e join orders o on o.id = e.order_id
+         where e.relayed_at is null order by e.seq limit ${BATCH} for update of e skip locked`;
       if (rows.length === 0) return { relayed: 0, failed: 0 };
       // All in flight at once on one channel, each settled by its own confirm.
       const confirmed = await Promise.all(rows.map((row) => this.publish(row)));

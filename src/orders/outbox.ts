@@ -7,23 +7,40 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../infra/database.js';
-import type { Order, OrderEvent, OrderEventsPage, OrderStatus } from './orders.client.js';
+import { toOrder } from './order-rows.js';
+import type { OrderEvent, OrderEventsPage, OrderStatus } from './orders.client.js';
 
-/** An event as its table stores it. */
+/**
+ * An event with its order's row, read together (`order_events e join orders o`): the order's
+ * fields other than its status never change once it is recorded, and the event's kind is the
+ * status the change gave it, so together they are the order as the API showed it at the change.
+ */
 export interface OrderEventRow {
   id: string;
   seq: number;
   kind: OrderStatus;
   order_id: string;
-  payload: Order;
   created_at: Date;
+  buyer_id: string;
+  product_id: string;
+  quantity: number;
+  amount_cents: number;
+  expires_at: Date;
+  order_created_at: Date;
 }
 
-/** The columns an `OrderEventRow` is read with. */
-export const EVENT_COLUMNS = ['id', 'seq', 'kind', 'order_id', 'payload', 'created_at'] as const;
-
 export function toOrderEvent(row: OrderEventRow): OrderEvent {
-  return { id: row.id, seq: row.seq, kind: row.kind, orderId: row.order_id, occurredAt: row.created_at.toISOString(), order: row.payload };
+  const order = toOrder({
+    id: row.order_id,
+    status: row.kind,
+    buyer_id: row.buyer_id,
+    product_id: row.product_id,
+    quantity: row.quantity,
+    amount_cents: row.amount_cents,
+    expires_at: row.expires_at,
+    created_at: row.order_created_at,
+  });
+  return { id: row.id, seq: row.seq, kind: row.kind, orderId: row.order_id, occurredAt: row.created_at.toISOString(), order };
 }
 
 /** Events this process wrote since start, by kind (for the metrics). */
@@ -64,8 +81,10 @@ export class Outbox {
       horizon <= after
         ? []
         : await this.sql<OrderEventRow[]>`
-            select ${this.sql(EVENT_COLUMNS)} from order_events
-             where seq > ${after} and seq <= ${horizon} order by seq limit ${limit}`;
+            select e.id, e.seq, e.kind, e.order_id, e.created_at, o.buyer_id, o.product_id, o.quantity, o.amount_cents,
+                   o.expires_at, o.created_at as order_created_at
+              from order_events e join orders o on o.id = e.order_id
+             where e.seq > ${after} and e.seq <= ${horizon} order by e.seq limit ${limit}`;
     const events = rows.map(toOrderEvent);
     return { events, nextAfter: events.at(-1)?.seq ?? after };
   }

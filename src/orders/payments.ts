@@ -210,9 +210,7 @@ export class Payments {
          where id = ${orderId} and (status = 'held' or (${status} = 'paid' and status <> 'paid'))
         returning *),
       event as (
-        insert into order_events (order_id, kind, payload)
-        select id, status, order_fields_json(id, status, buyer_id, product_id, quantity, amount_cents, expires_at, created_at)
-          from changed)
+        insert into order_events (order_id, kind) select id, status from changed)
       select * from changed`;
     if (row) {
       this.options.events.add(status, 1);

@@ -101,13 +101,12 @@ export class PlacedOrders {
         insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at, created_at)
         select id, buyer_id, product_id, quantity, amount_cents, status, expires_at, created_at from input order by id
         on conflict (id) do nothing
-        returning *),
+        returning id, status),
       events as (
         -- The outbox events of the orders actually inserted (none for one already there): held,
         -- then the status it already has when its hold ended before it got here.
-        insert into order_events (order_id, kind, payload)
-        select w.id, e.kind, order_fields_json(w.id, e.kind, w.buyer_id, w.product_id, w.quantity, w.amount_cents, w.expires_at, w.created_at)
-          from written w cross join lateral (values (1, 'held'), (2, w.status)) as e(step, kind)
+        insert into order_events (order_id, kind)
+        select w.id, e.kind from written w cross join lateral (values (1, 'held'), (2, w.status)) as e(step, kind)
          where e.step = 1 or w.status <> 'held'
          order by w.id, e.step
         returning kind),

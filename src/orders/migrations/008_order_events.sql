@@ -5,17 +5,20 @@
 -- (src/orders/outbox-relay.ts) publishes unrelayed events to RabbitMQ and stamps `relayed_at` once
 -- the broker has confirmed them; `GET /v1/admin/order-events` pages through them by `seq`.
 --
--- No foreign key to orders: the event is written from the order's own row in the same statement,
--- and a key check would cost every order an index probe on the hot path.
+-- The event carries no copy of the order, so the purchase's statement builds and stores no JSON
+-- for it: an order's fields other than its status never change once it is recorded (and orders
+-- are never deleted), and an event's kind is the status the change gave it, so the order as the
+-- API showed it at the change is read back from its row (src/orders/outbox.ts). No foreign key
+-- either: the event is written from the order's own row in the same statement, and a key check
+-- would cost every order a trigger on the hot path.
 create table order_events (
   -- What a consumer deduplicates on: the message id of every publish of the event.
   id         uuid primary key default gen_random_uuid(),
   -- The order the events were written in; the feed pages by it.
   seq        bigint generated always as identity unique,
   order_id   uuid not null,
+  -- The order's new status.
   kind       text not null check (kind in ('held', 'paid', 'expired', 'cancelled')),
-  -- The order as the API shows it once the change is made (order_fields_json).
-  payload    jsonb not null,
   created_at timestamptz not null default now(),
   relayed_at timestamptz
 );
