@@ -9,15 +9,17 @@ import { isStrategyName } from './inventory/strategy-names.js';
 import { EmbeddedPostgresError } from './infra/embedded-postgres.js';
 import { createSystem, migrateAll, openStores, type System } from './system.js';
 import { startServer, startWorker } from './server.js';
+import { orderEventsExchange } from './orders/outbox-relay.js';
 import { benchCommand } from './bench/bench.command.js';
 
 const USAGE = `usage: flashsale <command> [options]
 
 commands:
   serve     start the API (embedded PostgreSQL unless DATABASE_URL is set); with
-            REDIS_URL and AMQP_URL it also runs the order pipeline's worker
-  worker    run only the order pipeline's worker: the consumer writing placed
-            orders to PostgreSQL, and the reconciler (needs REDIS_URL and AMQP_URL)
+            REDIS_URL and AMQP_URL it also runs the order pipeline's worker, and
+            with AMQP_URL the relay of order events to RabbitMQ
+  worker    run only the workers: with REDIS_URL and AMQP_URL the order pipeline's
+            consumer and reconciler, and with AMQP_URL the order events relay
   reconcile return stranded units once, print each redis-lua product's drift, exit
   migrate   apply pending migrations to every module database and exit
   bench     replay a load scenario against every strategy and audit it (bench --help)
@@ -104,10 +106,17 @@ async function serve(config: Config): Promise<number> {
   return 0;
 }
 
-/** Opens and migrates the stores and the pipeline, runs `work`, and closes everything after. */
-async function withSystem(config: Config, work: (system: System) => Promise<number>): Promise<number> {
-  if (config.redisUrl === undefined || config.amqpUrl === undefined) {
+/**
+ * Opens and migrates the stores, the pipeline and the relay, runs `work`, and closes everything
+ * after. `needs`: `pipeline` wants REDIS_URL and AMQP_URL, `broker` AMQP_URL alone.
+ */
+async function withSystem(config: Config, needs: 'pipeline' | 'broker', work: (system: System) => Promise<number>): Promise<number> {
+  if (needs === 'pipeline' && (config.redisUrl === undefined || config.amqpUrl === undefined)) {
     console.error('this command needs REDIS_URL and AMQP_URL (the Redis gate and the order pipeline)');
+    return 2;
+  }
+  if (config.amqpUrl === undefined) {
+    console.error('this command needs AMQP_URL (the order pipeline, the order events relay)');
     return 2;
   }
   const stores = await openStores(config, console);
@@ -117,6 +126,7 @@ async function withSystem(config: Config, work: (system: System) => Promise<numb
     system = await createSystem(config, stores, console);
     return await work(system);
   } finally {
+    await system?.outboxRelay?.close();
     await system?.pipeline?.close();
     await system?.stockLocks?.close().catch(() => undefined);
     await stores.close();
@@ -124,9 +134,18 @@ async function withSystem(config: Config, work: (system: System) => Promise<numb
 }
 
 function workerOnly(config: Config): Promise<number> {
-  return withSystem(config, async (system) => {
+  return withSystem(config, 'broker', async (system) => {
+    const work = [
+      ...(system.pipeline ? [`writing placed orders from ${config.queuePrefix}orders.placed; reconciling every ${config.reconcileIntervalMs} ms`] : []),
+      ...(system.outboxRelay ? [`relaying order events to ${orderEventsExchange(config.queuePrefix)}`] : []),
+    ];
+    if (work.length === 0) {
+      console.error('flashsale worker: nothing to run (no REDIS_URL for the order pipeline, and OUTBOX_RELAY=false)');
+      return 2;
+    }
     const worker = startWorker(system, console);
-    console.log(`flashsale worker: writing placed orders from ${config.queuePrefix}orders.placed; reconciling every ${config.reconcileIntervalMs} ms`);
+    system.outboxRelay?.start();
+    console.log(`flashsale worker: ${work.join('; ')}`);
     await new Promise<void>((resolve) => {
       process.once('SIGTERM', () => resolve());
       process.once('SIGINT', () => resolve());
@@ -137,7 +156,7 @@ function workerOnly(config: Config): Promise<number> {
 }
 
 function reconcileOnce(config: Config): Promise<number> {
-  return withSystem(config, async (system) => {
+  return withSystem(config, 'pipeline', async (system) => {
     if (!system.reconciler) return 2;
     const report = await system.reconciler.run();
     for (const product of report.products) {

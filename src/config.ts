@@ -58,6 +58,10 @@ export interface Config {
   readonly worker: boolean;
   /** How often the worker returns stranded units and catches the gate up with PostgreSQL. */
   readonly reconcileIntervalMs: number;
+  /** Whether `serve` and `flashsale worker` relay the order events to RabbitMQ (only with `amqpUrl`). */
+  readonly outboxRelay: boolean;
+  /** Relayed order events older than this many hours are deleted; unrelayed ones are kept until relayed. */
+  readonly outboxRetentionHours: number;
   readonly seedDemo: boolean;
   readonly logLevel: string;
   /**
@@ -142,6 +146,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (moduleHop !== 'direct' && moduleHop !== 'json') problems.push(`MODULE_HOP must be direct or json, got "${moduleHop}"`);
   const worker = text('WORKER') ?? 'true';
   if (!['true', 'false', '1', '0'].includes(worker)) problems.push(`WORKER must be true or false, got "${worker}"`);
+  const outboxRelay = text('OUTBOX_RELAY') ?? 'true';
+  if (!['true', 'false', '1', '0'].includes(outboxRelay)) problems.push(`OUTBOX_RELAY must be true or false, got "${outboxRelay}"`);
   const redisKeyPrefix = text('REDIS_KEY_PREFIX') ?? 'fs:';
   if (/[{}\s]/.test(redisKeyPrefix)) problems.push(`REDIS_KEY_PREFIX must not contain braces or spaces, got "${redisKeyPrefix}"`);
   const queuePrefix = text('QUEUE_PREFIX') ?? 'flashsale.';
@@ -203,6 +209,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     redisLockWaitMs: integer('REDIS_LOCK_WAIT_MS', 1_000, 0, 60_000),
     worker: worker === 'true' || worker === '1',
     reconcileIntervalMs: integer('RECONCILE_INTERVAL_MS', 10_000, 100, 3_600_000),
+    outboxRelay: outboxRelay === 'true' || outboxRelay === '1',
+    // A week: a consumer that falls behind over a weekend can still page back through the feed.
+    outboxRetentionHours: integer('OUTBOX_RETENTION_HOURS', 168, 0, 87_600),
     seedDemo: seed === 'true' || seed === '1',
     logLevel,
     moduleHop: moduleHop as ModuleHop,

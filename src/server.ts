@@ -1,7 +1,8 @@
 /**
  * Starts the whole system in one process and listens: opens and migrates the stores, seeds the
- * demo product, runs the expiry sweeper, and shuts down in order on SIGTERM/SIGINT (stop
- * accepting, finish in-flight requests, close pools, stop the embedded database).
+ * demo product, runs the expiry sweeper and the order events relay, and shuts down in order on
+ * SIGTERM/SIGINT (stop accepting, finish in-flight requests, close pools, stop the embedded
+ * database).
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -48,6 +49,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     if (config.seedDemo) await seedDemoProduct(system);
     const sweeper = startSweeper(system, app);
     const worker = config.worker ? startWorker(system, app.log) : undefined;
+    system.outboxRelay?.start();
     // Responses finished after shutdown began close their connection, so a keep-alive client
     // does not hold the server open until its keep-alive timeout.
     let closing = false;
@@ -69,6 +71,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     app.addHook('onClose', async () => {
       sweeper.stop();
       worker?.stop();
+      await system.outboxRelay?.close();
       await system.pipeline?.close();
       await system.stockLocks?.close().catch(() => undefined);
       await stores.close();
@@ -123,7 +126,8 @@ async function seedDemoProduct(system: System): Promise<void> {
  * while the server was down come back at start-up). One sweep at a time. Orders sweeps first
  * (it asks inventory to expire each held order's allocation and marks the order `expired`);
  * inventory's own sweep then returns holds that have no order (a crash before it was recorded).
- * Idempotency keys older than 24 hours are removed once a minute.
+ * Idempotency keys older than 24 hours, and order events relayed more than
+ * `OUTBOX_RETENTION_HOURS` ago, are removed once a minute.
  */
 const KEY_CLEANUP_INTERVAL_MS = 60_000;
 
@@ -144,6 +148,8 @@ function startSweeper(system: System, app: App): { stop(): void } {
         lastCleanup = Date.now();
         const removed = await system.orders.keys.cleanup();
         if (removed > 0) app.log.info({ keys: removed }, 'old idempotency keys removed');
+        const events = await system.orders.outbox.removeRelayed(system.config.outboxRetentionHours);
+        if (events > 0) app.log.info({ events }, 'relayed order events past their retention removed');
       }
     } catch (error) {
       // While a store is down every tick fails the same way: once a warning, not a stack a second.

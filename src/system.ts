@@ -24,6 +24,8 @@ import { registerPipelineMetrics } from './pipeline/pipeline-metrics.js';
 import { join } from 'node:path';
 import type { PlacedOrder } from './pipeline/order-events.js';
 import { Pipeline } from './pipeline/pipeline.js';
+import { OutboxRelay, orderEventsExchange } from './orders/outbox-relay.js';
+import { registerOutboxMetrics } from './orders/outbox-metrics.js';
 import { Reconciler } from './pipeline/reconciler.js';
 import { StockLocks } from './inventory/redis/stock-locks.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -48,6 +50,11 @@ export interface System {
   readonly stockLocks: StockLocks | undefined;
   /** Returns stranded units and catches the gate up (with the pipeline). */
   readonly reconciler: Reconciler | undefined;
+  /**
+   * Publishes the order events to RabbitMQ, when `AMQP_URL` is set and `OUTBOX_RELAY` is on. Built
+   * here, started by `serve` and `flashsale worker`; its `close` closes its broker connection.
+   */
+  readonly outboxRelay: OutboxRelay | undefined;
   readonly tokens: Tokens;
   readonly adminToken: string;
   /** True when this start generated the admin token (so `serve` prints it). */
@@ -160,10 +167,21 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     pipeline === undefined
       ? undefined
       : new Reconciler({ gate: pipeline.gate, sql: databases.inventory, inventory, confirmTimeoutMs: config.confirmTimeoutMs });
+  // Last: nothing after it can fail and leave its connection open.
+  const outboxRelay =
+    config.amqpUrl === undefined || !config.outboxRelay
+      ? undefined
+      : OutboxRelay.open(config.amqpUrl, {
+          sql: databases.orders,
+          exchange: orderEventsExchange(config.queuePrefix),
+          confirmTimeoutMs: config.confirmTimeoutMs,
+          log,
+        });
   return {
     pipeline,
     stockLocks,
     reconciler,
+    outboxRelay,
     config,
     stores,
     users,
@@ -243,6 +261,8 @@ export function appFor(system: System): App {
       return down;
     },
     ...(system.pipeline === undefined ? {} : pipelineDeps(system, system.pipeline)),
+    registerOutboxMetrics: (registry) =>
+      registerOutboxMetrics(registry, { outbox: system.orders.outbox, relay: system.outboxRelay }),
     maxInFlight: system.config.maxInFlight,
     connectionTimeouts: {
       headersMs: system.config.headersTimeoutMs,

@@ -264,6 +264,12 @@ describe('every route', () => {
     const found = await expectAnswer('POST', missing, missing, 200, { token: admin, body: { ids: [order(toPay), nobody] } });
     expect(found.body).toEqual({ missing: [nobody] });
     await expectAnswer('POST', missing, missing, 400, { token: admin, rawBody: '{"ids": [', headers: { 'content-type': 'application/json' } }, 'VALIDATION_FAILED');
+    const orderEvents = '/v1/admin/order-events';
+    const feed = await expectAnswer('GET', orderEvents, `${orderEvents}?after=0&limit=1`, 200, { token: admin });
+    expect(feed.body).toMatchObject({ events: [{ kind: 'held', orderId: order(bought), order: bought.body['order'] }] });
+    expect(Object.keys((feed.body['events'] as object[])[0] ?? {}).sort()).toEqual(['id', 'kind', 'occurredAt', 'order', 'orderId', 'seq']);
+    await expectAnswer('GET', orderEvents, `${orderEvents}?limit=1001`, 400, { token: admin }, 'VALIDATION_FAILED');
+    await expectAnswer('GET', orderEvents, orderEvents, 403, { token: buyer.token }, 'FORBIDDEN');
 
     // A hold that lapses before it is paid (the slowest case: a second's hold).
     const brief = await t.api.createProduct({ stock: 1, holdSeconds: 1 });

@@ -1,12 +1,13 @@
 /**
- * Redis key and RabbitMQ queue names of one bench invocation's child server. The child shares the
- * Redis and the broker of `REDIS_URL` / `AMQP_URL` with whatever else uses them (a server on the
- * default `fs:` / `flashsale.`, another bench, the tests): its own prefixes keep its gate keys and
- * queues apart, and bench removes them when it is done.
+ * Redis key and RabbitMQ queue and exchange names of one bench invocation's child server. The
+ * child shares the Redis and the broker of `REDIS_URL` / `AMQP_URL` with whatever else uses them
+ * (a server on the default `fs:` / `flashsale.`, another bench, the tests): its own prefixes keep
+ * its gate keys, queues and order events exchange apart, and bench removes them when it is done.
  */
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Connection } from 'rabbitmq-client';
+import { orderEventsExchange } from '../orders/outbox-relay.js';
 
 export interface PipelineNamespace {
   /** `REDIS_KEY_PREFIX` of the child: `bench:<random>:`. */
@@ -31,8 +32,8 @@ export function queuesOf(namespace: PipelineNamespace): string[] {
 }
 
 /**
- * Deletes every key under the namespace's prefix and its two queues. Call after the child server
- * has stopped, or it may write them again. Each store is cleaned on its own: one that is down
+ * Deletes every key under the namespace's prefix, its two queues and its order events exchange.
+ * Call after the child server has stopped, or it may write them again. Each store is cleaned on its own: one that is down
  * does not keep the other's names.
  */
 export async function removePipelineNamespace(
@@ -46,8 +47,9 @@ export async function removePipelineNamespace(
     });
   }
   if (stores.amqpUrl !== undefined) {
-    await removeQueues(stores.amqpUrl, queuesOf(namespace)).catch((error: unknown) => {
-      log(`bench: could not delete the queues ${queuesOf(namespace).join(', ')}: ${String(error)}`);
+    const exchange = orderEventsExchange(namespace.queuePrefix);
+    await removeQueues(stores.amqpUrl, queuesOf(namespace), exchange).catch((error: unknown) => {
+      log(`bench: could not delete the queues ${queuesOf(namespace).join(', ')} and the exchange ${exchange}: ${String(error)}`);
     });
   }
 }
@@ -68,13 +70,14 @@ async function removeKeys(url: string, prefix: string): Promise<void> {
   }
 }
 
-async function removeQueues(url: string, queues: readonly string[]): Promise<void> {
+async function removeQueues(url: string, queues: readonly string[], exchange: string): Promise<void> {
   const rabbit = new Connection({ url, connectionName: 'flashsale-bench', connectionTimeout: CONNECT_TIMEOUT_MS, acquireTimeout: CONNECT_TIMEOUT_MS });
   // Without a listener the client reports a broker that is down as an unhandled 'error'.
   rabbit.on('error', () => undefined);
   try {
     // Deleting a queue that was never declared is not an error for RabbitMQ.
     for (const queue of queues) await rabbit.queueDelete({ queue });
+    await rabbit.exchangeDelete({ exchange });
   } finally {
     await rabbit.close();
   }

@@ -45,6 +45,8 @@ export interface AppDeps {
   readonly beforeAudit?: () => Promise<void>;
   /** Adds the order pipeline's gauges to `/metrics` (when there is one). */
   readonly registerPipelineMetrics?: (registry: Registry) => void;
+  /** Adds the outbox's figures (order events written, relayed, waiting) to `/metrics`. */
+  readonly registerOutboxMetrics?: (registry: Registry) => void;
 }
 
 export type App = FastifyInstance & { overload: OverloadGuard; metrics: Metrics };
@@ -84,6 +86,7 @@ export function buildApp(deps: AppDeps): App {
     holdsExpired: deps.holdsExpired ?? (() => 0),
   });
   deps.registerPipelineMetrics?.(metrics.registry);
+  deps.registerOutboxMetrics?.(metrics.registry);
 
   const buyer = requireBuyer(deps.tokens);
   const admin = requireAdmin(deps.adminToken, deps.tokens);

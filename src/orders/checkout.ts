@@ -22,6 +22,7 @@ import type { PlacedOrders } from './placed-orders.js';
 import { OrderRecords, type Recorded } from './order-records.js';
 import type { PlacedOrder } from '../pipeline/order-events.js';
 import type { PublishOutcome } from '../pipeline/publisher.js';
+import type { EventCounts } from './outbox.js';
 import type { Payments } from './payments.js';
 import { purchaseRefusal } from './refusals.js';
 
@@ -34,6 +35,8 @@ export interface CheckoutOptions {
   /** Publishes a grant made outside the database (redis-lua); absent when no broker is configured. */
   readonly publish: ((order: PlacedOrder) => Promise<PublishOutcome>) | undefined;
   readonly log: { error(object: unknown, message: string): void };
+  /** Counts the outbox events the checkout's writes make. */
+  readonly events: EventCounts;
 }
 
 /** The store name buyers see when the broker fails. */
@@ -59,7 +62,7 @@ export class Checkout {
 
   constructor(private readonly options: CheckoutOptions) {
     this.sql = options.sql;
-    this.records = new OrderRecords(options.sql, options.keys);
+    this.records = new OrderRecords(options.sql, options.keys, options.events);
   }
 
   /**

@@ -9,7 +9,8 @@
  *   its key was written;
  * - an order already recorded under the id (an earlier attempt with the key) is returned as it
  *   is, and nothing is written for it;
- * - an order whose key is taken comes back `key-taken`, and nothing is written for it.
+ * - an order whose key is taken comes back `key-taken`, and nothing is written for it;
+ * - an order recorded writes its `held` event to the outbox (`order_events`), in the same statement.
  *
  * Keys are unique within a statement: two requests with one key never run at once in this
  * process (`IdempotencyKeys.hold`).
@@ -20,6 +21,7 @@ import { GroupBatches } from '../infra/group-batches.js';
 import type { Allocation } from '../inventory/inventory.types.js';
 import type { HeldKey, IdempotencyKeys } from './idempotency.js';
 import type { OrderRow } from './order-rows.js';
+import type { EventCounts } from './outbox.js';
 
 /** What recording an order found: it recorded it, the order was there already, or the key was taken. */
 export type Recorded =
@@ -42,6 +44,7 @@ export class OrderRecords {
   constructor(
     private readonly sql: Sql,
     private readonly keys: IdempotencyKeys,
+    private readonly events: EventCounts,
   ) {}
 
   record(order: OrderToRecord): Promise<Recorded> {
@@ -93,10 +96,14 @@ export class OrderRecords {
          where not exists (select 1 from existing_order e where e.id = i.id)
            and (i.key is null or exists (select 1 from key_written w where w.order_id = i.id))
          order by i.id
-        returning *)
+        returning *),
+      held_events as (
+        -- Its outbox event, from the rows actually inserted: none for an order already there.
+        insert into order_events (order_id, kind) select o.id, 'held' from o)
       select *, true as recorded from o
       union all
       select *, false as recorded from existing_order`;
+    this.events.add('held', written.filter((row) => row.recorded).length);
     const byId = new Map(written.map((row) => [row.id, row]));
     return orders.map((order): Recorded => {
       const row = byId.get(order.orderId);

@@ -43,6 +43,28 @@ export interface OrdersPage {
   readonly nextOffset: number | null;
 }
 
+/**
+ * One change of an order, as the outbox keeps it and as RabbitMQ carries it (docs/order-events.md).
+ * `id` is what a consumer deduplicates on; `seq` orders the events (an order's events have
+ * increasing `seq`).
+ */
+export interface OrderEvent {
+  readonly id: string;
+  readonly seq: number;
+  /** The order's new status: `held` when it is recorded, then `paid`, `expired` or `cancelled`. */
+  readonly kind: OrderStatus;
+  readonly orderId: string;
+  readonly occurredAt: string;
+  /** The order as the API showed it once the change was made. */
+  readonly order: Order;
+}
+
+/** A page of the order events, by `seq`; `nextAfter` is the next request's `after`. */
+export interface OrderEventsPage {
+  readonly events: readonly OrderEvent[];
+  readonly nextAfter: number;
+}
+
 export interface OrdersClient {
   /**
    * Mints the order id, has inventory reserve under it, records the order `held` (and with
@@ -69,6 +91,11 @@ export interface OrdersClient {
   /** Which of `ids` have no order (bench checks every 2xx has its order). */
   missing(ids: readonly string[]): Promise<string[]>;
   auditOrders(productId: string): Promise<readonly AuditOrder[]>;
+  /**
+   * The order events numbered above `after`, oldest first, at most `limit`: only events below
+   * which no other can still appear, so a consumer that pages on with `nextAfter` misses none.
+   */
+  events(page: { after: number; limit: number }): Promise<OrderEventsPage>;
   /**
    * The order pipeline's write: each placed order's hold in inventory, then the order (and its
    * key) here, idempotent by order id. An order whose hold the reconciler voided is not recorded.

@@ -1,6 +1,6 @@
 /**
  * Orders' HTTP routes: the purchase (optionally instant: reserve and pay), pay, cancel, the
- * buyer's own orders, and the admin's list of a product's orders. Purchase and pay honour an
+ * buyer's own orders, the admin's list of a product's orders, and the feed of order events. Purchase and pay honour an
  * `Idempotency-Key` scoped to the buyer; without one they cost nothing extra.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
@@ -14,6 +14,8 @@ import type { CheckoutOutcome, Order, OrdersClient, OrderStatus, PurchaseRequest
 export const MAX_QUANTITY = 1000;
 /** Largest page of the admin's order list. */
 export const MAX_PAGE = 500;
+/** Largest page of the order events. */
+export const MAX_EVENTS_PAGE = 1000;
 
 const purchaseBody = {
   type: 'object',
@@ -40,6 +42,15 @@ const productOrdersQuery = {
     limit: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' },
     offset: { type: 'string', pattern: '^(0|[1-9][0-9]{0,8})$' },
     status: { type: 'string', enum: ['held', 'paid', 'expired', 'cancelled'] },
+  },
+} as const;
+
+const orderEventsQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    after: { type: 'string', pattern: '^(0|[1-9][0-9]{0,14})$', description: 'Events with a `seq` above this (default 0: from the first kept)' },
+    limit: { type: 'string', pattern: '^[1-9][0-9]{0,3}$', description: `At most this many (1–${MAX_EVENTS_PAGE}, default 100)` },
   },
 } as const;
 
@@ -203,6 +214,29 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
           ...(request.query.status === undefined ? {} : { status: request.query.status }),
         });
         return page satisfies { orders: readonly Order[] };
+      },
+    );
+
+    app.get<{ Querystring: { after?: string; limit?: string } }>(
+      '/v1/admin/order-events',
+      {
+        onRequest: admin,
+        schema: {
+          tags: ['admin'],
+          summary: `The order events (held, paid, expired, cancelled) with a seq above after, oldest first (limit 1–${MAX_EVENTS_PAGE}, default 100): what the relay publishes to RabbitMQ, to poll`,
+          querystring: orderEventsQuery,
+          security: bearerSecurity,
+          response: responses({ 200: { description: 'One page of the events', ...ref('OrderEventsPage') } }, ['VALIDATION_FAILED', ...ADMIN_PROBLEMS]),
+        },
+      },
+      async (request) => {
+        const limit = Number(request.query.limit ?? '100');
+        if (limit > MAX_EVENTS_PAGE) {
+          throw new DomainError('VALIDATION_FAILED', `limit must be at most ${MAX_EVENTS_PAGE}`, {
+            errors: [{ field: 'querystring.limit', message: `must be at most ${MAX_EVENTS_PAGE}` }],
+          });
+        }
+        return orders.events({ after: Number(request.query.after ?? '0'), limit });
       },
     );
   };

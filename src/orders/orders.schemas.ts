@@ -1,6 +1,6 @@
 /** Orders' response schemas, as registered with `app.addSchema` (OpenAPI `components.schemas`). */
 import { dateTime, enumOf, objectSchema, ref, uuid } from '../http/schemas.js';
-import type { Order, OrdersPage, OrderStatus } from './orders.client.js';
+import type { Order, OrderEvent, OrderEventsPage, OrdersPage, OrderStatus } from './orders.client.js';
 
 export const ORDER_STATUSES = enumOf<OrderStatus>({ held: true, paid: true, expired: true, cancelled: true });
 
@@ -24,4 +24,19 @@ export const ordersPageSchema = objectSchema<OrdersPage>('OrdersPage', "A page o
   nextOffset: { type: ['integer', 'null'], minimum: 0, description: 'The next page\'s `offset`; `null` on the last page' },
 });
 
-export const ordersSchemas = [orderSchema, orderAnswerSchema, ordersPageSchema] as const;
+export const orderEventSchema = objectSchema<OrderEvent>('OrderEvent', 'One change of an order, as the outbox keeps it and RabbitMQ carries it', {
+  id: { ...uuid, description: 'The event\'s id: deduplicate on it (it is the message id of every publish of the event)' },
+  seq: { type: 'integer', minimum: 1, description: 'Its place among the events: an order\'s events have increasing `seq`; numbers may be skipped' },
+  kind: { type: 'string', enum: ORDER_STATUSES, description: 'The order\'s new status' },
+  orderId: uuid,
+  occurredAt: dateTime,
+  // The order as the API showed it once the change was made.
+  order: ref('Order'),
+});
+
+export const orderEventsPageSchema = objectSchema<OrderEventsPage>('OrderEventsPage', 'A page of the order events, by `seq`', {
+  events: { type: 'array', items: ref('OrderEvent') },
+  nextAfter: { type: 'integer', minimum: 0, description: "The next request's `after`: the last event's `seq`, or this request's `after` when the page is empty" },
+});
+
+export const ordersSchemas = [orderSchema, orderAnswerSchema, ordersPageSchema, orderEventSchema, orderEventsPageSchema] as const;

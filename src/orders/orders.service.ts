@@ -1,7 +1,8 @@
 /**
  * The orders module: the checkout (`checkout.ts`), what happens to an order after it
- * (`payments.ts`), the `Idempotency-Key`s of both (`idempotency.ts`) and the order history. It is
- * also the in-process `OrdersClient`.
+ * (`payments.ts`), the `Idempotency-Key`s of both (`idempotency.ts`), the order history and the
+ * outbox of order changes (`outbox.ts`, relayed by `outbox-relay.ts`). It is also the in-process
+ * `OrdersClient`.
  */
 import type { AuditOrder } from '../audit/audit.types.js';
 import type { Sql } from '../infra/database.js';
@@ -12,7 +13,8 @@ import type { UsersClient } from '../users/users.client.js';
 import { Checkout } from './checkout.js';
 import { IdempotencyKeys, keyedOrderId, type HeldKey } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
-import type { CheckoutOutcome, Order, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
+import type { CheckoutOutcome, Order, OrderEventsPage, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
+import { Outbox } from './outbox.js';
 import { Payments } from './payments.js';
 import { PlacedOrders } from './placed-orders.js';
 import type { PlacedOrder } from '../pipeline/order-events.js';
@@ -37,6 +39,7 @@ export interface OrdersOptions {
 export class OrdersService implements OrdersClient {
   readonly keys: IdempotencyKeys;
   readonly placed: PlacedOrders;
+  readonly outbox: Outbox;
   private readonly sql: Sql;
   private readonly payments: Payments;
   private readonly checkout: Checkout;
@@ -44,11 +47,18 @@ export class OrdersService implements OrdersClient {
   constructor(private readonly options: OrdersOptions) {
     this.sql = options.sql;
     this.keys = new IdempotencyKeys(options.sql);
-    this.placed = new PlacedOrders(options.sql, options.inventory, this.keys);
+    this.outbox = new Outbox(options.sql);
+    const events = this.outbox.counts;
+    this.placed = new PlacedOrders(options.sql, options.inventory, this.keys, events);
     // With the pipeline on, a payment waits up to a confirm timeout's worth for an order another
     // process placed; without it, an order that is not there is not coming.
-    this.payments = new Payments({ ...options, placed: this.placed, pipelineWaitMs: options.publish === undefined ? 0 : options.pipelineWaitMs ?? 0 });
-    this.checkout = new Checkout({ ...options, keys: this.keys, payments: this.payments, placed: this.placed, publish: options.publish });
+    this.payments = new Payments({
+      ...options,
+      placed: this.placed,
+      events,
+      pipelineWaitMs: options.publish === undefined ? 0 : options.pipelineWaitMs ?? 0,
+    });
+    this.checkout = new Checkout({ ...options, keys: this.keys, payments: this.payments, placed: this.placed, publish: options.publish, events });
   }
 
   /** Held orders that have become `expired` since start (any path), for the metrics. */
@@ -196,6 +206,10 @@ export class OrdersService implements OrdersClient {
     const rows = await this.sql<{ id: string }[]>`select id from orders where id = any(${this.sql.array([...ids])}::uuid[])`;
     const found = new Set(rows.map((row) => row.id));
     return ids.filter((id) => !found.has(id));
+  }
+
+  events(page: { after: number; limit: number }): Promise<OrderEventsPage> {
+    return onStore('orders', () => this.outbox.page(page.after, page.limit), undefined, false);
   }
 
   async auditOrders(productId: string): Promise<readonly AuditOrder[]> {

@@ -17,6 +17,7 @@ import { outcomeUnknown, storeFault } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { UsersClient } from '../users/users.client.js';
 import { toOrder, type OrderRow } from './order-rows.js';
+import type { EventCounts } from './outbox.js';
 import type { PlacedOrders } from './placed-orders.js';
 import type { Order, OrderStatus } from './orders.client.js';
 
@@ -28,6 +29,8 @@ export interface PaymentsOptions {
   readonly paymentDelayMs?: number;
   /** Orders placed through the pipeline by this process, which a payment may write before the consumer. */
   readonly placed?: PlacedOrders;
+  /** Counts the outbox events that marking orders writes. */
+  readonly events: EventCounts;
   /**
    * With the order pipeline on, how long a payment or cancel waits for an order another process
    * placed and the consumer has not written yet (it is written within milliseconds, normally).
@@ -194,15 +197,23 @@ export class Payments {
   }
 
   /**
-   * Moves a held order to `status` and returns the row as it now is. `paid` follows a confirmed
-   * allocation, which is final, so it wins over whatever orders recorded meanwhile.
+   * Moves a held order to `status` and returns the row as it now is, with the change's event in
+   * the outbox. `paid` follows a confirmed allocation, which is final, so it wins over whatever
+   * orders recorded meanwhile.
    */
   private async mark(orderId: string, status: Exclude<OrderStatus, 'held'>): Promise<OrderRow> {
+    // The change's outbox event is written from the updated row, in the same statement: no row
+    // updated (the order had moved on already), no event.
     const [row] = await this.sql<OrderRow[]>`
-      update orders set status = ${status}, updated_at = now()
-       where id = ${orderId} and (status = 'held' or (${status} = 'paid' and status <> 'paid'))
-      returning *`;
+      with changed as (
+        update orders set status = ${status}, updated_at = now()
+         where id = ${orderId} and (status = 'held' or (${status} = 'paid' and status <> 'paid'))
+        returning *),
+      event as (
+        insert into order_events (order_id, kind) select id, status from changed)
+      select * from changed`;
     if (row) {
+      this.options.events.add(status, 1);
       if (status === 'expired') this.expired += 1;
       return row;
     }

@@ -12,6 +12,8 @@ import type { Sql } from '../infra/database.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { PlacedOrder } from '../pipeline/order-events.js';
 import type { IdempotencyKeys } from './idempotency.js';
+import type { OrderStatus } from './orders.client.js';
+import type { EventCounts } from './outbox.js';
 
 /** How long a placed order is remembered here: longer than the consumer ever lags in practice. */
 const REMEMBER_MS = 10 * 60_000;
@@ -24,6 +26,7 @@ export class PlacedOrders {
     private readonly sql: Sql,
     private readonly inventory: InventoryClient,
     private readonly keys: IdempotencyKeys,
+    private readonly events: EventCounts,
   ) {}
 
   remember(order: PlacedOrder): void {
@@ -80,14 +83,14 @@ export class PlacedOrders {
   }
 
   /**
-   * Orders and keys in one statement, so they commit together. A key is written with its order
+   * Orders, their outbox events and keys in one statement, so they commit together. A key is written with its order
    * (answered with it, or claimed for an instant purchase) unless it is taken: by this order
    * already (a redelivery), or by another request. One case overwrites: the same request's kept
    * refusal, which only a Redis loss can leave behind a later grant. The buyer was told "yes"
    * last, and the order exists, so the key answers with it from now on.
    */
   private async insert(rows: readonly Record<string, unknown>[]): Promise<void> {
-    await this.sql`
+    const made = await this.sql<{ kind: OrderStatus }[]>`
       with input as (
         select distinct on (id) * from jsonb_to_recordset(${this.sql.json(rows as postgres.JSONValue)}::jsonb)
           as t(id uuid, buyer_id uuid, product_id uuid, quantity integer, amount_cents bigint, status text,
@@ -98,23 +101,34 @@ export class PlacedOrders {
         insert into orders (id, buyer_id, product_id, quantity, amount_cents, status, expires_at, created_at)
         select id, buyer_id, product_id, quantity, amount_cents, status, expires_at, created_at from input order by id
         on conflict (id) do nothing
-        returning id),
+        returning id, status),
+      events as (
+        -- The outbox events of the orders actually inserted (none for one already there): held,
+        -- then the status it already has when its hold ended before it got here.
+        insert into order_events (order_id, kind)
+        select w.id, e.kind from written w cross join lateral (values (1, 'held'), (2, w.status)) as e(step, kind)
+         where e.step = 1 or w.status <> 'held'
+         order by w.id, e.step
+        returning kind),
       keyed as (
-        select distinct on (buyer_id, key) * from input where key is not null order by buyer_id, key, id)
-      insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response, order_id)
-      select buyer_id, key, claim_id, scope, request_hash,
-             case when answered then 201 end,
-             case when answered then jsonb_build_object('ok', true, 'order',
-               order_fields_json(id, 'held', buyer_id, product_id, quantity, amount_cents, expires_at, created_at)) end,
-             id
-        from keyed order by buyer_id, key
-      on conflict (buyer_id, key) do update
-        set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
-            status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id,
-            ended_at = null, created_at = now()
-        where ${this.keys.takeable()}
-           or (k.request_hash = excluded.request_hash and k.status_code is not null and k.order_id is null
-               and k.response ->> 'ok' = 'false')`;
+        select distinct on (buyer_id, key) * from input where key is not null order by buyer_id, key, id),
+      keys_written as (
+        insert into idempotency_keys as k (buyer_id, key, claim_id, scope, request_hash, status_code, response, order_id)
+        select buyer_id, key, claim_id, scope, request_hash,
+               case when answered then 201 end,
+               case when answered then jsonb_build_object('ok', true, 'order',
+                 order_fields_json(id, 'held', buyer_id, product_id, quantity, amount_cents, expires_at, created_at)) end,
+               id
+          from keyed order by buyer_id, key
+        on conflict (buyer_id, key) do update
+          set claim_id = excluded.claim_id, scope = excluded.scope, request_hash = excluded.request_hash,
+              status_code = excluded.status_code, response = excluded.response, order_id = excluded.order_id,
+              ended_at = null, created_at = now()
+          where ${this.keys.takeable()}
+             or (k.request_hash = excluded.request_hash and k.status_code is not null and k.order_id is null
+                 and k.response ->> 'ok' = 'false'))
+      select kind from events`;
+    for (const { kind } of made) this.events.add(kind, 1);
   }
 
   private forgetOld(): void {

@@ -11,7 +11,8 @@
  * dependencies and no install script. amqplib would leave reconnection, re-declaration and
  * channel recovery to us.
  */
-import { Connection, type Cmd, type MethodParams } from 'rabbitmq-client';
+import type { Connection, Cmd, MethodParams } from 'rabbitmq-client';
+import { openAmqp, type AmqpLog } from '../infra/amqp.js';
 
 type QueueDeclareParams = MethodParams[Cmd.QueueDeclare];
 
@@ -51,10 +52,7 @@ export function deadQueue(names: QueueNames): QueueDeclareParams {
   return { queue: names.dead, durable: true, arguments: { 'x-queue-type': 'quorum' } };
 }
 
-export interface BrokerLog {
-  warn(object: unknown, message: string): void;
-  info(object: unknown, message: string): void;
-}
+export type BrokerLog = AmqpLog;
 
 export class Broker {
   private constructor(
@@ -64,27 +62,7 @@ export class Broker {
 
   /** Connects and declares both queues (waits for the broker at most `connectTimeoutMs`). */
   static async open(url: string, names: QueueNames, log: BrokerLog, connectTimeoutMs = 10_000): Promise<Broker> {
-    const connection = new Connection({
-      url,
-      connectionName: 'flashsale',
-      // Reconnect fast: a broker back after a blip should take publishes again within a second.
-      retryLow: 100,
-      retryHigh: 1_000,
-      acquireTimeout: connectTimeoutMs,
-      // Without it, the last part of a message larger than a TCP segment waits for the broker's
-      // delayed ACK (Nagle's algorithm): 40 ms on every confirm of a storm's message, measured.
-      noDelay: true,
-    });
-    let lastError = '';
-    connection.on('error', (error) => {
-      // One line per distinct failure, not one per retry.
-      if (error.message !== lastError) log.warn({ err: error }, 'RabbitMQ connection error; reconnecting');
-      lastError = error.message;
-    });
-    connection.on('connection', () => {
-      if (lastError !== '') log.info({}, 'RabbitMQ connection re-established');
-      lastError = '';
-    });
+    const connection = openAmqp(url, 'flashsale', log, connectTimeoutMs);
     try {
       await connection.queueDeclare(deadQueue(names));
       await connection.queueDeclare(placedQueue(names));

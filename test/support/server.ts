@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { loadConfig, MODULE_NAMES, type Config } from '../../src/config.js';
 import { dropDatabases } from '../../src/infra/database.js';
+import { orderEventsExchange } from '../../src/orders/outbox-relay.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { Api } from './api.js';
 import { AnswerLog, type OpenApiDocument } from './contract.js';
@@ -20,8 +21,9 @@ export const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.
 export const TEST_AMQP_URL = process.env['TEST_AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 /**
- * Overrides that give a test server the Redis gate and the order pipeline, under key and queue
- * names of its own (removed when it stops), so test files never see each other's data.
+ * Overrides that give a test server the Redis gate, the order pipeline and the order events
+ * relay, under key, queue and exchange names of its own (removed when it stops), so test files
+ * never see each other's data.
  */
 export function withPipeline(): Partial<Config> {
   const tag = randomBytes(5).toString('hex');
@@ -79,7 +81,7 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       const undocumented = answers.undocumented(document());
       await api.close();
       await server.close();
-      if (server.system.pipeline && !options.keepData) await removePipelineData(server.system.config);
+      if (server.system.config.amqpUrl !== undefined && !options.keepData) await removePipelineData(server.system.config);
       if (!options.keepData) {
         await dropDatabases(TEST_DATABASE_URL, MODULE_NAMES.map((module) => `${prefix}${module}`));
         await rm(dataDir, { recursive: true, force: true });
@@ -91,24 +93,27 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
   };
 }
 
-/** Deletes a test server's Redis keys and queues (its own prefixes). */
+/** Deletes a test server's Redis keys, queues and order events exchange (its own prefixes). */
 async function removePipelineData(config: Config): Promise<void> {
   const { Redis } = await import('ioredis');
   const { Connection } = await import('rabbitmq-client');
-  const redis = new Redis(config.redisUrl ?? TEST_REDIS_URL);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisKeyPrefix}*`, 'COUNT', 1000);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
+  if (config.redisUrl !== undefined) {
+    const redis = new Redis(config.redisUrl);
+    try {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisKeyPrefix}*`, 'COUNT', 1000);
+        if (keys.length > 0) await redis.del(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    } finally {
+      redis.disconnect();
+    }
   }
   const rabbit = new Connection(config.amqpUrl ?? TEST_AMQP_URL);
   try {
     for (const suffix of ['orders.placed', 'orders.dead']) await rabbit.queueDelete({ queue: `${config.queuePrefix}${suffix}` });
+    await rabbit.exchangeDelete({ exchange: orderEventsExchange(config.queuePrefix) });
   } finally {
     await rabbit.close();
   }
