@@ -6,8 +6,8 @@
  *
  * @remarks Unknown is the default for a connection lost mid-statement: the statement may have
  * committed before the reply was lost. Only a failure to connect, or PostgreSQL's refusal to take
- * a connection (`57P03` starting up or shutting down, `53300` too many connections), proves that
- * nothing was done.
+ * a connection (`57P03` starting up or shutting down, `53300` too many connections, `28000` the role
+ * may not log in), proves that nothing was done.
  */
 import { DomainError } from './errors.js';
 
@@ -17,8 +17,13 @@ export type StoreFault = 'unavailable' | 'unknown';
 const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'CONNECT_TIMEOUT', 'CONNECTION_ENDED']);
 /** Codes of a connection lost while a statement may have been under way. */
 const LOST = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'ERR_STREAM_DESTROYED']);
-/** SQLSTATEs: cannot connect now (starting up, shutting down), too many connections, connection rejected. */
-const REFUSED_STATES = new Set(['57P03', '53300', '08001', '08004']);
+/**
+ * SQLSTATEs: cannot connect now (starting up, shutting down), too many connections, connection
+ * rejected, and the role refused at log-in (`28000`: `NOLOGIN` or no `pg_hba.conf` entry; `28P01`:
+ * wrong password). A refused log-in did nothing and is an operator's to lift: waited out like a
+ * server that is down, it never dead-letters the consumer's orders or answers a buyer `500`.
+ */
+const REFUSED_STATES = new Set(['57P03', '53300', '08001', '08004', '28000', '28P01']);
 
 /** What `error` says about the store, or `undefined` when it is not a store failure. */
 export function storeFault(error: unknown): StoreFault | undefined {
