@@ -10,6 +10,7 @@
  * refused before any write, so a herd of 1,000 buyers for 1 unit costs 1 write.
  */
 import type { Sql } from '../../infra/database.js';
+import { outcomeUnknown } from '../../infra/store-errors.js';
 import type { ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { StockStrategy } from '../stock-strategy.js';
 import { isDuplicateAllocation, PostgresStockSteps, reserveOutcome, type RefusalCode } from './postgres-stock.js';
@@ -40,7 +41,9 @@ export class AtomicStrategy extends PostgresStockSteps implements StockStrategy 
       if (isDuplicateAllocation(error)) return this.existingOutcome(request.allocationId);
       throw error;
     }
-    if (!row) throw new Error('reserve_atomic returned no row');
+    // The function always returns one row: none means the connection was cut around its reply
+    // (seen with a backend terminated mid-storm), and the reservation may have committed.
+    if (!row) throw outcomeUnknown('inventory', request.allocationId);
     return reserveOutcome(row.outcome, row, request);
   }
 }

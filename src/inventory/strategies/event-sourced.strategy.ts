@@ -28,6 +28,7 @@
  * Three writes per sale (event, product row, allocation), plus a snapshot every 100 events.
  */
 import type { Sql, Tx } from '../../infra/database.js';
+import { outcomeUnknown } from '../../infra/store-errors.js';
 import type { Allocation, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { ReleasedAllocation, ReleaseStatus, StockLog, StockStrategy } from '../stock-strategy.js';
 import {
@@ -89,7 +90,9 @@ export class EventSourcedStrategy extends PostgresStockSteps implements StockStr
       if (isTermsChanged(error)) return LOST_RACE;
       throw error;
     }
-    if (!row) throw new Error('reserve_event_sourced returned no row');
+    // The function always returns one row: none means the connection was cut around its reply
+    // (seen with a backend terminated mid-storm), and the reservation may have committed.
+    if (!row) throw outcomeUnknown('inventory', request.allocationId);
     if (row.outcome === 'CLASH') return LOST_RACE;
     return reserveOutcome(row.outcome, row, request);
   }
