@@ -5,7 +5,6 @@
  * nothing done; units that come back sell again at once.
  */
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../src/infra/database.js';
 import type { ReserveOutcome } from '../src/inventory/inventory.types.js';
@@ -115,14 +114,29 @@ describe('a line that is full, or too slow', () => {
     const product = await small.api.createProduct({ stock: 1_000 });
     const buyers = await small.api.createBuyers(200);
     // Hold the product row, so the first group waits on the lock and the line fills up behind it.
+    // The lock is let go only once every other request has been answered (or after 10 s, so a
+    // wrong count fails the assertion below instead of hanging), whatever the machine's speed.
     const sql = connect(TEST_DATABASE_URL.replace(/\/[^/]*$/, `/${small.config.databasePrefix}inventory`), 1, 'flashsale:queue-lock');
-    const locked = sql.begin(async (tx) => {
-      await tx`select 1 from products where id = ${product.id} for update`;
-      await sleep(800);
+    let answered = 0;
+    let allButFirstAnswered = (): void => undefined;
+    const othersDone = new Promise<void>((resolve) => {
+      allButFirstAnswered = resolve;
+      setTimeout(resolve, 10_000).unref();
     });
-    await sleep(50);
-    const answers = await storm(200, (i) => small.api.purchase((buyers[i] as { token: string }).token, product.id));
+    let rowLocked = (): void => undefined;
+    const locked = new Promise<void>((resolve) => (rowLocked = resolve));
+    const transaction = sql.begin(async (tx) => {
+      await tx`select 1 from products where id = ${product.id} for update`;
+      rowLocked();
+      await othersDone;
+    });
     await locked;
+    const answers = await storm(200, async (i) => {
+      const answer = await small.api.purchase((buyers[i] as { token: string }).token, product.id);
+      if (++answered === 199) allButFirstAnswered();
+      return answer;
+    });
+    await transaction;
     await sql.end();
     const counts = tally(answers);
     // The first to arrive goes at once, alone (no timer gathers a group), and waits on the lock;

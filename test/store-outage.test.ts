@@ -1,12 +1,13 @@
 /**
  * Surviving the database: PostgreSQL restarted, and separately every connection of the test's
- * module databases terminated, in the middle of a storm, on every safe strategy. The process stays
+ * module databases terminated, in the middle of a storm, on every safe strategy (the restart on
+ * `redis-lua` and `redis-lock` too, with a private Redis and the order pipeline). The process stays
  * up, no buyer is told 500 or left hanging, a buyer told to come back (`STORE_UNAVAILABLE`,
  * `OUTCOME_UNKNOWN`) and retrying with the same `Idempotency-Key` ends with one definitive answer
  * and never a second order, every 201 has its order, the audit is clean, and the product sells
  * again once the database is back.
  */
-import { appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,10 +16,16 @@ import { connect } from '../src/infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/infra/embedded-postgres.js';
 import type { StrategyName } from '../src/inventory/strategy-names.js';
 import type { Answer } from './support/api.js';
-import { startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
+import { reportDrill, waitFor } from './support/drill.js';
+import { startPrivateRedis, type PrivateRedis } from './support/redis-server.js';
+import { startTestServer, TEST_DATABASE_URL, withPipeline, type TestServer } from './support/server.js';
 import { storm } from './support/storm.js';
 
 const SAFE_STRATEGIES: readonly StrategyName[] = ['pessimistic', 'optimistic', 'atomic', 'queue', 'event-sourced'];
+/** The restart runs on the Redis strategies too: the database restarts under the gate and the pipeline. */
+const RESTART_STRATEGIES: readonly StrategyName[] = [...SAFE_STRATEGIES, 'redis-lua', 'redis-lock'];
+/** The pipeline's confirm timeout on the restart's server (below the deadline). */
+const CONFIRM_TIMEOUT_MS = 1_000;
 const BUYERS = 400;
 /** The deadline the servers here answer within (`STORE_DEADLINE_MS`). */
 const DEADLINE_MS = 3000;
@@ -40,14 +47,15 @@ interface BuyerRun {
   readonly answeredAt: readonly number[];
 }
 
-/** One buyer: a keyed purchase, retried with the same key while told to come back. */
-async function buyUntilAnswered(t: TestServer, token: string, productId: string, key: string): Promise<BuyerRun> {
+/** One buyer: a keyed purchase, retried with the same key while told to come back; `answered` is told of the first answer. */
+async function buyUntilAnswered(t: TestServer, token: string, productId: string, key: string, answered: () => void): Promise<BuyerRun> {
   const answers: Answer[] = [];
   const answeredAt: number[] = [];
   let slowestMs = 0;
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
     const started = performance.now();
     const answer = await t.api.purchase(token, productId, 1, { 'idempotency-key': key });
+    if (attempt === 0) answered();
     answeredAt.push(performance.now());
     slowestMs = Math.max(slowestMs, performance.now() - started);
     answers.push(answer);
@@ -59,9 +67,9 @@ async function buyUntilAnswered(t: TestServer, token: string, productId: string,
 }
 
 /** Reads the audit once the stores answer again. */
-async function auditWhenBack(t: TestServer, productId: string): Promise<{ ok: boolean; violations: unknown[]; products: { remaining: number }[] }> {
+async function auditWhenBack(t: TestServer, productId: string): Promise<{ ok: boolean; violations: unknown[]; products: { remaining: number; oversold: number }[] }> {
   for (let attempt = 0; ; attempt += 1) {
-    const audit = await t.api.admin<{ ok: boolean; violations: unknown[]; products: { remaining: number }[] }>(
+    const audit = await t.api.admin<{ ok: boolean; violations: unknown[]; products: { remaining: number; oversold: number }[] }>(
       'GET',
       `/v1/admin/audit?productId=${productId}`,
     );
@@ -73,44 +81,44 @@ async function auditWhenBack(t: TestServer, productId: string): Promise<{ ok: bo
 }
 
 /**
- * The drill's storm on a product of `strategy`, `outage` fired half a second in; returns each
- * buyer's run. With `DRILL_REPORT=<file>`, appends the drill's figures to that file as a JSON
- * line (RELIABILITY.md is made from them).
+ * The drill's storm on a product of `strategy`, `outage` fired once an eighth of the buyers have
+ * had their first answer (mid-storm, however fast the strategy); returns each buyer's run and when
+ * the outage ended.
  */
 async function stormThrough(
   t: TestServer,
-  drill: string,
   strategy: StrategyName,
   outage: () => Promise<void>,
-): Promise<{ runs: BuyerRun[]; productId: string }> {
+): Promise<{ runs: BuyerRun[]; productId: string; backAt: number; writtenAtBack: number }> {
   const product = await t.api.createProduct({ stock: BUYERS + 20, perBuyerLimit: 1, strategy });
   const buyers = await t.api.createBuyers(BUYERS);
-  const outageDone = sleep(500).then(async () => {
+  let answered = 0;
+  let fire: () => void = () => undefined;
+  const fired = new Promise<void>((resolve) => (fire = resolve));
+  const outageDone = fired.then(async () => {
     await outage();
     return performance.now();
   });
-  const runs = await storm(BUYERS, (i) => buyUntilAnswered(t, buyers[i]?.token ?? '', product.id, `outage-${i}`));
-  const backAt = await outageDone;
-  const report = process.env['DRILL_REPORT'];
-  if (report !== undefined) {
-    const codes: Record<string, number> = {};
-    for (const answer of runs.flatMap((run) => run.answers)) codes[codeOf(answer)] = (codes[codeOf(answer)] ?? 0) + 1;
-    const salesAfter = runs.flatMap((run) => run.answers.flatMap((answer, i) => (answer.status === 201 && (run.answeredAt[i] ?? 0) > backAt ? [run.answeredAt[i] ?? 0] : [])));
-    const line = {
-      drill,
-      strategy,
-      buyers: BUYERS,
-      codes,
-      longestWaitMs: Math.round(Math.max(...runs.map((run) => run.slowestMs))),
-      firstSaleAfterBackMs: salesAfter.length === 0 ? null : Math.round(Math.min(...salesAfter) - backAt),
-      attemptsPerBuyer: Math.max(...runs.map((run) => run.answers.length)),
-    };
-    await appendFile(report, `${JSON.stringify(line)}\n`);
-  }
-  return { runs, productId: product.id };
+  // On redis-lua: orders the consumer had written when the database came back.
+  const writtenAtBack = outageDone.then(() => t.server.system.pipeline?.consumer?.stats.written ?? 0);
+  const onAnswer = (): void => {
+    answered += 1;
+    if (answered === BUYERS / 8) fire();
+  };
+  const runs = await storm(BUYERS, (i) => buyUntilAnswered(t, buyers[i]?.token ?? '', product.id, `outage-${i}`, onAnswer));
+  return { runs, productId: product.id, backAt: await outageDone, writtenAtBack: await writtenAtBack };
 }
 
-async function expectSurvived(t: TestServer, runs: readonly BuyerRun[], productId: string): Promise<void> {
+/**
+ * What every drill here must end with; then, with `DRILL_REPORT=<file>`, appends the drill's
+ * figures to that file as a JSON line (RELIABILITY.md is made from them).
+ */
+async function expectSurvived(
+  t: TestServer,
+  drill: string,
+  strategy: StrategyName,
+  { runs, productId, backAt, writtenAtBack }: { runs: readonly BuyerRun[]; productId: string; backAt: number; writtenAtBack: number },
+): Promise<void> {
   const every = runs.flatMap((run) => run.answers);
   // Never a 500, never a hang: every answer is final or says to come back.
   expect(every.filter((answer) => answer.status >= 500 && answer.status !== 503)).toEqual([]);
@@ -119,38 +127,89 @@ async function expectSurvived(t: TestServer, runs: readonly BuyerRun[], productI
   // Every buyer ends with a definitive answer.
   const finals = runs.map((run) => run.answers.at(-1));
   expect(finals.map((answer) => (answer ? codeOf(answer) : 'none')).filter((code) => !FINAL.has(code))).toEqual([]);
-  // Every 201 (first or replayed) names the order its buyer holds: one per buyer, and it exists.
+  // Every 201 (first or replayed) names the order its buyer holds: one per buyer, and it exists
+  // (on redis-lua once the consumer, which waited the outage out, has written it).
   const orderIds = finals.filter((answer) => answer?.status === 201).map((answer) => (answer?.body['order'] as { id: string }).id);
   expect(new Set(orderIds).size).toBe(orderIds.length);
+  const { pipeline, reconciler } = t.server.system;
+  if (pipeline) await waitFor('the pipeline drained', () => pipeline.drained().catch(() => false), 30_000);
   const missing = await t.api.admin<{ missing: string[] }>('POST', '/v1/admin/orders/missing', { ids: orderIds });
   expect(missing.body.missing).toEqual([]);
+  // On redis-lua, no hold of the gate is left without its order (every buyer finished), and
+  // nothing was dead-lettered.
+  let drift = { stranded: 0, returned: 0 };
+  let deadLettered = 0;
+  let writtenAfterBack: number | undefined;
+  if (strategy === 'redis-lua' && pipeline && reconciler) {
+    // The outage came while orders flowed: some were confirmed to buyers and written only once the database was back.
+    writtenAfterBack = (pipeline.consumer?.stats.written ?? 0) - writtenAtBack;
+    expect(writtenAfterBack).toBeGreaterThan(0);
+    await sleep(CONFIRM_TIMEOUT_MS + 100);
+    const found = (await reconciler.run()).products.find((p) => p.productId === productId);
+    expect(found).toMatchObject({ stranded: 0, unitsNotInPostgres: 0 });
+    drift = { stranded: found?.stranded ?? 0, returned: found?.returned ?? 0 };
+    deadLettered = (await pipeline.broker.depth()).dead;
+    expect(deadLettered).toBe(0);
+  }
   const audit = await auditWhenBack(t, productId);
   expect(audit.violations).toEqual([]);
   // The product sells again.
   const [late] = await t.api.createBuyers(1);
   const again = await t.api.purchase(late?.token ?? '', productId);
   expect(again.status).toBe(201);
+
+  const codes: Record<string, number> = {};
+  for (const answer of every) codes[codeOf(answer)] = (codes[codeOf(answer)] ?? 0) + 1;
+  const salesAfter = runs.flatMap((run) => run.answers.flatMap((answer, i) => (answer.status === 201 && (run.answeredAt[i] ?? 0) > backAt ? [run.answeredAt[i] ?? 0] : [])));
+  await reportDrill({
+    drill,
+    strategy,
+    buyers: BUYERS,
+    stock: BUYERS + 20,
+    answered2xx: orderIds.length,
+    ordersFound: orderIds.length - missing.body.missing.length,
+    oversold: audit.products[0]?.oversold ?? 0,
+    ...drift,
+    deadLettered,
+    codes,
+    longestWaitMs: Math.max(...runs.map((run) => run.slowestMs)),
+    firstSaleAfterBackMs: salesAfter.length === 0 ? null : Math.round(Math.min(...salesAfter) - backAt),
+    attemptsPerBuyer: Math.max(...runs.map((run) => run.answers.length)),
+    ...(writtenAfterBack === undefined ? {} : { writtenAfterBack }),
+  });
 }
 
 describe('PostgreSQL restarted in the middle of a storm', () => {
   let directory: string;
   let database: EmbeddedDatabase;
+  let redis: PrivateRedis;
   let t: TestServer;
 
   beforeAll(async () => {
     directory = await mkdtemp(join(tmpdir(), 'flashsale-outage-'));
     database = await startEmbeddedPostgres({ directory: join(directory, 'pg') });
-    t = await startTestServer({ databaseUrl: database.url, storeDeadlineMs: DEADLINE_MS, sweepIntervalMs: 200 });
+    redis = await startPrivateRedis();
+    t = await startTestServer({
+      ...withPipeline(),
+      redisUrl: redis.url,
+      databaseUrl: database.url,
+      storeDeadlineMs: DEADLINE_MS,
+      sweepIntervalMs: 200,
+      confirmTimeoutMs: CONFIRM_TIMEOUT_MS,
+      // Reconciled by hand once each storm is over.
+      reconcileIntervalMs: 3_600_000,
+    });
   });
   afterAll(async () => {
     await t?.stop();
+    await redis?.stop();
     await database?.stop();
     if (directory) await rm(directory, { recursive: true, force: true });
   });
 
-  for (const strategy of SAFE_STRATEGIES) {
+  for (const strategy of RESTART_STRATEGIES) {
     it(`answers every buyer and loses nothing on ${strategy}`, async () => {
-      const { runs, productId } = await stormThrough(t, 'restart', strategy, async () => {
+      const stormed = await stormThrough(t, strategy, async () => {
         // A restart as an operator does it: fast shutdown (every session cut), then start again on the same port.
         await database.stop();
         // Meanwhile the server says which stores are down, within the deadline.
@@ -160,7 +219,7 @@ describe('PostgreSQL restarted in the middle of a storm', () => {
         await sleep(500);
         database = await startEmbeddedPostgres({ directory: join(directory, 'pg'), port: database.port });
       });
-      await expectSurvived(t, runs, productId);
+      await expectSurvived(t, 'restart', strategy, stormed);
     });
   }
 });
@@ -180,7 +239,7 @@ describe("every connection of the modules' databases terminated in the middle of
   for (const strategy of SAFE_STRATEGIES) {
     it(`answers every buyer and loses nothing on ${strategy}`, async () => {
       const prefix = t.config.databasePrefix;
-      const { runs, productId } = await stormThrough(t, 'terminate', strategy, async () => {
+      const stormed = await stormThrough(t, strategy, async () => {
         // Twice, a moment apart: connections opened again after the first are cut too.
         for (let round = 0; round < 2; round += 1) {
           await admin`
@@ -189,7 +248,7 @@ describe("every connection of the modules' databases terminated in the middle of
           await sleep(200);
         }
       });
-      await expectSurvived(t, runs, productId);
+      await expectSurvived(t, 'terminate', strategy, stormed);
     });
   }
 });

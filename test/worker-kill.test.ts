@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, databaseUrl, type Sql } from '../src/infra/database.js';
+import { ordersFound, reportDrill } from './support/drill.js';
 import { startTestServer, TEST_DATABASE_URL, withPipeline, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
@@ -44,6 +45,8 @@ async function startWorker(): Promise<ChildProcess> {
       REDIS_KEY_PREFIX: config.redisKeyPrefix,
       QUEUE_PREFIX: config.queuePrefix,
       RECONCILE_INTERVAL_MS: '3600000',
+      // The shared PostgreSQL allows 100 connections, and two test files run at once.
+      DB_POOL_SIZE: '4',
       LOG_LEVEL: 'warn',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -69,7 +72,13 @@ describe('the consumer killed with SIGKILL mid-drain', () => {
     const product = await t.api.createProduct({ stock: 1_500 });
     const buyers = await t.api.createBuyers(2_000);
     // No consumer: every confirmed order waits in the queue.
-    const answers = await storm(2_000, (i) => t.api.purchase((buyers[i] as { token: string }).token, product.id));
+    let longestWaitMs = 0;
+    const answers = await storm(2_000, async (i) => {
+      const started = performance.now();
+      const answer = await t.api.purchase((buyers[i] as { token: string }).token, product.id);
+      longestWaitMs = Math.max(longestWaitMs, performance.now() - started);
+      return answer;
+    });
     expect(tally(answers)).toEqual({ '201': 1_500, '409 SOLD_OUT': 500 });
     expect(await ordersOf(product.id)).toBe(0);
 
@@ -96,5 +105,28 @@ describe('the consumer killed with SIGKILL mid-drain', () => {
     // Exactly once: as many orders as 201s, each 201's id among them (the audit checks units too).
     expect(await ordersOf(product.id)).toBe(1_500);
     await expectInvariant(t.api, product.id, answers);
+    const pipeline = t.server.system.pipeline;
+    const deadLettered = (await pipeline?.broker.depth())?.dead ?? 0;
+    expect(deadLettered).toBe(0);
+    // No hold of the gate is without its order: the kill stranded nothing, it only redelivered.
+    const drift = (await t.server.system.reconciler?.run())?.products.find((p) => p.productId === product.id);
+    expect(drift).toMatchObject({ stranded: 0, unitsNotInPostgres: 0 });
+    const audit = await t.api.audit(product.id);
+    const won = answers.filter((answer) => answer.status === 201).map((answer) => (answer.body['order'] as { id: string }).id);
+    await reportDrill({
+      drill: 'worker-kill',
+      strategy: 'redis-lua',
+      buyers: 2_000,
+      stock: 1_500,
+      answered2xx: won.length,
+      ordersFound: await ordersFound(t.api, won),
+      oversold: audit.products[0]?.oversold ?? 0,
+      stranded: drift?.stranded ?? 0,
+      returned: drift?.returned ?? 0,
+      deadLettered,
+      codes: tally(answers),
+      longestWaitMs,
+      writtenByTheKilledWorker: written,
+    });
   });
 });
