@@ -41,10 +41,8 @@ let pipeline: Pipeline;
 
 beforeAll(async () => {
   proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(TEST_AMQP_URL).port || 5672) });
-  const amqpUrl = new URL(TEST_AMQP_URL);
-  amqpUrl.port = String(proxy.port);
   // The shared PostgreSQL allows 100 connections, and two test files run at once.
-  drill = await startDrillServer({ amqpUrl: amqpUrl.toString(), strategy: 'redis-lua', dbPoolSize: 5 });
+  drill = await startDrillServer({ strategy: 'redis-lua', dbPoolSize: 5 }, { amqpPort: proxy.port });
   ({ t, pipeline } = drill);
 });
 afterAll(async () => {

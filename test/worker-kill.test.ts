@@ -6,61 +6,31 @@
  * messages go back to the queue); a second one finishes. Every `201` ends in PostgreSQL exactly
  * once, and the audit is clean.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, databaseUrl, type Sql } from '../src/infra/database.js';
-import { ordersFound, reportDrill } from './support/drill.js';
-import { startTestServer, TEST_DATABASE_URL, withPipeline, type TestServer } from './support/server.js';
+import { ordersFound, reconcileSettled, reportDrill, startDrillServer, type DrillServer } from './support/drill.js';
+import { envOf, startFlashsale, stopAll, type FlashsaleProcess } from './support/flashsale-process.js';
+import { TEST_DATABASE_URL, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
-const PROJECT = resolve(import.meta.dirname, '..');
+let drill: DrillServer;
 let t: TestServer;
 let orders: Sql;
-const workers: ChildProcess[] = [];
 
 beforeAll(async () => {
-  t = await startTestServer({ ...withPipeline(), strategy: 'redis-lua', worker: false });
+  drill = await startDrillServer({ strategy: 'redis-lua', worker: false });
+  t = drill.t;
   orders = connect(databaseUrl(TEST_DATABASE_URL, `${t.config.databasePrefix}orders`), 1, 'flashsale:worker-kill-test');
 });
 afterAll(async () => {
-  for (const worker of workers) if (worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');
+  await stopAll();
   await orders?.end();
-  await t?.stop();
+  await drill?.stop();
 });
 
 /** `flashsale worker` on this test server's databases, keys and queues; resolves once it consumes. */
-async function startWorker(): Promise<ChildProcess> {
-  const { config } = t;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'worker'], {
-    cwd: PROJECT,
-    env: {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      DATABASE_URL: TEST_DATABASE_URL,
-      DATABASE_PREFIX: config.databasePrefix,
-      FLASHSALE_DATA_DIR: config.dataDir,
-      REDIS_URL: config.redisUrl ?? '',
-      AMQP_URL: config.amqpUrl ?? '',
-      REDIS_KEY_PREFIX: config.redisKeyPrefix,
-      QUEUE_PREFIX: config.queuePrefix,
-      RECONCILE_INTERVAL_MS: '3600000',
-      // The shared PostgreSQL allows 100 connections, and two test files run at once.
-      DB_POOL_SIZE: '4',
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  workers.push(child);
-  let output = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  for (let waited = 0; !output.includes('flashsale worker:'); waited += 50) {
-    if (waited > 30_000 || child.exitCode !== null) throw new Error(`the worker did not start:\n${output}`);
-    await sleep(50);
-  }
-  return child;
-}
+const startWorker = (): Promise<FlashsaleProcess> => startFlashsale('worker', envOf(t.config), 'flashsale worker:');
 
 async function ordersOf(productId: string): Promise<number> {
   const [row] = await orders<{ count: number }[]>`select count(*)::int as count from orders where product_id = ${productId}`;
@@ -88,8 +58,7 @@ describe('the consumer killed with SIGKILL mid-drain', () => {
       if (waited > 30_000) throw new Error('the first worker wrote nothing');
       await sleep(5);
     }
-    first.kill('SIGKILL');
-    await new Promise((done) => first.once('exit', done));
+    await first.stop('SIGKILL');
     const written = await ordersOf(product.id);
     expect(written).toBeGreaterThan(0);
     expect(written).toBeLessThan(1_500);
@@ -99,17 +68,15 @@ describe('the consumer killed with SIGKILL mid-drain', () => {
       if (waited > 60_000) throw new Error(`the second worker did not finish: ${await ordersOf(product.id)} of 1,500`);
       await sleep(50);
     }
-    second.kill('SIGTERM');
-    await new Promise((done) => second.once('exit', done));
+    await second.stop();
 
     // Exactly once: as many orders as 201s, each 201's id among them (the audit checks units too).
     expect(await ordersOf(product.id)).toBe(1_500);
     await expectInvariant(t.api, product.id, answers);
-    const pipeline = t.server.system.pipeline;
-    const deadLettered = (await pipeline?.broker.depth())?.dead ?? 0;
+    const deadLettered = (await drill.pipeline.broker.depth()).dead;
     expect(deadLettered).toBe(0);
     // No hold of the gate is without its order: the kill stranded nothing, it only redelivered.
-    const drift = (await t.server.system.reconciler?.run())?.products.find((p) => p.productId === product.id);
+    const drift = (await reconcileSettled(t)).products.find((p) => p.productId === product.id);
     expect(drift).toMatchObject({ stranded: 0, unitsNotInPostgres: 0 });
     const audit = await t.api.audit(product.id);
     const won = answers.filter((answer) => answer.status === 201).map((answer) => (answer.body['order'] as { id: string }).id);

@@ -13,8 +13,9 @@ import type { Sql } from '../../src/infra/database.js';
 import type { Pipeline } from '../../src/pipeline/pipeline.js';
 import type { ReconcileReport } from '../../src/pipeline/reconciler.js';
 import type { Answer, Api } from './api.js';
+import { createVhost } from './rabbitmq-vhost.js';
 import { startPrivateRedis, type PrivateRedis } from './redis-server.js';
-import { startTestServer, withPipeline, type TestServer } from './server.js';
+import { startTestServer, TEST_AMQP_URL, withPipeline, type TestServer } from './server.js';
 
 function sizeFrom(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -41,7 +42,7 @@ export const NO_HANG_MS = 20_000;
 /** The pipeline's confirm timeout in a drill: short, so a rebuild or a reconcile comes within the drill's time. */
 export const DRILL_CONFIRM_TIMEOUT_MS = 1_000;
 
-/** A drill's own server: its private `redis-server`, the test server on it, and its order pipeline. */
+/** A drill's own server: its private `redis-server` and RabbitMQ vhost, the test server on them, and its order pipeline. */
 export interface DrillServer {
   readonly redis: PrivateRedis;
   readonly t: TestServer;
@@ -50,16 +51,29 @@ export interface DrillServer {
 }
 
 /**
- * Starts a private `redis-server` and a test server with the pipeline on it. The reconciler runs
- * only when a drill asks (it reconciles by hand once its storm is over).
+ * Starts a private `redis-server`, a vhost of the drill's own, and a test server with the
+ * pipeline on them. `amqpPort` points the server at the broker through another port (a proxy the
+ * drill cuts). The reconciler runs only when a drill asks (it reconciles by hand once its storm is
+ * over).
  */
-export async function startDrillServer(overrides: Partial<Config> = {}): Promise<DrillServer> {
-  const redis = await startPrivateRedis();
+export async function startDrillServer(overrides: Partial<Config> = {}, options: { amqpPort?: number } = {}): Promise<DrillServer> {
+  const vhost = await createVhost(TEST_AMQP_URL);
+  const amqpUrl = new URL(vhost.url);
+  if (options.amqpPort !== undefined) amqpUrl.port = String(options.amqpPort);
+  const redis = await startPrivateRedis().catch(async (error: unknown) => {
+    await vhost.remove();
+    throw error;
+  });
   let t: TestServer | undefined;
+  const removeStores = async (): Promise<void> => {
+    await redis.stop();
+    await vhost.remove();
+  };
   try {
     t = await startTestServer({
       ...withPipeline(),
       redisUrl: redis.url,
+      amqpUrl: amqpUrl.toString(),
       confirmTimeoutMs: DRILL_CONFIRM_TIMEOUT_MS,
       reconcileIntervalMs: 3_600_000,
       ...overrides,
@@ -73,12 +87,12 @@ export async function startDrillServer(overrides: Partial<Config> = {}): Promise
       pipeline,
       stop: async () => {
         await server.stop();
-        await redis.stop();
+        await removeStores();
       },
     };
   } catch (error) {
     await t?.stop();
-    await redis.stop();
+    await removeStores();
     throw error;
   }
 }
