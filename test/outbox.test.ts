@@ -12,7 +12,8 @@ import { Connection } from 'rabbitmq-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, databaseUrl, type Sql } from '../src/infra/database.js';
 import type { Order, OrderEvent, OrderEventsPage } from '../src/orders/orders.client.js';
-import { orderEventsExchange } from '../src/orders/outbox-relay.js';
+import type { OrderEventRow } from '../src/orders/outbox.js';
+import { EVENTS_PER_MESSAGE, intoMessages, orderEventsExchange } from '../src/orders/outbox-relay.js';
 import type { Answer } from './support/api.js';
 import { startTcpProxy } from './support/tcp-proxy.js';
 import { startTestServer, TEST_AMQP_URL, TEST_DATABASE_URL, withPipeline, type TestServer } from './support/server.js';
@@ -247,6 +248,41 @@ describe('the order events feed', () => {
   });
 });
 
+describe('the relay cutting a batch into messages', () => {
+  const row = (seq: number, kind: OrderEventRow['kind']): OrderEventRow => ({
+    id: `e${seq}`,
+    seq,
+    kind,
+    order_id: `o${seq}`,
+    created_at: new Date(0),
+    buyer_id: 'b',
+    product_id: 'p',
+    quantity: 1,
+    amount_cents: 100,
+    expires_at: new Date(0),
+    order_created_at: new Date(0),
+  });
+
+  it('sends runs of consecutive events of one kind, in seq order, at most EVENTS_PER_MESSAGE each', () => {
+    const kinds: OrderEventRow['kind'][] = ['paid', 'held', 'held', 'paid', 'held', 'expired', 'expired'];
+    const batch = [...kinds.map((kind, i) => row(i + 1, kind)), ...Array.from({ length: 250 }, (_, i) => row(100 + i, 'held'))];
+    const messages = intoMessages(batch);
+    expect(messages.map((events) => `${events[0]?.kind}×${events.length}`)).toEqual([
+      'paid×1',
+      'held×2',
+      'paid×1',
+      'held×1',
+      'expired×2',
+      `held×${EVENTS_PER_MESSAGE}`,
+      `held×${EVENTS_PER_MESSAGE}`,
+      `held×${250 - 2 * EVENTS_PER_MESSAGE}`,
+    ]);
+    // Nothing lost, nothing twice, the batch's order kept: an order's `held` never follows its `paid`.
+    expect(messages.flat()).toEqual(batch);
+    expect(intoMessages([])).toEqual([]);
+  });
+});
+
 describe('the relay with the broker cut', () => {
   it('keeps answering payments, keeps their events, and delivers every one once the broker is back', async () => {
     const proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(TEST_AMQP_URL).port || 5672) });
@@ -295,14 +331,22 @@ describe('the relay with the broker cut', () => {
           await sleep(100);
           continue;
         }
-        const event = message.body as OrderEvent;
-        expect(message.messageId).toBe(event.id);
-        expect(message.routingKey).toBe(`order.${event.kind}`);
+        // A message carries a run of consecutive events of one kind, in `seq` order.
+        const { events } = message.body as { events: OrderEvent[] };
+        expect(events.length).toBeGreaterThan(0);
+        expect(events.length).toBeLessThanOrEqual(EVENTS_PER_MESSAGE);
+        expect(message.headers?.['x-events']).toBe(events.length);
+        const kind = events[0]?.kind;
+        expect(message.routingKey).toBe(`order.${kind}`);
         expect(message.exchange).toBe(exchange);
         expect(message.durable).toBe(true);
         expect(message.contentType).toBe('application/json');
-        deliveries.push(event.id);
-        seen.set(event.id, event);
+        for (const [i, event] of events.entries()) {
+          expect(event.kind).toBe(kind);
+          if (i > 0) expect(event.seq).toBeGreaterThan(events[i - 1]?.seq ?? Infinity);
+          deliveries.push(event.id);
+          seen.set(event.id, event);
+        }
       }
       // Deduplicated by id, the paid events are exactly the paid orders, each with its order.
       const paidEvents = [...seen.values()].filter((event) => event.kind === 'paid');

@@ -25,7 +25,7 @@ export const ordersPageSchema = objectSchema<OrdersPage>('OrdersPage', "A page o
 });
 
 export const orderEventSchema = objectSchema<OrderEvent>('OrderEvent', 'One change of an order, as the outbox keeps it and RabbitMQ carries it', {
-  id: { ...uuid, description: 'The event\'s id: deduplicate on it (it is the message id of every publish of the event)' },
+  id: { ...uuid, description: 'The event\'s id: deduplicate on it (it is the same in every publish of the event)' },
   seq: { type: 'integer', minimum: 1, description: 'Its place among the events: an order\'s events have increasing `seq`; numbers may be skipped' },
   kind: { type: 'string', enum: ORDER_STATUSES, description: 'The order\'s new status' },
   orderId: uuid,

@@ -1,9 +1,10 @@
 /**
  * The relay: publishes the outbox's order events to RabbitMQ, at least once. It takes the
  * unrelayed events in `seq` order, a batch at a time, locked with `for update skip locked` (so
- * several processes can relay side by side without taking the same event); publishes each to a
- * durable topic exchange, persistent, with publisher confirms and the event id as `messageId`;
- * and stamps `relayed_at` on the confirmed ones, in the transaction that locked them. An event
+ * several processes can relay side by side without taking the same event); publishes them to a
+ * durable topic exchange, persistent, with publisher confirms, a message per run of consecutive
+ * events of one kind (up to `EVENTS_PER_MESSAGE`); and stamps `relayed_at` on the events of the
+ * confirmed messages, in the transaction that locked them. An event
  * whose publish failed or was not confirmed in time stays unrelayed and goes again (a consumer
  * may see it twice, and deduplicates on its id); the broker away, the relay waits for it, backing
  * off, and skips nothing.
@@ -12,6 +13,12 @@
  * `NOTIFY` in the purchase's statement would make every commit that writes an event take
  * PostgreSQL's one notification-queue lock, serialising the hot path's commits, while a poll is
  * one probe of a small partial index five times a second.
+ *
+ * @remarks Several events to a message, not one: the client encodes, writes (a system call) and
+ * tracks the confirm of every message on its own, and at a hot product's rate (one `held` event per
+ * purchase) a message per event took a third of the server's CPU per purchase (65 of 197 µs).
+ * A run of one kind keeps the routing key per kind, and runs in `seq` order keep an order's events
+ * in their order.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, Publisher } from 'rabbitmq-client';
@@ -23,6 +30,8 @@ import { toOrderEvent, type OrderEventRow } from './outbox.js';
 const POLL_MS = 200;
 /** Events locked and published per transaction at most. */
 const BATCH = 500;
+/** Events carried by one message at most. */
+export const EVENTS_PER_MESSAGE = 100;
 /** The wait after a failure, doubled each failure in a row up to `BACKOFF_MAX_MS`, with full jitter. */
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
@@ -121,8 +130,9 @@ export class OutboxRelay {
          where e.relayed_at is null order by e.seq limit ${BATCH} for update of e skip locked`;
       if (rows.length === 0) return { relayed: 0, failed: 0 };
       // All in flight at once on one channel, each settled by its own confirm.
-      const confirmed = await Promise.all(rows.map((row) => this.publish(row)));
-      const ids = rows.filter((_row, i) => confirmed[i] === true).map((row) => row.id);
+      const messages = intoMessages(rows);
+      const confirmed = await Promise.all(messages.map((events) => this.publish(events)));
+      const ids = messages.flatMap((events, i) => (confirmed[i] === true ? events.map((row) => row.id) : []));
       if (ids.length > 0) await tx`update order_events set relayed_at = now() where id = any(${tx.array(ids)}::uuid[])`;
       return { relayed: ids.length, failed: rows.length - ids.length };
     });
@@ -164,9 +174,11 @@ export class OutboxRelay {
     }
   }
 
-  /** Publishes one event; `true` once the broker confirmed it within the timeout. */
-  private async publish(row: OrderEventRow): Promise<boolean> {
-    const event = toOrderEvent(row);
+  /** Publishes one message of events of one kind; `true` once the broker confirmed it within the timeout. */
+  private async publish(rows: readonly OrderEventRow[]): Promise<boolean> {
+    const events = rows.map(toOrderEvent);
+    const [first] = events;
+    if (!first) return true;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), this.options.confirmTimeoutMs);
@@ -175,14 +187,14 @@ export class OutboxRelay {
       .send(
         {
           exchange: this.options.exchange,
-          routingKey: `order.${event.kind}`,
+          routingKey: `order.${first.kind}`,
           durable: true,
-          messageId: event.id,
-          type: `order.${event.kind}`,
+          type: `order.${first.kind}`,
           contentType: 'application/json',
-          timestamp: Math.floor(row.created_at.getTime() / 1000),
+          timestamp: Math.floor((rows[0]?.created_at.getTime() ?? Date.now()) / 1000),
+          headers: { 'x-events': events.length, 'x-first-seq': first.seq, 'x-last-seq': events.at(-1)?.seq ?? first.seq },
         },
-        event,
+        { events },
       )
       // A nack, a lost connection: the event goes again.
       .then(
@@ -208,6 +220,24 @@ export class OutboxRelay {
       this.wake = undefined;
     }
   }
+}
+
+/**
+ * A batch (in `seq` order) cut into messages: runs of consecutive events of one kind, at most
+ * `EVENTS_PER_MESSAGE` each, in the batch's order.
+ */
+export function intoMessages(rows: readonly OrderEventRow[]): OrderEventRow[][] {
+  const messages: OrderEventRow[][] = [];
+  let current: OrderEventRow[] = [];
+  for (const row of rows) {
+    if (current.length === EVENTS_PER_MESSAGE || (current.length > 0 && current[0]?.kind !== row.kind)) {
+      messages.push(current);
+      current = [];
+    }
+    current.push(row);
+  }
+  if (current.length > 0) messages.push(current);
+  return messages;
 }
 
 /** The pause after `failures` failures in a row: exponential, capped, with full jitter. */
