@@ -82,8 +82,8 @@ const PAY_COME_BACK = new Set([...COME_BACK].filter((code) => code !== '409 IDEM
 
 /**
  * A payer: pays with a key, retrying it while told to come back. A key whose attempt died with the
- * process stays claimed (`409 IDEMPOTENCY_IN_PROGRESS`) until the claim goes stale (minutes): the
- * payer then looks at the order, and pays again with a new key if it is still held (the debit is
+ * process stays claimed (`409 IDEMPOTENCY_IN_PROGRESS`) until the claim goes stale (three store
+ * deadlines, 30 s here, past the 15 s hold): the payer then looks at the order, and pays again with a new key if it is still held (the debit is
  * keyed by the order id: a second attempt takes nothing more).
  */
 async function pay(token: string, orderId: string, key: string): Promise<Payment> {

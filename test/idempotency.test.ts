@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusal } from '../src/infra/errors.js';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { keyedOrderId, requestHash, type HeldKey, type KeptOutcome } from '../src/orders/idempotency.js';
+import { keyedOrderId, requestHash, STALE_CLAIM_DEADLINES, type HeldKey, type KeptOutcome } from '../src/orders/idempotency.js';
 import { validate as isUuid, version as uuidVersion } from 'uuid';
 import type { Answer } from './support/api.js';
 import { startTestServer, type TestServer } from './support/server.js';
@@ -326,7 +326,13 @@ describe('a claim taken over', () => {
     const stalled = heldKey(buyer.id, 'fenced');
     expect(await store.claim(stalled)).toEqual({ claimed: true, resumed: false });
     const orders = t.server.system.stores.databases.orders;
-    await orders`update idempotency_keys set created_at = now() - interval '6 minutes' where buyer_id = ${buyer.id} and key = 'fenced'`;
+    // Stale after STALE_CLAIM_DEADLINES store deadlines: just short of it, the claim stands.
+    const staleSeconds = (STALE_CLAIM_DEADLINES * t.config.storeDeadlineMs) / 1000;
+    const aged = (seconds: number) =>
+      orders`update idempotency_keys set created_at = now() - make_interval(secs => ${seconds}) where buyer_id = ${buyer.id} and key = 'fenced'`;
+    await aged(staleSeconds - 2);
+    expect(await store.claim(heldKey(buyer.id, 'fenced'))).toMatchObject({ claimed: false, outcome: { ok: false, refusal: { code: 'IDEMPOTENCY_IN_PROGRESS' } } });
+    await aged(staleSeconds + 1);
     const retry = heldKey(buyer.id, 'fenced');
     expect(await store.claim(retry)).toEqual({ claimed: true, resumed: false });
     await store.complete(stalled, soldOut({ from: 'the stalled request' }));

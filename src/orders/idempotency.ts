@@ -18,7 +18,7 @@
  *   first (a row with no outcome yet), then {@link complete}s it, or ends it without an outcome
  *   ({@link abandon}: a store failed around its step, or its answer said to come back), and a retry
  *   of the same request takes it over at once and resumes it. A claim left unanswered for
- *   {@link STALE_CLAIM} belongs to a request that died: a retry may take it over, unless it had
+ *   {@link STALE_CLAIM_DEADLINES} store deadlines belongs to a request that died: a retry may take it over, unless it had
  *   recorded an order (then that order is the outcome). Every write under a claim names the
  *   claim's own id, so a request that stalled past a take-over writes nothing.
  * - A keyed purchase's order id comes from the key ({@link keyedOrderId}), so a retry after an
@@ -37,8 +37,14 @@ import type { CheckoutOutcome, Order } from './orders.client.js';
 
 /** How long a definitive outcome is replayed. */
 export const KEY_RETENTION = '24 hours';
-/** A claim older than this without an outcome belongs to a request that died; it may be taken over. */
-const STALE_CLAIM = '5 minutes';
+/**
+ * How long a claim without an outcome stands before a retry may take it over, in store deadlines:
+ * a request still running past its deadline is waiting on a store, and one whose process died
+ * never ends its claim. Taking over early is safe (every write under a claim names the claim, and
+ * each step is idempotent by the order id), so this only bounds how long a buyer whose attempt
+ * died with its process is told `IDEMPOTENCY_IN_PROGRESS`.
+ */
+export const STALE_CLAIM_DEADLINES = 3;
 
 /**
  * The order id of a keyed purchase: the same for every attempt with the key and body, a UUIDv8
@@ -139,7 +145,15 @@ export class IdempotencyKeys {
   private readonly claims = new GroupBatches<NewClaim, boolean>((claims) => this.insertClaims(claims));
   private readonly answers = new GroupBatches<NewAnswer, void>((answers) => this.storeAnswers(answers));
 
-  constructor(private readonly sql: Sql) {}
+  /** A claim older than this many milliseconds without an outcome may be taken over. */
+  private readonly staleClaimMs: number;
+
+  constructor(
+    private readonly sql: Sql,
+    storeDeadlineMs: number,
+  ) {
+    this.staleClaimMs = STALE_CLAIM_DEADLINES * storeDeadlineMs;
+  }
 
   /**
    * Marks the key as running in this process, or refuses as the database would if a request with
@@ -227,7 +241,7 @@ export class IdempotencyKeys {
   takeable(): postgres.PendingQuery<postgres.Row[]> {
     return this.sql`k.created_at < now() - ${KEY_RETENTION}::interval
       or (k.status_code is null and k.ended_at is not null)
-      or (k.status_code is null and k.order_id is null and k.created_at < now() - ${STALE_CLAIM}::interval)`;
+      or (k.status_code is null and k.order_id is null and k.created_at < now() - make_interval(secs => ${this.staleClaimMs / 1000}))`;
   }
 
   /**
@@ -295,7 +309,7 @@ export class IdempotencyKeys {
   private async existing(held: HeldKey): Promise<CheckoutOutcome | undefined> {
     const [row] = await this.sql<KeyRow[]>`
       select k.request_hash, k.status_code, k.response,
-             case when k.status_code is null and k.created_at < now() - ${STALE_CLAIM}::interval
+             case when k.status_code is null and k.created_at < now() - make_interval(secs => ${this.staleClaimMs / 1000})
                   then (select order_json(o) from orders o where o.id = k.order_id) end as stale_order
         from idempotency_keys k where k.buyer_id = ${held.buyerId} and k.key = ${held.key}`;
     if (!row) return undefined;

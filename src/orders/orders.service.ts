@@ -46,7 +46,7 @@ export class OrdersService implements OrdersClient {
 
   constructor(private readonly options: OrdersOptions) {
     this.sql = options.sql;
-    this.keys = new IdempotencyKeys(options.sql);
+    this.keys = new IdempotencyKeys(options.sql, options.storeDeadlineMs);
     this.outbox = new Outbox(options.sql);
     const events = this.outbox.counts;
     this.placed = new PlacedOrders(options.sql, options.inventory, this.keys, events);
