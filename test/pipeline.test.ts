@@ -7,6 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from '../src/pipeline/broker.js';
+import { OrderConsumer } from '../src/pipeline/consumer.js';
 import type { Pipeline } from '../src/pipeline/pipeline.js';
 import type { Answer } from './support/api.js';
 import { startPrivateRedis, type PrivateRedis } from './support/redis-server.js';
@@ -57,6 +59,9 @@ async function ordersInPostgres(productId: string): Promise<{ id: string; status
   if (page.status !== 200) throw new Error(`orders: ${page.status} ${JSON.stringify(page.body)}`);
   return page.body.orders;
 }
+
+/** What a broker or consumer of the test's own logs: warnings only. */
+const quietLog = { info: (): void => undefined, warn: (object: unknown, message: string): void => console.warn(message, object), error: (object: unknown, message: string): void => console.error(message, object) };
 
 /** Waits for the pipeline to have written everything published so far. */
 async function drained(): Promise<void> {
@@ -167,6 +172,51 @@ describe('the consumer stopped mid-storm and started again', () => {
     expect(orders).toHaveLength(200);
     expect(new Set(orders.map((order) => order.id))).toEqual(new Set(answers.filter((a) => a.status === 201).map(orderIdOf)));
     await expectInvariant(t.api, product.id, answers);
+  });
+});
+
+describe("another process's consumer holding a batch", () => {
+  it('keeps the pipeline from counting as drained until that batch is written', async () => {
+    // A second consumer on its own connection, as a `flashsale worker` process runs it, whose
+    // write waits until the test lets it go.
+    const other = await Broker.open(t.config.amqpUrl ?? TEST_AMQP_URL, pipeline.broker.names, quietLog);
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let holding = 0;
+    const worker = new OrderConsumer(other, {
+      write: async (orders) => {
+        holding += orders.length;
+        await released;
+        await t.server.system.orders.recordPlaced(orders);
+      },
+      log: quietLog,
+    });
+    try {
+      // Only the other process consumes now: this server's consumer stops.
+      await pipeline.consumer?.stop();
+      worker.start();
+      const product = await t.api.createProduct({ stock: 5 });
+      const buyers = await t.api.createBuyers(3);
+      const answers = await storm(3, (i) => t.api.purchase((buyers[i] as { token: string }).token, product.id));
+      expect(tally(answers)).toEqual({ '201': 3 });
+      for (let waited = 0; holding < 3; waited += 25) {
+        if (waited > 10_000) throw new Error(`the other consumer holds ${holding} orders`);
+        await sleep(25);
+      }
+      // Nothing waits in the queue and this process holds nothing: only the other one's batch is
+      // still on its way to PostgreSQL. A rebuild now would load remaining without those units.
+      expect((await pipeline.broker.depth()).placed).toBe(0);
+      expect(await pipeline.drained()).toBe(false);
+      release();
+      await drained();
+      expect(await ordersInPostgres(product.id)).toHaveLength(3);
+      await expectInvariant(t.api, product.id, answers);
+    } finally {
+      release();
+      await worker.stop();
+      await other.close();
+      pipeline.consumer?.start();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Connection } from 'rabbitmq-client';
 import { orderEventsExchange } from '../orders/outbox-relay.js';
+import { queueNames } from '../pipeline/broker.js';
 
 export interface PipelineNamespace {
   /** `REDIS_KEY_PREFIX` of the child: `bench:<random>:`. */
@@ -16,8 +17,6 @@ export interface PipelineNamespace {
   readonly queuePrefix: string;
 }
 
-/** The queues a server declares under its prefix (`src/pipeline/broker.ts`). */
-const QUEUE_SUFFIXES = ['orders.placed', 'orders.dead'] as const;
 
 /** Long enough for a local store that is up; a store that is down must not hold bench's exit for long. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -27,12 +26,19 @@ export function newPipelineNamespace(): PipelineNamespace {
   return { redisKeyPrefix: `bench:${tag}:`, queuePrefix: `bench.${tag}.` };
 }
 
+/** The queues a server declares under the namespace's prefix (`src/pipeline/broker.ts`). */
 export function queuesOf(namespace: PipelineNamespace): string[] {
-  return QUEUE_SUFFIXES.map((suffix) => `${namespace.queuePrefix}${suffix}`);
+  const names = queueNames(namespace.queuePrefix);
+  return [names.placed, names.dead];
+}
+
+/** The exchanges it declares: the order events', and the pipeline's drain asks'. */
+function exchangesOf(namespace: PipelineNamespace): string[] {
+  return [orderEventsExchange(namespace.queuePrefix), queueNames(namespace.queuePrefix).drain];
 }
 
 /**
- * Deletes every key under the namespace's prefix, its two queues and its order events exchange.
+ * Deletes every key under the namespace's prefix, its two queues and its two exchanges.
  * Call after the child server has stopped, or it may write them again. Each store is cleaned on its own: one that is down
  * does not keep the other's names.
  */
@@ -47,9 +53,9 @@ export async function removePipelineNamespace(
     });
   }
   if (stores.amqpUrl !== undefined) {
-    const exchange = orderEventsExchange(namespace.queuePrefix);
-    await removeQueues(stores.amqpUrl, queuesOf(namespace), exchange).catch((error: unknown) => {
-      log(`bench: could not delete the queues ${queuesOf(namespace).join(', ')} and the exchange ${exchange}: ${String(error)}`);
+    const exchanges = exchangesOf(namespace);
+    await removeQueues(stores.amqpUrl, queuesOf(namespace), exchanges).catch((error: unknown) => {
+      log(`bench: could not delete the queues ${queuesOf(namespace).join(', ')} and the exchanges ${exchanges.join(', ')}: ${String(error)}`);
     });
   }
 }
@@ -70,14 +76,14 @@ async function removeKeys(url: string, prefix: string): Promise<void> {
   }
 }
 
-async function removeQueues(url: string, queues: readonly string[], exchange: string): Promise<void> {
+async function removeQueues(url: string, queues: readonly string[], exchanges: readonly string[]): Promise<void> {
   const rabbit = new Connection({ url, connectionName: 'flashsale-bench', connectionTimeout: CONNECT_TIMEOUT_MS, acquireTimeout: CONNECT_TIMEOUT_MS });
   // Without a listener the client reports a broker that is down as an unhandled 'error'.
   rabbit.on('error', () => undefined);
   try {
     // Deleting a queue that was never declared is not an error for RabbitMQ.
     for (const queue of queues) await rabbit.queueDelete({ queue });
-    await rabbit.exchangeDelete({ exchange });
+    for (const exchange of exchanges) await rabbit.exchangeDelete({ exchange });
   } finally {
     await rabbit.close();
   }

@@ -24,11 +24,13 @@ export interface QueueNames {
   readonly placed: string;
   /** Where a message goes after `DELIVERY_LIMIT` failed deliveries. */
   readonly dead: string;
+  /** The fanout exchange a rebuild asks every consumer through (`drain-barrier.ts`). */
+  readonly drain: string;
 }
 
 /** Queue names under a prefix (`flashsale.` by default): tests and installs sharing a broker each use their own. */
 export function queueNames(prefix = 'flashsale.'): QueueNames {
-  return { placed: `${prefix}orders.placed`, dead: `${prefix}orders.dead` };
+  return { placed: `${prefix}orders.placed`, dead: `${prefix}orders.dead`, drain: `${prefix}orders.drain` };
 }
 
 /** How the placed-orders queue is declared, the same by publisher, consumer and reader. */
@@ -77,19 +79,23 @@ export class Broker {
     return this.connection.ready;
   }
 
-  /** Messages waiting in each queue (not counting those delivered and not yet acked). */
-  async depth(): Promise<{ readonly placed: number; readonly dead: number }> {
+  /**
+   * Messages waiting in each queue (not counting those delivered and not yet acked), and the
+   * consumers of the placed orders (one per process that writes them).
+   */
+  async depth(): Promise<{ readonly placed: number; readonly dead: number; readonly consumers: number }> {
     const [placed, dead] = await Promise.all([
       this.connection.queueDeclare({ ...placedQueue(this.names), passive: true }),
       this.connection.queueDeclare({ ...deadQueue(this.names), passive: true }),
     ]);
-    return { placed: placed.messageCount, dead: dead.messageCount };
+    return { placed: placed.messageCount, dead: dead.messageCount, consumers: placed.consumerCount };
   }
 
   /** Deletes both queues (tests, which use their own names). */
   async deleteQueues(): Promise<void> {
     await this.connection.queueDelete({ queue: this.names.placed });
     await this.connection.queueDelete({ queue: this.names.dead });
+    await this.connection.exchangeDelete({ exchange: this.names.drain });
   }
 
   close(): Promise<void> {

@@ -17,6 +17,7 @@ import { GroupBatches } from '../infra/group-batches.js';
 import { isStoreFailure } from '../infra/store-errors.js';
 import type { Broker, BrokerLog } from './broker.js';
 import { placedQueue } from './broker.js';
+import { answerDrainAsks } from './drain-barrier.js';
 import { parsePlacedOrders, type PlacedOrder } from './order-events.js';
 
 export interface ConsumerOptions {
@@ -44,6 +45,14 @@ const backoffMs = (failures: number): number => Math.min(100 * 2 ** Math.max(0, 
 
 export class OrderConsumer {
   private consumer: Consumer | undefined;
+  /** Answers a rebuild's drain asks (`drain-barrier.ts`). */
+  private drainAnswers: Consumer | undefined;
+  /** Messages passed to a handler so far; each is numbered in that order. */
+  private handled = 0;
+  /** Numbers of the messages being handled. */
+  private readonly unsettled = new Set<number>();
+  /** Drain asks waiting for every message up to a number to be settled. */
+  private settledWaiters: { readonly upTo: number; readonly resolve: () => void }[] = [];
   private stopping = false;
   private counts = { written: 0, batches: 0, lastBatchSize: 0, lagMs: 0, failed: 0, malformed: 0 };
   /** Messages delivered here and not yet acked or nacked. */
@@ -84,14 +93,46 @@ export class OrderConsumer {
       },
       async (message) => {
         this.handling += 1;
+        const number = ++this.handled;
+        this.unsettled.add(number);
         try {
           return await this.handle(message);
         } finally {
           this.handling -= 1;
+          this.unsettled.delete(number);
+          this.wakeSettledWaiters();
         }
       },
     );
     this.consumer.on('error', (error) => this.options.log.warn({ err: error }, 'order consumer error; it recovers on its own'));
+    this.drainAnswers = answerDrainAsks(this.broker.connection, this.broker.names.drain, () => this.settled());
+    this.drainAnswers.on('error', (error) => this.options.log.warn({ err: error }, 'drain answers error; it recovers on its own'));
+  }
+
+  /**
+   * Resolves once every message this consumer holds now is settled (acked, or given back): those
+   * being handled, and those the client took from the broker and keeps until a handler is free
+   * (handled next, in order). Settled here means the broker has it back or it is written.
+   */
+  settled(): Promise<void> {
+    const upTo = this.handled + (this.consumer?.stats.prefetched ?? 0);
+    return new Promise((resolve) => {
+      this.settledWaiters.push({ upTo, resolve });
+      this.wakeSettledWaiters();
+    });
+  }
+
+  private wakeSettledWaiters(): void {
+    if (this.settledWaiters.length === 0) return;
+    const lowestUnsettled = this.unsettled.size === 0 ? Infinity : Math.min(...this.unsettled);
+    // The client keeps no message it has not handled (handled since, or dropped with a channel that
+    // closed: the broker has those back).
+    const bufferGone = (this.consumer?.stats.prefetched ?? 0) === 0;
+    this.settledWaiters = this.settledWaiters.filter((waiter) => {
+      const done = (this.handled >= waiter.upTo || bufferGone) && lowestUnsettled > Math.min(waiter.upTo, this.handled);
+      if (done) waiter.resolve();
+      return !done;
+    });
   }
 
   /** Stops taking messages and waits for those being written; unacked ones go back to the queue. */
@@ -99,7 +140,12 @@ export class OrderConsumer {
     this.stopping = true;
     const consumer = this.consumer;
     this.consumer = undefined;
+    // Handlers finish; messages the client kept go back to the queue: settled, for a drain ask.
     await consumer?.close();
+    this.wakeSettledWaiters();
+    const drainAnswers = this.drainAnswers;
+    this.drainAnswers = undefined;
+    await drainAnswers?.close();
   }
 
   private async handle(message: AsyncMessage): Promise<ConsumerStatus> {

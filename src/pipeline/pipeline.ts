@@ -9,6 +9,7 @@ import { GateRebuilds } from '../inventory/redis/rebuild.js';
 import { RedisGate } from '../inventory/redis/gate.js';
 import { Broker, queueNames, type BrokerLog } from './broker.js';
 import { OrderConsumer } from './consumer.js';
+import { DrainAsks } from './drain-barrier.js';
 import type { PlacedOrder } from './order-events.js';
 import { OrderPublisher } from './publisher.js';
 
@@ -23,9 +24,13 @@ export class Pipeline {
     readonly publisher: OrderPublisher,
     readonly rebuilds: GateRebuilds,
     private readonly log: PipelineLog,
-  ) {}
+    private readonly confirmTimeoutMs: number,
+  ) {
+    this.drainAsks = new DrainAsks(broker.connection, broker.names.drain);
+  }
 
   private consumerOf: OrderConsumer | undefined;
+  private readonly drainAsks: DrainAsks;
 
   static async open(config: Config, inventorySql: Sql, log: PipelineLog, onRedisError?: (error: Error) => void): Promise<Pipeline | undefined> {
     if (config.redisUrl === undefined || config.amqpUrl === undefined) return undefined;
@@ -47,7 +52,7 @@ export class Pipeline {
       drained: () => holder.pipeline?.drained() ?? Promise.resolve(false),
       log: { info: (message) => log.info({}, message), warn: (message) => log.warn({}, message) },
     });
-    holder.pipeline = new Pipeline(gate, broker, publisher, rebuilds, log);
+    holder.pipeline = new Pipeline(gate, broker, publisher, rebuilds, log, config.confirmTimeoutMs);
     return holder.pipeline;
   }
 
@@ -64,18 +69,24 @@ export class Pipeline {
   }
 
   /**
-   * Nothing placed is still on its way to PostgreSQL as far as this process can see: no publish of
-   * its own in flight, no message ready in the queue, none being written by its consumer.
+   * Nothing placed is still on its way to PostgreSQL, in any process: no publish of this
+   * process's in flight, no message waiting in the queue, and every consumer (this process's and
+   * others') has settled what it held (`drain-barrier.ts`).
    */
   async drained(): Promise<boolean> {
     if (this.publisher.stats.inFlight > 0 || (this.consumerOf !== undefined && !this.consumerOf.idle)) return false;
-    const depth = await this.broker.depth();
-    return depth.placed === 0;
+    const before = await this.broker.depth();
+    if (before.placed > 0) return false;
+    if (before.consumers === 0) return true;
+    if (!(await this.drainAsks.ask(before.consumers, this.confirmTimeoutMs))) return false;
+    // A consumer that gave messages back (a failed write) put them in the queue again.
+    return (await this.broker.depth()).placed === 0;
   }
 
   async close(): Promise<void> {
     await this.rebuilds.stop();
     await this.consumerOf?.stop();
+    await this.drainAsks.close().catch(() => undefined);
     await this.publisher.close().catch(() => undefined);
     await this.broker.close().catch(() => undefined);
     await this.gate.close().catch(() => undefined);

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig, MODULE_NAMES, type Config } from '../../src/config.js';
 import { dropDatabases } from '../../src/infra/database.js';
 import { orderEventsExchange } from '../../src/orders/outbox-relay.js';
+import { queueNames } from '../../src/pipeline/broker.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { Api } from './api.js';
 import { AnswerLog, type OpenApiDocument } from './contract.js';
@@ -112,8 +113,9 @@ async function removePipelineData(config: Config): Promise<void> {
   }
   const rabbit = new Connection(config.amqpUrl ?? TEST_AMQP_URL);
   try {
-    for (const suffix of ['orders.placed', 'orders.dead']) await rabbit.queueDelete({ queue: `${config.queuePrefix}${suffix}` });
-    await rabbit.exchangeDelete({ exchange: orderEventsExchange(config.queuePrefix) });
+    const names = queueNames(config.queuePrefix);
+    for (const queue of [names.placed, names.dead]) await rabbit.queueDelete({ queue });
+    for (const exchange of [orderEventsExchange(config.queuePrefix), names.drain]) await rabbit.exchangeDelete({ exchange });
   } finally {
     await rabbit.close();
   }
