@@ -105,8 +105,11 @@ describe('a pool whose server restarts while transactions keep coming', () => {
       if (outcomes === 'hung') return;
       const ok = outcomes.filter((outcome) => outcome === 'ok').length;
       expect(ok).toBeGreaterThan(50);
+      // Every success committed; a failure committed too only if the restart cut the answer to
+      // its COMMIT (its outcome unknown to the client).
       const [row] = await pool<{ n: number }[]>`select n from counter where id = 1`;
-      expect(row?.n).toBe(ok);
+      expect(row?.n).toBeGreaterThanOrEqual(ok);
+      expect(row?.n).toBeLessThanOrEqual(outcomes.length);
     } finally {
       await pool.end({ timeout: 5 });
       await database.stop();
