@@ -100,7 +100,10 @@ export class OrderConsumer {
         } finally {
           this.handling -= 1;
           this.unsettled.delete(number);
-          this.wakeSettledWaiters();
+          // After the client has sent this message's ack or nack (it does once the handler's
+          // promise settles): a drain answer must not reach the asker before a nacked message is
+          // back in the queue.
+          setImmediate(() => this.wakeSettledWaiters());
         }
       },
     );
