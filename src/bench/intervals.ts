@@ -6,22 +6,14 @@
  * figures hide it.
  */
 import { resourcesOf, type ResourceSample, type ServerResources } from './server-resources.js';
-import { outcomesOf, type RequestRecord } from './stats.js';
+import { outcomesOf, type Outcomes, type RequestRecord } from './stats.js';
 
-export interface IntervalFigures {
+/** The run's outcomes (`stats.ts`) counted over the answers of one interval. */
+export interface IntervalFigures extends Omit<Outcomes, 'requests' | 'unanswered'> {
   readonly fromSeconds: number;
   /** The last interval ends when the run's last answer came back, a little after the planned end. */
   readonly toSeconds: number;
-  /** Purchases answered 2xx in the interval. */
-  readonly sold: number;
   readonly purchasesPerSecond: number;
-  /** Definitive refusals by `status code`. */
-  readonly rejected: Readonly<Record<string, number>>;
-  readonly shed: number;
-  /** 5xx other than shed 503s. */
-  readonly serverErrors: number;
-  readonly connectionErrors: number;
-  readonly connectionErrorsByCode: Readonly<Record<string, number>>;
   /**
    * The server's resident memory read at the interval's planned end (the nearest reading after
    * the run's start), while the run's connections are still open (`null`: no reading).
@@ -72,18 +64,14 @@ export function seriesOf(input: SeriesInput): RunSeries {
   const intervals = buckets.map((bucket, index): IntervalFigures => {
     const fromSeconds = index * intervalSeconds;
     const toSeconds = index === count - 1 ? Math.max(input.ranSeconds, input.plannedSeconds) : fromSeconds + intervalSeconds;
-    const outcomes = outcomesOf(bucket, 0);
+    // Per interval there are no buyers to count unanswered, only answers.
+    const { requests, unanswered, ...outcomes } = outcomesOf(bucket, 0);
     const reading = nearest(readings, ends[index] ?? toSeconds);
     return {
       fromSeconds,
       toSeconds: round(toSeconds),
-      sold: outcomes.sold,
+      ...outcomes,
       purchasesPerSecond: toSeconds > fromSeconds ? round(outcomes.sold / (toSeconds - fromSeconds)) : 0,
-      rejected: outcomes.rejected,
-      shed: outcomes.shed,
-      serverErrors: outcomes.serverErrors,
-      connectionErrors: outcomes.connectionErrors,
-      connectionErrorsByCode: outcomes.connectionErrorsByCode,
       residentBytes: reading?.residentBytes ?? null,
       openFds: reading?.openFds ?? null,
       benchResidentBytes: reading?.benchResidentBytes ?? null,
