@@ -16,7 +16,7 @@ import { connect } from '../src/infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/infra/embedded-postgres.js';
 import type { StrategyName } from '../src/inventory/strategy-names.js';
 import type { Answer } from './support/api.js';
-import { reconcileSettled, reportDrill, startDrillServer, waitFor, type DrillServer } from './support/drill.js';
+import { codeOf, COME_BACK, reconcileSettled, reportDrill, startDrillServer, tallyInto, waitFor, type DrillServer } from './support/drill.js';
 import { startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
 import { storm } from './support/storm.js';
 
@@ -37,11 +37,7 @@ const NO_HANG_MS = DEADLINE_MS + 15_000;
 /** Attempts a buyer makes while told to come back (each after `Retry-After`). */
 const MAX_ATTEMPTS = 40;
 
-const COME_BACK = new Set(['503 STORE_UNAVAILABLE', '503 OUTCOME_UNKNOWN', '503 OVERLOADED', '409 IDEMPOTENCY_IN_PROGRESS', '409 CONTENTION']);
 const FINAL = new Set(['201', '409 SOLD_OUT']);
-
-const codeOf = (answer: Answer): string =>
-  `${answer.status}${typeof answer.body['code'] === 'string' ? ` ${answer.body['code']}` : ''}`;
 
 interface BuyerRun {
   readonly answers: readonly Answer[];
@@ -167,7 +163,7 @@ async function expectSurvived(
   expect(again.status).toBe(201);
 
   const codes: Record<string, number> = {};
-  for (const answer of every) codes[codeOf(answer)] = (codes[codeOf(answer)] ?? 0) + 1;
+  for (const answer of every) tallyInto(codes, answer);
   const salesAfter = runs.flatMap((run) => run.answers.flatMap((answer, i) => (answer.status === 201 && (run.answeredAt[i] ?? 0) > backAt ? [run.answeredAt[i] ?? 0] : [])));
   await reportDrill({
     drill,
