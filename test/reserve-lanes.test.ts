@@ -9,6 +9,10 @@ import type { StockStrategy } from '../src/inventory/stock-strategy.js';
 import { startTestServer, type TestServer } from './support/server.js';
 import { expectInvariant, storm, tally } from './support/storm.js';
 
+/** Product ids in their one spelling (the lanes and hints refuse any other). */
+const P = '01900000-0000-7000-8000-0000000000a1';
+const Q = '01900000-0000-7000-8000-0000000000a2';
+
 /** A unit of work that runs until it is let go, recording when it started. */
 function gate(started: string[], name: string): { work: () => Promise<string>; finish: () => void } {
   let finish = (): void => undefined;
@@ -30,12 +34,12 @@ describe('reserve lanes', () => {
     const lanes = new ReserveLanes(2);
     const started: string[] = [];
     const works = ['a', 'b', 'c', 'd'].map((name) => gate(started, name));
-    const running = works.map((w) => lanes.run('p', w.work));
+    const running = works.map((w) => lanes.run(P, w.work));
     await turn();
     expect(started).toEqual(['a', 'b', 'c', 'd']);
-    lanes.noteRemaining('q', 100);
+    lanes.noteRemaining(Q, 100);
     const more = ['e', 'f', 'g'].map((name) => gate(started, name));
-    const runningQ = more.map((w) => lanes.run('q', w.work));
+    const runningQ = more.map((w) => lanes.run(Q, w.work));
     await turn();
     expect(started).toHaveLength(7);
     for (const w of [...works, ...more]) w.finish();
@@ -44,17 +48,17 @@ describe('reserve lanes', () => {
 
   it('send at most max(width, units left) to the store, first come first served', async () => {
     const lanes = new ReserveLanes(2);
-    lanes.noteRemaining('p', 1);
+    lanes.noteRemaining(P, 1);
     const started: string[] = [];
     const works = ['a', 'b', 'c', 'd', 'e'].map((name) => gate(started, name));
-    const running = works.map((w) => lanes.run('p', w.work));
+    const running = works.map((w) => lanes.run(P, w.work));
     await turn();
     expect(started).toEqual(['a', 'b']);
     works[1]?.finish();
     await turn();
     expect(started).toEqual(['a', 'b', 'c']);
     // Units came back: the line widens as soon as a lane frees up.
-    lanes.noteReturned('p', 3);
+    lanes.noteReturned(P, 3);
     works[0]?.finish();
     await turn();
     expect(started).toEqual(['a', 'b', 'c', 'd', 'e']);
@@ -64,13 +68,13 @@ describe('reserve lanes', () => {
 
   it('narrow when the store says fewer units are left, and free a lane when work fails', async () => {
     const lanes = new ReserveLanes(1);
-    lanes.noteRemaining('p', 3);
+    lanes.noteRemaining(P, 3);
     const started: string[] = [];
     const works = ['a', 'b', 'c', 'd', 'e'].map((name) => gate(started, name));
-    const running = works.map((w) => lanes.run('p', w.work));
+    const running = works.map((w) => lanes.run(P, w.work));
     await turn();
     expect(started).toEqual(['a', 'b', 'c']);
-    lanes.noteRemaining('p', 0);
+    lanes.noteRemaining(P, 0);
     works[0]?.finish();
     works[1]?.finish();
     await turn();
@@ -83,9 +87,9 @@ describe('reserve lanes', () => {
     await turn();
     expect(started).toEqual(['a', 'b', 'c', 'd', 'e']);
     // Work that fails gives its lane back too.
-    const failing = lanes.run('p', () => Promise.reject(new Error('store down')));
+    const failing = lanes.run(P, () => Promise.reject(new Error('store down')));
     const last = gate(started, 'f');
-    const lastRunning = lanes.run('p', last.work);
+    const lastRunning = lanes.run(P, last.work);
     works[4]?.finish();
     await expect(failing).rejects.toThrow('store down');
     await turn();
@@ -96,10 +100,10 @@ describe('reserve lanes', () => {
 
   it('do nothing at width 0', async () => {
     const lanes = new ReserveLanes(0);
-    lanes.noteRemaining('p', 0);
+    lanes.noteRemaining(P, 0);
     const started: string[] = [];
     const works = ['a', 'b', 'c'].map((name) => gate(started, name));
-    const running = works.map((w) => lanes.run('p', w.work));
+    const running = works.map((w) => lanes.run(P, w.work));
     await turn();
     expect(started).toEqual(['a', 'b', 'c']);
     for (const w of works) w.finish();

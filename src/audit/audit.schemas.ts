@@ -13,6 +13,7 @@ const VIOLATION_KINDS = enumOf<ViolationKind>({
   ORDER_WITHOUT_ALLOCATION: true,
   PAID_WITHOUT_SALE: true,
   GATE_MISMATCH: true,
+  GATE_DRIFT: true,
 });
 
 export const productAuditSchema = objectSchema<ProductAudit>('ProductAudit', "One product's units by state, from the stores' truth", {

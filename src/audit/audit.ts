@@ -9,7 +9,8 @@
  * - every held or paid allocation has its order (a hold still inside its window may be a purchase
  *   whose order is being recorded right now), and every held or paid order has its allocation;
  * - a product sold through the Redis gate: the gate's counts equal PostgreSQL's (the audit route
- *   waits for the order pipeline to drain first).
+ *   waits for the order pipeline to drain first), and the gate counts every hold PostgreSQL has
+ *   held or paid (`GATE_DRIFT` names each one it does not).
  */
 import type { AuditOrder, AuditReport, AuditSnapshot, ProductAudit, Violation } from './audit.types.js';
 
@@ -118,6 +119,12 @@ export function auditProduct(
       remaining,
       held: units.held,
       paid: units.paid,
+    });
+  }
+
+  for (const allocationId of gate?.uncounted ?? []) {
+    add('GATE_DRIFT', `allocation ${allocationId} is held or paid in PostgreSQL but the gate does not count it: the gate may sell its units again`, {
+      allocationId,
     });
   }
 

@@ -20,7 +20,13 @@ export interface AuditSnapshot {
    * The units as a strategy that decides outside PostgreSQL counts them (the Redis gate), read
    * after the snapshot; absent for the others. Once the pipeline has drained they must agree.
    */
-  readonly gate?: { readonly remaining: number; readonly held: number; readonly paid: number };
+  readonly gate?: {
+    readonly remaining: number;
+    readonly held: number;
+    readonly paid: number;
+    /** Allocations held or paid in PostgreSQL that the gate does not count (each a unit it may sell again). */
+    readonly uncounted: readonly string[];
+  };
 }
 
 export interface AuditOrder {
@@ -40,7 +46,8 @@ export type ViolationKind =
   | 'ALLOCATION_WITHOUT_ORDER'
   | 'ORDER_WITHOUT_ALLOCATION'
   | 'PAID_WITHOUT_SALE'
-  | 'GATE_MISMATCH';
+  | 'GATE_MISMATCH'
+  | 'GATE_DRIFT';
 
 export interface Violation {
   readonly productId: string;

@@ -22,7 +22,7 @@ import { registerOverloadGuard, type OverloadGuard } from './overload.js';
 import { perBuyerRateLimit } from './rate-limit.js';
 import { problem, registerProblemHandlers, sendProblem } from './problem.js';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, BUYER_PROBLEMS, registerResponseSchemas, responses } from './response-schemas.js';
-import { bearerSecurity, ref, uuid } from './schemas.js';
+import { bearerSecurity, canonicalIds, ref, uuid, uuidInput } from './schemas.js';
 
 export interface AppDeps {
   readonly users: UsersClient;
@@ -60,7 +60,7 @@ export function buildApp(deps: AppDeps): App {
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     ...connectionTimeoutOptions(deps.connectionTimeouts),
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true } },
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: true }, plugins: [canonicalIds] },
   });
   registerProblemHandlers(app);
   // Declared up front, so every request object has the same shape whether or not a guard sets
@@ -210,7 +210,7 @@ export function buildApp(deps: AppDeps): App {
             type: 'object',
             required: ['productId'],
             additionalProperties: false,
-            properties: { productId: { anyOf: [uuid, { type: 'array', items: uuid, minItems: 1, maxItems: 100 }] } },
+            properties: { productId: { anyOf: [uuidInput, { type: 'array', items: uuidInput, minItems: 1, maxItems: 100 }] } },
           },
           response: responses(
             { 200: { description: 'The audit of every product asked for', ...ref('AuditReport') } },
@@ -243,7 +243,7 @@ export function buildApp(deps: AppDeps): App {
             type: 'object',
             additionalProperties: false,
             required: ['ids'],
-            properties: { ids: { type: 'array', items: uuid, maxItems: 20_000 } },
+            properties: { ids: { type: 'array', items: uuidInput, maxItems: 20_000 } },
           },
           response: responses(
             {

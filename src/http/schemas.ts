@@ -1,14 +1,63 @@
 /** JSON-schema pieces shared by the route schemas. */
+import { CANONICAL_ID_PATTERN } from '../infra/canonical-id.js';
+
+/** A UUID as a client may send it: hyphenated, in any case (RFC 9562 reads UUIDs case-insensitively). */
 export const UUID_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 
-export const uuid = { type: 'string', pattern: UUID_PATTERN } as const;
+/**
+ * The keyword that lower-cases an id in the request as it is validated (registered on Fastify's
+ * Ajv by {@link canonicalIds}), so every handler and layer below sees one spelling of it.
+ */
+export const CANONICAL_ID_KEYWORD = 'x-canonical-id';
+
+/** An id as the API answers it: a lower-case UUID (`infra/canonical-id.ts`). */
+export const uuid = { type: 'string', pattern: CANONICAL_ID_PATTERN } as const;
+
+/**
+ * An id as a request may carry it (body, path, query): a UUID in any case, lower-cased on the way
+ * in. Braces, `urn:uuid:` and unhyphenated forms are refused.
+ */
+export const uuidInput = { type: 'string', pattern: UUID_PATTERN, [CANONICAL_ID_KEYWORD]: true } as const;
 
 export const idParams = {
   type: 'object',
   required: ['id'],
   additionalProperties: false,
-  properties: { id: uuid },
+  properties: { id: uuidInput },
 } as const;
+
+/** The part of Ajv's keyword API {@link canonicalIds} uses (Fastify's compiler hands over its Ajv). */
+interface KeywordHost {
+  addKeyword(definition: {
+    keyword: string;
+    type: 'string';
+    schema: false;
+    modifying: true;
+    errors: false;
+    validate: (data: string, context?: { parentData: unknown; parentDataProperty: string | number }) => boolean;
+  }): unknown;
+}
+
+/**
+ * An Ajv plugin (Fastify's `ajv.plugins`) defining {@link CANONICAL_ID_KEYWORD}: the value is
+ * replaced, in the object or array that holds it, by its lower-case form. It never refuses: the
+ * pattern beside it does.
+ */
+export function canonicalIds<A extends KeywordHost>(ajv: A): A {
+  ajv.addKeyword({
+    keyword: CANONICAL_ID_KEYWORD,
+    type: 'string',
+    schema: false,
+    modifying: true,
+    errors: false,
+    validate: (data, context) => {
+      const holder = context?.parentData as Record<string | number, unknown> | undefined;
+      if (holder !== undefined && typeof holder === 'object') holder[context?.parentDataProperty ?? ''] = data.toLowerCase();
+      return true;
+    },
+  });
+  return ajv;
+}
 
 /** An ISO 8601 instant with a time zone ("2026-11-21T10:00:00Z"). */
 export const instant = {

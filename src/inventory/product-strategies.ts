@@ -1,4 +1,5 @@
 /** Which strategy sells a product (or holds an allocation), cached: the purchase path asks on every reservation. */
+import { canonicalId } from '../infra/canonical-id.js';
 import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import type { StockStrategy } from './stock-strategy.js';
@@ -27,12 +28,15 @@ export class ProductStrategies {
 
   /** A product was created (here) with this strategy. */
   remember(productId: string, name: StrategyName): void {
-    this.strategyOf.set(productId, name);
+    this.strategyOf.set(canonicalId(productId, 'productId'), name);
   }
 
-  /** The product's strategy, or `null` when there is no such product. */
+  /**
+   * The product's strategy, or `null` when there is no such product. Keyed by the id's one
+   * spelling: another spelling is refused, never cached as a second product.
+   */
   async ofProduct(productId: string): Promise<StockStrategy | null> {
-    let name = this.strategyOf.get(productId);
+    let name = this.strategyOf.get(canonicalId(productId, 'productId'));
     if (name === undefined) {
       const [row] = await this.sql<{ strategy: StrategyName }[]>`select strategy from products where id = ${productId}`;
       if (!row) return null;
@@ -44,6 +48,7 @@ export class ProductStrategies {
 
   /** The strategy holding the allocation and its product, or `null` when there is no such allocation. */
   async ofAllocation(allocationId: string): Promise<{ readonly strategy: StockStrategy; readonly productId: string } | null> {
+    canonicalId(allocationId, 'orderId');
     const [row] = await this.sql<{ product_id: string }[]>`select product_id from allocations where id = ${allocationId}`;
     if (!row) return null;
     const strategy = await this.ofProduct(row.product_id);

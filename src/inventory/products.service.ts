@@ -304,9 +304,11 @@ export class Products {
         from products p where p.id = ${productId}`;
     if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId });
     const strategy = await this.strategies.ofProduct(productId);
-    const gate = strategy?.terms === undefined ? null : await strategy.terms.stats(productId);
+    const live = row.allocations.filter((allocation) => allocation.status === 'held' || allocation.status === 'paid').map((allocation) => allocation.id);
+    const [gate, uncounted] =
+      strategy?.terms === undefined ? [null, null] : await Promise.all([strategy.terms.stats(productId), strategy.terms.uncounted(productId, live)]);
     return {
-      ...(gate === null ? {} : { gate: { remaining: gate.remaining, held: gate.held, paid: gate.paid } }),
+      ...(gate === null ? {} : { gate: { remaining: gate.remaining, held: gate.held, paid: gate.paid, uncounted: uncounted ?? [] } }),
       productId,
       takenAt: row.taken_at.toISOString(),
       stocked: row.stock,

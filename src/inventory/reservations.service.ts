@@ -3,6 +3,7 @@
  * makes (release, expiry, confirm, the expiry sweeper). What this process remembers to answer
  * faster (`StockMemory`) is asked before the store and learns from its answers.
  */
+import { canonicalId } from '../infra/canonical-id.js';
 import type { Sql } from '../infra/database.js';
 import type { Allocation, ReserveOutcome, ReserveRequest } from './inventory.types.js';
 import type { ProductStrategies } from './product-strategies.js';
@@ -18,6 +19,9 @@ export class Reservations {
   ) {}
 
   async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    // Every strategy keys by these (rows, Redis keys, lines, hints): refused in any other spelling.
+    canonicalId(request.allocationId, 'orderId');
+    canonicalId(request.buyerId, 'buyerId');
     const strategy = await this.strategies.ofProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
     // A strategy with its own copy of the terms (redis-lua) answers in microseconds and keeps a

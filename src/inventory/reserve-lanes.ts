@@ -12,8 +12,11 @@
  * locking strategies already queue for a connection, so lanes as wide as the pool change little
  * for them. A lane only orders work: it never refuses and never sells; the store's atomic step
  * still guards the stock (DESIGN.md, Scale-out), and a stale count only changes how many wait.
- * A keyed semaphore this small is not worth a dependency.
+ * A keyed semaphore this small is not worth a dependency. Keyed by the product id's one spelling
+ * (`infra/canonical-id.ts`): a second spelling would be a second set of lanes for one product.
  */
+import { canonicalId } from '../infra/canonical-id.js';
+
 export class ReserveLanes {
   private readonly lanes = new Map<string, { inFlight: number; waiting: (() => void)[] }>();
   /** Units left by the store's last word on the product; absent: not known (no limit). */
@@ -24,7 +27,7 @@ export class ReserveLanes {
 
   /** The store said how many units are left (after a reservation, a refusal, a change). */
   noteRemaining(productId: string, remaining: number): void {
-    this.unitsLeft.set(productId, remaining);
+    this.unitsLeft.set(canonicalId(productId, 'productId'), remaining);
   }
 
   /** Units came back to stock. */
@@ -35,6 +38,7 @@ export class ReserveLanes {
 
   /** Runs `work` in one of the product's lanes, waiting for one to free up if all are taken. */
   async run<T>(productId: string, work: () => Promise<T>): Promise<T> {
+    canonicalId(productId, 'productId');
     if (this.width === 0) return work();
     await this.enter(productId);
     try {

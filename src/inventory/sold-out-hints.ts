@@ -8,7 +8,11 @@
  * oversell. It is dropped the moment this process returns units (cancel, expiry, added stock);
  * units returned by another process are seen within the hint's lifetime (`SOLD_OUT_HINT_MS`).
  * Set it to 0 to send every reservation to the strategy (to study a strategy's raw behaviour).
+ * Keyed by the product id's one spelling (`infra/canonical-id.ts`): a hint noted under one spelling
+ * must be the hint every buyer of the product meets.
  */
+import { canonicalId } from '../infra/canonical-id.js';
+
 export class SoldOutHints {
   private readonly until = new Map<string, number>();
   /** Bumped each time units of the product come back, so a "sold out" read before can be ignored. */
@@ -21,7 +25,7 @@ export class SoldOutHints {
 
   /** True while a recent answer from the store said the product had nothing left. */
   isSoldOut(productId: string): boolean {
-    const until = this.until.get(productId);
+    const until = this.until.get(canonicalId(productId, 'productId'));
     if (until === undefined) return false;
     if (this.now() < until) return true;
     this.until.delete(productId);
@@ -38,11 +42,13 @@ export class SoldOutHints {
    * when units came back since: that answer is older than the units.
    */
   noteSoldOut(productId: string, seen: number): void {
+    canonicalId(productId, 'productId');
     if (this.lifetimeMs > 0 && this.returnsSoFar(productId) === seen) this.until.set(productId, this.now() + this.lifetimeMs);
   }
 
   /** Units of the product came back: the next buyer must ask the store. */
   forget(productId: string): void {
+    canonicalId(productId, 'productId');
     this.until.delete(productId);
     this.returns.set(productId, this.returnsSoFar(productId) + 1);
   }

@@ -51,6 +51,12 @@ export interface TermsMirror {
   remaining(productId: string): Promise<number | null>;
   /** Units by state as the strategy counts them, ahead of the database by what is in flight (`null`: it cannot say now). */
   stats(productId: string): Promise<ProductStats | null>;
+  /**
+   * Of these allocations (held or paid in the database), the ones the strategy's copy does not
+   * count against the stock (`null`: it cannot say now). For the audit: each is a unit the copy
+   * may sell again.
+   */
+  uncounted(productId: string, allocationIds: readonly string[]): Promise<readonly string[] | null>;
 }
 
 /**

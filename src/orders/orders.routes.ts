@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandle
 import { DomainError } from '../infra/errors.js';
 import { problem, sendProblem } from '../http/problem.js';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, BUYER_PROBLEMS, responses } from '../http/response-schemas.js';
-import { bearerSecurity, idParams, ref, uuid } from '../http/schemas.js';
+import { bearerSecurity, idParams, ref, uuidInput } from '../http/schemas.js';
 import type { CheckoutOutcome, Order, OrdersClient, OrderStatus, PurchaseRequest } from './orders.client.js';
 
 /** Larger quantities are malformed requests, not "sold out". */
@@ -22,7 +22,7 @@ const purchaseBody = {
   additionalProperties: false,
   required: ['productId', 'quantity'],
   properties: {
-    productId: uuid,
+    productId: uuidInput,
     quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY },
     pay: { type: 'boolean' },
   },

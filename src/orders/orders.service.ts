@@ -5,6 +5,7 @@
  * `OrdersClient`.
  */
 import type { AuditOrder } from '../audit/audit.types.js';
+import { canonicalId } from '../infra/canonical-id.js';
 import type { Sql } from '../infra/database.js';
 import { DomainError, isDefinitive } from '../infra/errors.js';
 import { onStore, outcomeUnknown, storeFault, storeUnavailable } from '../infra/store-errors.js';
@@ -67,6 +68,10 @@ export class OrdersService implements OrdersClient {
   }
 
   async purchase(buyerId: string, request: PurchaseRequest, idempotencyKey?: string): Promise<CheckoutOutcome> {
+    // The key's scope and hash, the order id derived from them and every store key below are
+    // spelled from these ids: one spelling each, or a second spelling would be a second request.
+    canonicalId(buyerId, 'buyerId');
+    canonicalId(request.productId, 'productId');
     if (idempotencyKey === undefined) {
       const orderId = this.options.newId();
       return this.withinDeadline(orderId, () => this.checkout.purchase(buyerId, orderId, request, undefined));
@@ -81,6 +86,9 @@ export class OrdersService implements OrdersClient {
   }
 
   async pay(buyerId: string, orderId: string, idempotencyKey?: string): Promise<CheckoutOutcome> {
+    canonicalId(buyerId, 'buyerId');
+    // The key's scope names the order (`pay:<order id>`): one spelling, one scope.
+    canonicalId(orderId, 'orderId');
     if (idempotencyKey === undefined) return this.withinDeadline(orderId, () => this.payOnce(buyerId, orderId));
     // A payment has no body: the order in its scope is what makes two of them "the same".
     const held = this.keys.hold(buyerId, idempotencyKey, `pay:${orderId}`, null);

@@ -8,6 +8,7 @@
  * before the consumer can write the order itself rather than wait.
  */
 import type postgres from 'postgres';
+import { canonicalId } from '../infra/canonical-id.js';
 import type { Sql } from '../infra/database.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { PlacedOrder } from '../pipeline/order-events.js';
@@ -30,13 +31,13 @@ export class PlacedOrders {
   ) {}
 
   remember(order: PlacedOrder): void {
-    this.placed.set(order.orderId, { order, at: Date.now() });
+    this.placed.set(canonicalId(order.orderId, 'orderId'), { order, at: Date.now() });
     if (this.placed.size % 1_000 === 0) this.forgetOld();
   }
 
   /** Writes the order now if this process placed it and it may not be written yet; `false` if unknown here. */
   async writeIfPlacedHere(orderId: string): Promise<boolean> {
-    const entry = this.placed.get(orderId);
+    const entry = this.placed.get(canonicalId(orderId, 'orderId'));
     if (!entry) return false;
     await this.record([entry.order]);
     return true;
@@ -44,6 +45,11 @@ export class PlacedOrders {
 
   async record(orders: readonly PlacedOrder[]): Promise<void> {
     if (orders.length === 0) return;
+    for (const order of orders) {
+      canonicalId(order.orderId, 'orderId');
+      canonicalId(order.productId, 'productId');
+      canonicalId(order.buyerId, 'buyerId');
+    }
     const holds = await this.inventory.recordHolds(
       orders.map((order) => ({
         id: order.orderId,

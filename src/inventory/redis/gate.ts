@@ -430,6 +430,26 @@ export class RedisGate {
   }
 
   /**
+   * Of these order ids (holds PostgreSQL has held or paid), those the gate does not count against
+   * the product's stock: no hold under the id, or one it has ended or refused. Read a page of ids
+   * at a time (for the audit, not the hot path).
+   */
+  async holdsNotCounted(productId: string, orderIds: readonly string[]): Promise<string[]> {
+    const { holds } = this.keys.product(productId);
+    const missing: string[] = [];
+    for (let start = 0; start < orderIds.length; start += HOLDS_SCAN_PAGE) {
+      const page = orderIds.slice(start, start + HOLDS_SCAN_PAGE);
+      const raws = await this.redis.hmget(holds, ...page);
+      page.forEach((orderId, index) => {
+        const raw = raws[index];
+        const status = raw === null || raw === undefined ? undefined : (JSON.parse(raw) as { s: string }).s;
+        if (status !== 'held' && status !== 'paid') missing.push(orderId);
+      });
+    }
+    return missing;
+  }
+
+  /**
    * The product's units stocked and remaining (`null`: not loaded). What is neither is held or
    * paid (`stocked = remaining + held + paid`, every script keeps it so): the reconciler's figures,
    * read in O(1), where {@link count} reads every hold.

@@ -20,6 +20,8 @@
  * `{s: 'refused', c: code, d: detail}`.
  */
 
+import { canonicalId } from '../../infra/canonical-id.js';
+
 /** The default prefix of every key of an install. */
 export const DEFAULT_KEY_PREFIX = 'fs:';
 
@@ -39,10 +41,13 @@ export class GateKeys {
     if (/[{}]/.test(prefix)) throw new Error(`a Redis key prefix must not contain { or }, got "${prefix}"`);
   }
 
-  /** The hash tag every key of the product starts with (after the prefix). */
+  /**
+   * The hash tag every key of the product starts with (after the prefix). Only a canonical id
+   * makes one: a second spelling of the id would name a second set of keys, a second stock
+   * counter for the same product.
+   */
   productTag(productId: string): string {
-    if (/[{}]/.test(productId)) throw new Error(`a product id must not contain { or }, got "${productId}"`);
-    return `${this.prefix}{p:${productId}}`;
+    return `${this.prefix}{p:${canonicalId(productId, 'productId')}}`;
   }
 
   product(productId: string): ProductKeys {

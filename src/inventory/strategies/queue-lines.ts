@@ -15,6 +15,7 @@
  * one flag, and the grouping rule (take everything waiting when the last group returns) is the
  * point.
  */
+import { canonicalId } from '../../infra/canonical-id.js';
 import { DomainError } from '../../infra/errors.js';
 import type { ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 
@@ -63,7 +64,8 @@ export class QueueLines {
 
   /** Puts the request at the end of its product's line; resolves with its decision. */
   enqueue(request: ReserveRequest): Promise<ReserveOutcome> {
-    const line = this.lineOf(request.productId);
+    // One line per product, so one spelling of its id: a second line would break first come, first served.
+    const line = this.lineOf(canonicalId(request.productId, 'productId'));
     if (Date.now() < line.soldOutUntil) return Promise.resolve(SOLD_OUT);
     if (line.waiting.length >= this.options.capacity) {
       return Promise.reject(overloaded(`the line for this product is full (${this.options.capacity} waiting); nothing was done`));

@@ -60,6 +60,10 @@ export class RedisLuaStrategy implements StockStrategy {
         const { stocked, held, paid, remaining, expired, cancelled } = count;
         return { stocked, held, paid, remaining, expired, cancelled };
       },
+      uncounted: async (productId, allocationIds) => {
+        if (!this.gate.ready) return null;
+        return this.gate.holdsNotCounted(productId, allocationIds).catch(() => null);
+      },
     };
   }
 
