@@ -16,6 +16,18 @@ export interface Config {
   readonly dataDir: string;
   readonly adminToken: string | undefined;
   readonly tokenSecret: string | undefined;
+  /**
+   * Signs every placed-orders message (HMAC-SHA256), so the consumer writes only what a process of
+   * this install published; `undefined`: generated and kept under the data directory.
+   */
+  readonly pipelineSecret: string | undefined;
+  /** The secret before a rotation: messages it signed are still accepted while they drain. */
+  readonly pipelineSecretPrevious: string | undefined;
+  /**
+   * Whether the consumer writes placed-orders messages that carry no signature (those published
+   * before signing existed). Off: such a message is dead-lettered. For an upgrade's drain only.
+   */
+  readonly pipelineAcceptUnsigned: boolean;
   readonly strategy: StrategyName;
   readonly holdSeconds: number;
   readonly paymentDelayMs: number;
@@ -136,6 +148,14 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (tokenSecret !== undefined && tokenSecret.length < 32) {
     problems.push('TOKEN_SECRET must be at least 32 characters');
   }
+  const pipelineSecret = text('PIPELINE_SECRET');
+  if (pipelineSecret !== undefined && pipelineSecret.length < 32) problems.push('PIPELINE_SECRET must be at least 32 characters');
+  const pipelineSecretPrevious = text('PIPELINE_SECRET_PREVIOUS');
+  if (pipelineSecretPrevious !== undefined && pipelineSecretPrevious.length < 32) {
+    problems.push('PIPELINE_SECRET_PREVIOUS must be at least 32 characters');
+  }
+  const acceptUnsigned = text('PIPELINE_ACCEPT_UNSIGNED') ?? 'false';
+  if (!['true', 'false', '1', '0'].includes(acceptUnsigned)) problems.push(`PIPELINE_ACCEPT_UNSIGNED must be true or false, got "${acceptUnsigned}"`);
   const prefix = text('DATABASE_PREFIX') ?? 'flashsale_';
   if (!/^[a-z_][a-z0-9_]{0,40}$/.test(prefix)) {
     problems.push(`DATABASE_PREFIX must be lower-case letters, digits and _ (at most 41), got "${prefix}"`);
@@ -179,6 +199,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dataDir: text('FLASHSALE_DATA_DIR') ?? '.flashsale',
     adminToken,
     tokenSecret,
+    pipelineSecret,
+    pipelineSecretPrevious,
+    pipelineAcceptUnsigned: acceptUnsigned === 'true' || acceptUnsigned === '1',
     strategy: strategyRaw as StrategyName,
     holdSeconds: integer('HOLD_SECONDS', 300, 1, 86_400),
     paymentDelayMs: integer('PAYMENT_DELAY_MS', 0, 0, 60_000),

@@ -94,7 +94,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 export function startWorker(system: System, log: Pick<Log, 'warn' | 'error'>): { stop(): void } | undefined {
   const { pipeline } = system;
   if (!pipeline) return undefined;
-  pipeline.startConsumer((orders) => system.orders.recordPlaced(orders));
+  pipeline.startConsumer(
+    (orders) => system.orders.recordPlaced(orders),
+    (orders) => system.orders.abandonPlaced(orders),
+  );
   const reconciler = system.reconciler;
   let running = false;
   const reconcile = async (): Promise<void> => {

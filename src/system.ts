@@ -24,6 +24,7 @@ import { registerPipelineMetrics } from './pipeline/pipeline-metrics.js';
 import { join } from 'node:path';
 import type { PlacedOrder } from './pipeline/order-events.js';
 import { Pipeline } from './pipeline/pipeline.js';
+import { MessageSigner } from './pipeline/message-signature.js';
 import { OutboxRelay, orderEventsExchange } from './orders/outbox-relay.js';
 import { registerOutboxMetrics } from './orders/outbox-metrics.js';
 import { Reconciler } from './pipeline/reconciler.js';
@@ -108,6 +109,11 @@ export async function migrateAll(databases: ModuleDatabases): Promise<string[]> 
 export async function createSystem(config: Config, stores: Stores, log: Log): Promise<System> {
   const { databases } = stores;
   const tokenSecret = await keptSecret(config.dataDir, 'token-secret', config.tokenSecret);
+  // Every process of the install signs and checks placed-orders messages with the same secret.
+  const signer =
+    config.redisUrl === undefined || config.amqpUrl === undefined
+      ? undefined
+      : new MessageSigner((await keptSecret(config.dataDir, 'pipeline-secret', config.pipelineSecret)).value, config.pipelineSecretPrevious);
   const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
   const newId = timeOrderedIds();
@@ -121,10 +127,13 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
           waitMs: config.redisLockWaitMs,
           onError: onRedisError,
         });
-  const pipeline = await Pipeline.open(config, databases.inventory, log, onRedisError).catch(async (error: unknown) => {
-    await stockLocks?.close();
-    throw error;
-  });
+  const pipeline =
+    signer === undefined
+      ? undefined
+      : await Pipeline.open(config, databases.inventory, signer, log, onRedisError).catch(async (error: unknown) => {
+          await stockLocks?.close();
+          throw error;
+        });
   const strategies = buildStrategies({
     redisLocks: stockLocks,
     redisLua: pipeline === undefined ? undefined : { gate: pipeline.gate, rebuilds: pipeline.rebuilds },

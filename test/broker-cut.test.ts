@@ -96,7 +96,7 @@ describe("the API's broker connection cut mid-storm, the broker unreachable for 
     expect(drift?.unitsNotInPostgres).toBe(0);
     const depth = await pipeline.broker.depth();
     expect(depth).toMatchObject({ placed: 0, dead: 0 });
-    expect(pipeline.consumer?.stats).toMatchObject({ failed: 0, malformed: 0 });
+    expect(pipeline.consumer?.stats).toMatchObject({ failed: 0, abandoned: 0, rejected: { unsigned: 0, forged: 0, malformed: 0 } });
 
     // Every 201 has its order; the orders in PostgreSQL are the winners' and, at most, those of
     // buyers who left after an OUTCOME_UNKNOWN whose publish did land; one per buyer.

@@ -184,11 +184,13 @@ describe("another process's consumer holding a batch", () => {
     const released = new Promise<void>((resolve) => (release = resolve));
     let holding = 0;
     const worker = new OrderConsumer(other, {
+      read: (message) => pipeline.read(message),
       write: async (orders) => {
         holding += orders.length;
         await released;
         await t.server.system.orders.recordPlaced(orders);
       },
+      abandon: (orders) => t.server.system.orders.abandonPlaced(orders),
       log: quietLog,
     });
     try {

@@ -58,4 +58,11 @@ export interface InventoryClient {
    * an order id no other request can know (one minted, not one derived from a key).
    */
   withdraw(hold: { readonly id: string; readonly productId: string }): Promise<ReleasedAllocation | null>;
+  /**
+   * Gives up pending holds whose orders will never be recorded: voids each id in the database (as
+   * the reconciler does: a late message for it then records nothing), then gives its units back
+   * in the strategy that granted it. Only a strategy that grants outside the database (redis-lua)
+   * has such holds; another product's are only voided where no row has the id.
+   */
+  abandonHolds(holds: readonly PendingHold[]): Promise<void>;
 }

@@ -69,6 +69,13 @@ export class InventoryService implements InventoryClient {
     return onStore(STORE, () => this.reservations.withdraw(hold.id, hold.productId), hold.id);
   }
 
+  abandonHolds(holds: readonly PendingHold[]): Promise<void> {
+    return onStore(STORE, async () => {
+      await this.pending.void(holds);
+      for (const hold of holds) await this.reservations.withdrawPending(hold.id, hold.productId);
+    });
+  }
+
   /** Voids holds that never reached the database (the reconciler; see `PendingHolds.void`). */
   voidHolds(holds: readonly PendingHold[]): Promise<string[]> {
     return onStore(STORE, () => this.pending.void(holds));

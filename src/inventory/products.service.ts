@@ -199,6 +199,9 @@ export class Products {
         per_buyer_limit = case when ${change.perBuyerLimit !== undefined} then ${change.perBuyerLimit ?? null}::int
                                else per_buyer_limit end,
         hold_seconds = coalesce(${change.holdSeconds ?? null}::int, hold_seconds),
+        -- The hold being replaced may be the longest the product had: grants made under it may
+        -- still be on their way through the order pipeline (see migration 009).
+        longest_hold_seconds = greatest(longest_hold_seconds, hold_seconds),
         opens_at = coalesce(${change.opensAt ?? null}::timestamptz, opens_at),
         closes_at = case when ${change.closesAt !== undefined} then ${change.closesAt ?? null}::timestamptz
                          else closes_at end

@@ -57,6 +57,16 @@ export class Reservations {
     return this.memory.unitsBack(strategy ? await strategy.release(allocationId, 'cancelled', false, productId) : null);
   }
 
+  /**
+   * Cancels a hold granted outside the database (a strategy with its own copy of the terms), if
+   * it is one; a product under any other strategy keeps its allocations as they are.
+   */
+  async withdrawPending(allocationId: string, productId: string): Promise<ReleasedAllocation | null> {
+    const strategy = await this.strategies.ofProduct(productId);
+    if (strategy?.terms === undefined) return null;
+    return this.memory.unitsBack(await strategy.release(allocationId, 'cancelled', false, productId));
+  }
+
   async confirm(allocationId: string): Promise<ConfirmOutcome> {
     const held = await this.strategies.ofAllocation(allocationId);
     return held ? held.strategy.confirm(allocationId, held.productId) : { ok: false, reason: 'NOT_FOUND' };

@@ -101,4 +101,10 @@ export interface OrdersClient {
    * key) here, idempotent by order id. An order whose hold the reconciler voided is not recorded.
    */
   recordPlaced(orders: readonly PlacedOrder[]): Promise<void>;
+  /**
+   * Gives up placed orders the pipeline will never write (refused by a check, or out of
+   * deliveries): those with no order are voided and their units go back; a payment of one answers
+   * `HOLD_EXPIRED`.
+   */
+  abandonPlaced(orders: readonly PlacedOrder[]): Promise<void>;
 }

@@ -209,6 +209,10 @@ export class OrdersService implements OrdersClient {
     return onStore('orders', () => this.placed.record(orders));
   }
 
+  abandonPlaced(orders: readonly PlacedOrder[]): Promise<void> {
+    return onStore('orders', () => this.placed.abandon(orders));
+  }
+
   async missing(ids: readonly string[]): Promise<string[]> {
     if (ids.length === 0) return [];
     const rows = await this.sql<{ id: string }[]>`select id from orders where id = any(${this.sql.array([...ids])}::uuid[])`;

@@ -59,7 +59,7 @@ export class Payments {
     const find = () => this.sql<(OrderRow & { lapsed: boolean })[]>`
       select *, expires_at <= now() as lapsed from orders where id = ${orderId} and buyer_id = ${buyerId}`;
     const [row] = await this.orPlacedHere(orderId, find);
-    if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
+    if (!row) throw await this.notFound(buyerId, orderId);
     let current: OrderRow = row;
     if (row.status === 'held' && row.lapsed) {
       // Past its expiry by the database's clock: expire it now rather than take money for it.
@@ -104,6 +104,19 @@ export class Payments {
       await sleep(PIPELINE_POLL_MS);
     } while (Date.now() < until);
     return rows;
+  }
+
+  /**
+   * Why an order id has no order: its hold was given up before an order was ever recorded for it
+   * (a placed order the pipeline could not write, voided with its units back; a reservation whose
+   * record failed) is `HOLD_EXPIRED`, as for any lapsed hold; anything else is `ORDER_NOT_FOUND`.
+   */
+  private async notFound(buyerId: string, orderId: string): Promise<DomainError> {
+    const allocation = await this.options.inventory.allocation(orderId);
+    if (allocation !== null && allocation.buyerId === buyerId && (allocation.status === 'cancelled' || allocation.status === 'expired')) {
+      return holdExpired(orderId);
+    }
+    return new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
   }
 
   /** Debit → confirm → paid, for an order that is held; compensates when the confirm fails. */

@@ -11,8 +11,10 @@ import type postgres from 'postgres';
 import { canonicalId } from '../infra/canonical-id.js';
 import type { Sql } from '../infra/database.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
+import type { PendingHold } from '../inventory/pending-holds.js';
 import type { PlacedOrder } from '../pipeline/order-events.js';
-import type { IdempotencyKeys } from './idempotency.js';
+import { DomainError } from '../infra/errors.js';
+import { keyedOrderId, type IdempotencyKeys } from './idempotency.js';
 import type { OrderStatus } from './orders.client.js';
 import type { EventCounts } from './outbox.js';
 
@@ -39,7 +41,14 @@ export class PlacedOrders {
   async writeIfPlacedHere(orderId: string): Promise<boolean> {
     const entry = this.placed.get(canonicalId(orderId, 'orderId'));
     if (!entry) return false;
-    await this.record([entry.order]);
+    try {
+      await this.record([entry.order]);
+    } catch (error) {
+      if (!(error instanceof DomainError && error.status < 500)) throw error;
+      // Refused by a check: it can never be written, by this process or the consumer. Given up
+      // here as the consumer would give it up (voided, units back).
+      await this.abandon([entry.order]);
+    }
     return true;
   }
 
@@ -49,18 +58,9 @@ export class PlacedOrders {
       canonicalId(order.orderId, 'orderId');
       canonicalId(order.productId, 'productId');
       canonicalId(order.buyerId, 'buyerId');
+      assertKeyOfItsBuyer(order);
     }
-    const holds = await this.inventory.recordHolds(
-      orders.map((order) => ({
-        id: order.orderId,
-        productId: order.productId,
-        buyerId: order.buyerId,
-        quantity: order.quantity,
-        amountCents: order.amountCents,
-        expiresAt: order.expiresAt,
-        madeAt: order.placedAt,
-      })),
-    );
+    const holds = await this.inventory.recordHolds(orders.map(pendingHold));
     const statusOf = new Map(holds.map((hold) => [hold.id, hold]));
     const rows = orders.flatMap((order) => {
       const hold = statusOf.get(order.orderId);
@@ -137,8 +137,49 @@ export class PlacedOrders {
     for (const { kind } of made) this.events.add(kind, 1);
   }
 
+  /**
+   * Gives up placed orders that will never be written (the consumer's last word on them): each one
+   * with no order recorded is voided in inventory and its units go back where they were granted, so
+   * a payment of it answers `HOLD_EXPIRED`. An order recorded meanwhile is left alone.
+   */
+  async abandon(orders: readonly PlacedOrder[]): Promise<void> {
+    if (orders.length === 0) return;
+    const ids = orders.map((order) => canonicalId(order.orderId, 'orderId'));
+    const rows = await this.sql<{ id: string }[]>`select id from orders where id = any(${this.sql.array(ids)}::uuid[])`;
+    const recorded = new Set(rows.map((row) => row.id));
+    await this.inventory.abandonHolds(orders.filter((order) => !recorded.has(order.orderId)).map(pendingHold));
+    for (const id of ids) this.placed.delete(id);
+  }
+
   private forgetOld(): void {
     const before = Date.now() - REMEMBER_MS;
     for (const [id, entry] of this.placed) if (entry.at < before) this.placed.delete(id);
   }
+}
+
+/**
+ * A keyed order's id is derived from its buyer, key and request (`keyedOrderId`), and its key is a
+ * purchase's: a key row written with the order is then the buyer's own, for this very request.
+ * Anything else is not what a checkout published, and is refused before anything is written.
+ */
+function assertKeyOfItsBuyer(order: PlacedOrder): void {
+  const { key } = order;
+  if (key === undefined) return;
+  if (key.scope === 'purchase' && keyedOrderId({ buyerId: order.buyerId, key: key.key, hash: key.hash }) === order.orderId) return;
+  throw new DomainError('VALIDATION_FAILED', `order ${order.orderId} carries an Idempotency-Key that is not its buyer's purchase key`, {
+    errors: [{ field: 'key', message: "is not the buyer's key of this purchase" }],
+  });
+}
+
+/** A placed order as inventory records its hold. */
+function pendingHold(order: PlacedOrder): PendingHold {
+  return {
+    id: order.orderId,
+    productId: order.productId,
+    buyerId: order.buyerId,
+    quantity: order.quantity,
+    amountCents: order.amountCents,
+    expiresAt: order.expiresAt,
+    madeAt: order.placedAt,
+  };
 }

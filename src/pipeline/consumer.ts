@@ -4,25 +4,37 @@
  * then the orders in orders'), acking each message only after both committed. A crash between the
  * two commits is finished by the redelivery; every write is idempotent by order id.
  *
+ * Nothing in a message is trusted for where it came from: it is written only once its signature
+ * verifies and every field has its form (`readPlacedMessage`); an unsigned, forged or malformed
+ * message is dead-lettered at once and changes nothing (no order, no key, no hold), counted by
+ * why. Writing re-checks what the gate granted against PostgreSQL (`PendingHolds.record`).
+ *
  * Failures: a store that is down (PostgreSQL restarting, the role refused) is waited out here,
  * with backoff, the messages unacked: an outage never uses up a message's deliveries. Any other
  * failure is retried alone (a batch that fails is split), and a message with an order that still
- * fails is nacked after a backoff, redelivered, and dead-lettered whole after `DELIVERY_LIMIT`
- * deliveries (its orders that were written stay written). A
- * message that is not a placed order at all is dead-lettered at once.
+ * fails is nacked after a backoff and redelivered. An order that can never be written (refused by
+ * a check: a `4xx` domain error), or that still fails on the message's last delivery
+ * (`DELIVERY_LIMIT`), is given up: `abandon` voids it and gives its units back, so its buyer's
+ * payment answers `HOLD_EXPIRED` and no unit stays held for an order that will never exist. The
+ * message is then dead-lettered whole (its orders that were written stay written).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConsumerStatus, type AsyncMessage, type Consumer } from 'rabbitmq-client';
+import { DomainError } from '../infra/errors.js';
 import { GroupBatches } from '../infra/group-batches.js';
 import { isStoreFailure } from '../infra/store-errors.js';
 import type { Broker, BrokerLog } from './broker.js';
-import { placedQueue } from './broker.js';
+import { DELIVERY_LIMIT, placedQueue } from './broker.js';
 import { answerDrainAsks } from './drain-barrier.js';
-import { parsePlacedOrders, type PlacedOrder } from './order-events.js';
+import type { DeliveredMessage, PlacedOrder, PlacedOrders, RejectedMessage } from './order-events.js';
 
 export interface ConsumerOptions {
+  /** Reads a delivered message: its orders once its signature and fields check out, or why not. */
+  readonly read: (message: DeliveredMessage) => PlacedOrders | RejectedMessage;
   /** Writes placed orders idempotently (the holds, then the orders). */
   readonly write: (orders: readonly PlacedOrder[]) => Promise<void>;
+  /** Gives up orders that will never be written: voided, their units back (see the file's summary). */
+  readonly abandon: (orders: readonly PlacedOrder[]) => Promise<void>;
   /** Messages handled at once (default 100); a batch is written up to 500 orders at a time. */
   readonly concurrency?: number;
   readonly log: BrokerLog & { error(object: unknown, message: string): void };
@@ -36,9 +48,14 @@ export interface ConsumerCounts {
   readonly lagMs: number;
   /** Orders not written for a failure that was not a store's (their message is redelivered). */
   readonly failed: number;
-  /** Messages dropped to the dead-letter queue because they are not placed orders. */
-  readonly malformed: number;
+  /** Orders given up (voided, units back) and their message dead-lettered. */
+  readonly abandoned: number;
+  /** Messages dead-lettered unread, by why: no signature, a signature that does not verify, not placed orders. */
+  readonly rejected: Readonly<Record<RejectedMessage['rejected'], number>>;
 }
+
+/** How writing one order of a message ended. */
+type WriteOutcome = 'written' | 'retry' | 'give-up';
 
 /** Backoff after the n-th failure in a row: 100 ms doubling, at most 2 s. */
 const backoffMs = (failures: number): number => Math.min(100 * 2 ** Math.max(0, failures - 1), 2_000);
@@ -54,7 +71,8 @@ export class OrderConsumer {
   /** Drain asks waiting for every message up to a number to be settled. */
   private settledWaiters: { readonly upTo: number; readonly resolve: () => void }[] = [];
   private stopping = false;
-  private counts = { written: 0, batches: 0, lastBatchSize: 0, lagMs: 0, failed: 0, malformed: 0 };
+  private counts = { written: 0, batches: 0, lastBatchSize: 0, lagMs: 0, failed: 0, abandoned: 0 };
+  private readonly rejected = { unsigned: 0, forged: 0, malformed: 0 };
   /** Messages delivered here and not yet acked or nacked. */
   private handling = 0;
   /** Batches written through one statement pair; a failed batch is written again one by one. */
@@ -66,7 +84,7 @@ export class OrderConsumer {
   ) {}
 
   get stats(): ConsumerCounts {
-    return { ...this.counts };
+    return { ...this.counts, rejected: { ...this.rejected } };
   }
 
   get running(): boolean {
@@ -152,24 +170,42 @@ export class OrderConsumer {
   }
 
   private async handle(message: AsyncMessage): Promise<ConsumerStatus> {
-    const placed = parsePlacedOrders(message.body);
-    if ('invalid' in placed) {
-      this.counts.malformed += 1;
-      this.options.log.error({ messageId: message.messageId, why: placed.invalid }, 'not placed orders; dead-lettered');
+    const placed = this.options.read(message);
+    if ('rejected' in placed) {
+      this.rejected[placed.rejected] += 1;
+      this.options.log.error({ messageId: message.messageId, rejected: placed.rejected, why: placed.why }, 'placed-orders message refused unread; dead-lettered');
       return ConsumerStatus.DROP;
     }
-    const outcomes = await Promise.all(placed.orders.map((order) => this.write(order)));
+    const lastDelivery = deliveryCount(message) >= DELIVERY_LIMIT;
+    const outcomes = await Promise.all(placed.orders.map((order) => this.write(order, lastDelivery)));
+    const givenUp = placed.orders.filter((_, index) => outcomes[index] === 'give-up');
+    if (givenUp.length > 0) {
+      try {
+        await this.options.abandon(givenUp);
+      } catch (error) {
+        // Not given up yet: the message comes back, and the orders with it.
+        this.options.log.error({ err: error, orders: givenUp.map((order) => order.orderId) }, 'could not give up placed orders; the message is redelivered');
+        return ConsumerStatus.REQUEUE;
+      }
+      this.counts.abandoned += givenUp.length;
+      this.options.log.error({ messageId: message.messageId, orders: givenUp.map((order) => order.orderId) }, 'placed orders given up (voided, units back); the message is dead-lettered');
+    }
     // A message is acked whole: if one of its orders could not be written, it comes back (the
     // others are written already, and writing them again changes nothing).
-    return outcomes.every((outcome) => outcome === ConsumerStatus.ACK) ? ConsumerStatus.ACK : ConsumerStatus.REQUEUE;
+    if (outcomes.includes('retry')) return ConsumerStatus.REQUEUE;
+    return givenUp.length > 0 ? ConsumerStatus.DROP : ConsumerStatus.ACK;
   }
 
-  private async write(order: PlacedOrder): Promise<ConsumerStatus> {
+  /**
+   * Writes one order; `lastDelivery`: the broker dead-letters its message if it comes back, so a
+   * failure now gives the order up instead.
+   */
+  private async write(order: PlacedOrder, lastDelivery: boolean): Promise<WriteOutcome> {
     for (let failures = 1; ; failures += 1) {
       const error = await this.batches.add(order).catch((thrown: unknown) => thrown as Error);
       if (error === undefined) {
         this.counts.lagMs = Date.now() - Date.parse(order.placedAt);
-        return ConsumerStatus.ACK;
+        return 'written';
       }
       // A store that is down is waited out: its messages stay unacked, their deliveries unspent.
       if (isStoreFailure(error) && !this.stopping) {
@@ -177,9 +213,14 @@ export class OrderConsumer {
         continue;
       }
       this.counts.failed += 1;
+      const refused = error instanceof DomainError && error.status < 500;
+      if (refused || lastDelivery) {
+        this.options.log.error({ err: error, orderId: order.orderId }, 'a placed order cannot be written; it is given up');
+        return 'give-up';
+      }
       this.options.log.error({ err: error, orderId: order.orderId }, 'could not write a placed order; it is redelivered');
       await sleep(backoffMs(failures));
-      return ConsumerStatus.REQUEUE;
+      return 'retry';
     }
   }
 
@@ -196,4 +237,10 @@ export class OrderConsumer {
       return Promise.all(orders.map((order) => this.writeBatch([order]).then(([result]) => result)));
     }
   }
+}
+
+/** How many times the broker delivered this message before (quorum queues count it in `x-delivery-count`). */
+function deliveryCount(message: AsyncMessage): number {
+  const count = message.headers?.['x-delivery-count'];
+  return typeof count === 'number' ? count : 0;
 }

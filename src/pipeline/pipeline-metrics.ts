@@ -1,7 +1,8 @@
 /**
  * The order pipeline's figures at `/metrics`, read at scrape time: the gate's decisions by code,
  * publishes in flight and their outcomes, the queue's depth and the dead letters, the consumer's
- * lag and batch sizes, and what the reconciler found.
+ * lag and batch sizes, the messages it refused unread and the orders it gave up, and what the
+ * reconciler found.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Pipeline } from './pipeline.js';
@@ -36,6 +37,8 @@ export function registerPipelineMetrics(registry: Registry, sources: PipelineMet
   const followWritten = follower();
   const followBatches = follower();
   const followReturned = follower();
+  const followRejected = follower();
+  const followAbandoned = follower();
   new Counter({
     name: 'flashsale_gate_decisions_total',
     help: 'Reservations the Redis gate decided, by code: OK, AGAIN (a retry of an order id), or the refusal',
@@ -113,6 +116,24 @@ export function registerPipelineMetrics(registry: Registry, sources: PipelineMet
     registers: [registry],
     collect() {
       followBatches(this, {}, pipeline.consumer?.stats.batches ?? 0);
+    },
+  });
+  new Counter({
+    name: 'flashsale_consumer_messages_rejected_total',
+    help: 'Placed-orders messages this process\'s consumer dead-lettered unread, by reason: unsigned, forged (a signature that does not verify), malformed',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect() {
+      const rejected = pipeline.consumer?.stats.rejected;
+      for (const reason of ['unsigned', 'forged', 'malformed'] as const) followRejected(this, { reason }, rejected?.[reason] ?? 0);
+    },
+  });
+  new Counter({
+    name: 'flashsale_consumer_orders_abandoned_total',
+    help: 'Placed orders this process\'s consumer could never write and gave up (voided, units back; their message dead-lettered)',
+    registers: [registry],
+    collect() {
+      followAbandoned(this, {}, pipeline.consumer?.stats.abandoned ?? 0);
     },
   });
   new Counter({

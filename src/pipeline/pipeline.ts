@@ -10,7 +10,8 @@ import { RedisGate } from '../inventory/redis/gate.js';
 import { Broker, queueNames, type BrokerLog } from './broker.js';
 import { OrderConsumer } from './consumer.js';
 import { DrainAsks } from './drain-barrier.js';
-import type { PlacedOrder } from './order-events.js';
+import type { MessageSigner } from './message-signature.js';
+import { readPlacedMessage, type DeliveredMessage, type PlacedOrder, type PlacedOrders, type RejectedMessage } from './order-events.js';
 import { OrderPublisher } from './publisher.js';
 
 export interface PipelineLog extends BrokerLog {
@@ -25,6 +26,8 @@ export class Pipeline {
     readonly rebuilds: GateRebuilds,
     private readonly log: PipelineLog,
     private readonly confirmTimeoutMs: number,
+    private readonly signer: MessageSigner,
+    private readonly acceptUnsigned: boolean,
   ) {
     this.drainAsks = new DrainAsks(broker.connection, broker.names.drain);
   }
@@ -32,7 +35,14 @@ export class Pipeline {
   private consumerOf: OrderConsumer | undefined;
   private readonly drainAsks: DrainAsks;
 
-  static async open(config: Config, inventorySql: Sql, log: PipelineLog, onRedisError?: (error: Error) => void): Promise<Pipeline | undefined> {
+  /** `signer` signs what this process publishes and checks what its consumer reads (`PIPELINE_SECRET`). */
+  static async open(
+    config: Config,
+    inventorySql: Sql,
+    signer: MessageSigner,
+    log: PipelineLog,
+    onRedisError?: (error: Error) => void,
+  ): Promise<Pipeline | undefined> {
     if (config.redisUrl === undefined || config.amqpUrl === undefined) return undefined;
     const gate = await RedisGate.open(config.redisUrl, { keyPrefix: config.redisKeyPrefix, ...(onRedisError ? { onError: onRedisError } : {}) });
     let broker: Broker;
@@ -42,7 +52,7 @@ export class Pipeline {
       await gate.close();
       throw error;
     }
-    const publisher = new OrderPublisher(broker, config.confirmTimeoutMs, (orders) => gate.published(orders));
+    const publisher = new OrderPublisher(broker, signer, config.confirmTimeoutMs, (orders) => gate.published(orders));
     // The rebuilds ask the pipeline whether it has drained; the pipeline holds the rebuilds.
     const holder: { pipeline?: Pipeline } = {};
     const rebuilds = new GateRebuilds({
@@ -52,7 +62,7 @@ export class Pipeline {
       drained: () => holder.pipeline?.drained() ?? Promise.resolve(false),
       log: { info: (message) => log.info({}, message), warn: (message) => log.warn({}, message) },
     });
-    holder.pipeline = new Pipeline(gate, broker, publisher, rebuilds, log, config.confirmTimeoutMs);
+    holder.pipeline = new Pipeline(gate, broker, publisher, rebuilds, log, config.confirmTimeoutMs, signer, config.pipelineAcceptUnsigned);
     return holder.pipeline;
   }
 
@@ -61,11 +71,22 @@ export class Pipeline {
     return this.consumerOf;
   }
 
-  /** Starts taking placed orders off the queue and writing them with `write`. */
-  startConsumer(write: (orders: readonly PlacedOrder[]) => Promise<void>): OrderConsumer {
-    this.consumerOf ??= new OrderConsumer(this.broker, { write, log: this.log });
+  /**
+   * Starts taking placed orders off the queue (those this install signed) and writing them with
+   * `write`; `abandon` gives up those that can never be written (see `OrderConsumer`).
+   */
+  startConsumer(
+    write: (orders: readonly PlacedOrder[]) => Promise<void>,
+    abandon: (orders: readonly PlacedOrder[]) => Promise<void>,
+  ): OrderConsumer {
+    this.consumerOf ??= new OrderConsumer(this.broker, { read: (message) => this.read(message), write, abandon, log: this.log });
     this.consumerOf.start();
     return this.consumerOf;
+  }
+
+  /** A delivered message's orders, once it is signed by this install and well formed; or why not. */
+  read(message: DeliveredMessage): PlacedOrders | RejectedMessage {
+    return readPlacedMessage(message, this.signer, this.acceptUnsigned);
   }
 
   /**

@@ -1,5 +1,5 @@
 /**
- * Publishes placed orders persistent, with publisher confirms, to the durable quorum queue: the
+ * Publishes placed orders persistent, signed (`message-signature.ts`), with publisher confirms, to the durable quorum queue: the
  * API may answer `201` only once the broker confirms. The orders placed in one event-loop turn go
  * as one message, and many messages are in flight at once on one channel (streamed confirms), so a
  * burst costs one round trip's wait and a few messages, not one of each per order.
@@ -15,7 +15,8 @@
 import { AMQPError, type Publisher } from 'rabbitmq-client';
 import type { Broker } from './broker.js';
 import { placedQueue } from './broker.js';
-import type { PlacedOrder, PlacedOrders } from './order-events.js';
+import { SIGNATURE_HEADER, SIGNED_CONTENT_TYPE, type MessageSigner } from './message-signature.js';
+import { placedOrdersBody, type PlacedOrder } from './order-events.js';
 
 /** Orders in one message at most (a message is written, replicated and confirmed whole). */
 const MAX_ORDERS_PER_MESSAGE = 250;
@@ -51,6 +52,7 @@ export class OrderPublisher {
    */
   constructor(
     private readonly broker: Broker,
+    private readonly signer: MessageSigner,
     private readonly confirmTimeoutMs: number,
     private readonly onConfirmed: (orders: readonly PlacedOrder[]) => Promise<void> = async () => undefined,
   ) {
@@ -99,13 +101,14 @@ export class OrderPublisher {
     const timeout = new Promise<PublishOutcome>((resolve) => {
       timer = setTimeout(() => resolve('unknown'), this.confirmTimeoutMs);
     });
-    const body: PlacedOrders = { orders };
+    const body = placedOrdersBody(orders);
     const sent = this.publisher
       .send(
         {
           routingKey: this.broker.names.placed,
           durable: true,
-          contentType: 'application/json',
+          contentType: SIGNED_CONTENT_TYPE,
+          headers: { [SIGNATURE_HEADER]: this.signer.sign(body) },
           timestamp: Math.floor(Date.now() / 1000),
         },
         body,
