@@ -40,7 +40,7 @@ export interface Config {
   readonly keepAliveTimeoutMs: number;
   readonly dbPoolSize: number;
   readonly sweepIntervalMs: number;
-  /** Purchases and payments a buyer may send per second; 0 turns the limiter off (the default). */
+  /** Purchases and payments a buyer may send per second (20 by default); 0 turns the limiter off. */
   readonly rateLimitPerSecond: number;
   /** How long this process reuses a "sold out, 0 left" answer without asking the store; 0: never. */
   readonly soldOutHintMs: number;
@@ -214,7 +214,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
     dbPoolSize,
     sweepIntervalMs: integer('SWEEP_INTERVAL_MS', 1000, 50, 60_000),
-    rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000),
+    // Above what a person clicking (or a client retrying as told) ever sends; a script holding a
+    // drop for one account is slowed to it.
+    rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 20, 0, 1_000_000),
     soldOutHintMs: integer('SOLD_OUT_HINT_MS', 250, 0, 60_000),
     // As wide as the pool: near the end of the stock, more at once only queue on the product's row.
     reserveLanes: integer('RESERVE_LANES', dbPoolSize, 0, 500),

@@ -114,7 +114,7 @@ interface ReserveRow {
 
 function reserveOnce(tx: Tx, productId: string, buyerId: string, quantity: number): Promise<ReserveRow[]> {
   return tx<ReserveRow[]>`
-    select outcome, remaining, from_seq, replayed from reserve_event_sourced(${randomUUID()}, ${productId}, ${buyerId}, ${quantity})`;
+    select outcome, remaining, from_seq, replayed from reserve_event_sourced(${randomUUID()}, ${productId}, ${buyerId}, ${quantity}, null)`;
 }
 
 describe('the event-sourced strategy after a storm of purchases, cancels, payments, expiries and stock changes', () => {

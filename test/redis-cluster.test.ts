@@ -57,6 +57,8 @@ async function load(id: string, terms: Partial<GateLoad> = {}): Promise<void> {
     opensAt: hourAgo(),
     closesAt: null,
     endedAt: null,
+    accountsCreatedBefore: null,
+    requiresFunds: false,
     ...terms,
   });
   expect(loaded).toBe(true);

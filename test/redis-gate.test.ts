@@ -45,6 +45,8 @@ async function product(terms: Partial<GateLoad> = {}): Promise<string> {
     opensAt: hourAgo(),
     closesAt: null,
     endedAt: null,
+    accountsCreatedBefore: null,
+    requiresFunds: false,
     ...terms,
   });
   expect(loaded).toBe(true);
@@ -131,6 +133,8 @@ describe('reserve', () => {
         opensAt: hourAgo(),
         closesAt: null,
         endedAt: null,
+        accountsCreatedBefore: null,
+        requiresFunds: false,
       }),
     ).toBe(true);
     expect(await gate.reserve(request(id))).toMatchObject({ ok: true, remaining: 0 });
@@ -248,6 +252,8 @@ describe('load and update', () => {
       opensAt: inAnHour(),
       closesAt: null,
       endedAt: null,
+      accountsCreatedBefore: null,
+      requiresFunds: false,
     });
     expect(again).toBe(false);
     expect(await gate.count(id)).toMatchObject({ remaining: 6, stocked: 10, held: 4 });

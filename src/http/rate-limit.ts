@@ -5,8 +5,9 @@
  *
  * @remarks A fixed one-second window in process memory: the whole map is dropped when the second
  * changes, so it never grows beyond the buyers of one second and needs no timer. With several API
- * processes each enforces its own share; it is a throttle, not a guard of stock. Off (no hook at
- * all) when `perSecond` is 0, so load tests measure the system, not the throttle. Runs as an
+ * processes each enforces its own share; it is a throttle, not a guard of stock. On by default (20
+ * a second: more than a person or a client retrying as told sends, and a script holding a drop for
+ * one account is slowed to it); off (no hook at all) when `perSecond` is 0. Runs as an
  * `onRequest` hook after the buyer guard (it counts by the id that guard sets), before the body is
  * read: a buyer over the limit costs nothing to parse, whatever it sent.
  */

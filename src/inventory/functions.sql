@@ -8,11 +8,29 @@
 -- Every function is a stock step that must run as one short transaction inside the database, so
 -- the hot product row is locked for microseconds, never across a round trip to the app.
 
+-- account_created_at: when a user's account was made, read from its id: users are minted as
+-- UUIDv7, whose first 48 bits are the Unix time in milliseconds (RFC 9562, 5.7). Null for an id of
+-- another version, whose age cannot be told (a product that admits only older accounts refuses it).
+-- Params: p_user. Immutable: an id's time never changes.
+create or replace function account_created_at(p_user uuid)
+returns timestamptz
+language sql immutable as $$
+  select case when substr(p_user::text, 15, 1) = '7'
+              then to_timestamp(('x' || lpad(replace(substr(p_user::text, 1, 13), '-', ''), 16, '0'))::bit(64)::bigint / 1000.0)
+         end
+$$;
+
 -- reserve_atomic: the `atomic` strategy's whole reservation in one round trip.
--- Params: p_allocation (the order id), p_product, p_buyer, p_quantity.
+-- Params: p_allocation (the order id), p_product, p_buyer, p_quantity, p_spendable (the buyer's
+-- balance less their other held orders, in cents; null: not known).
 -- Returns one row: outcome ('OK', 'SOLD_OUT', 'PRODUCT_NOT_FOUND', 'SALE_NOT_OPEN', 'SALE_ENDED',
--- 'LIMIT_EXCEEDED'), the units left, the amount, the hold's expiry, the window's opening and the
--- per-buyer limit.
+-- 'ACCOUNT_TOO_NEW', 'LIMIT_EXCEEDED', 'INSUFFICIENT_FUNDS', 'FUNDS_UNKNOWN'), the units left, the
+-- amount (of the hold; of the refused one for the two about funds), the hold's expiry, the window's
+-- opening and the per-buyer limit.
+-- A product's two optional rules: `accounts_before` admits only accounts created before it (their
+-- age read from the buyer's id, `account_created_at`); `requires_funds` refuses a buyer whose
+-- spendable balance does not cover the hold, and asks for it ('FUNDS_UNKNOWN', nothing done) when
+-- the caller did not say it.
 -- A repeated p_allocation raises unique_violation and changes nothing (the caller reads it back).
 -- Locks are taken product row first, then the buyer's `buyer_units` row, the order of every other
 -- stock step (`release_allocation`, the pessimistic and optimistic strategies), so one buyer
@@ -20,7 +38,8 @@
 -- the row the predicated update locks (price, hold, limit), not on those of the plain read before
 -- it: a change committed in between is waited for and then obeyed. When the update finds nothing,
 -- a fresh read says why (the sale may have ended meanwhile), not always "sold out".
-create or replace function reserve_atomic(p_allocation uuid, p_product uuid, p_buyer uuid, p_quantity integer)
+create or replace function reserve_atomic(p_allocation uuid, p_product uuid, p_buyer uuid, p_quantity integer,
+                                          p_spendable bigint)
 returns table (outcome text, remaining integer, amount_cents bigint, expires_at timestamptz, opens_at timestamptz,
                buyer_limit integer)
 language plpgsql as $$
@@ -47,12 +66,21 @@ begin
     return query select 'SALE_NOT_OPEN', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
     return;
   end if;
+  if v.accounts_before is not null and coalesce(account_created_at(p_buyer) >= v.accounts_before, true) then
+    return query select 'ACCOUNT_TOO_NEW', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
   if v.per_buyer_limit is not null and p_quantity > v.per_buyer_limit then
     return query select 'LIMIT_EXCEEDED', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
     return;
   end if;
   if v.remaining < p_quantity then
     return query select 'SOLD_OUT', v.remaining, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit;
+    return;
+  end if;
+  if v.requires_funds and (p_spendable is null or p_spendable < v.price_cents * p_quantity) then
+    return query select case when p_spendable is null then 'FUNDS_UNKNOWN' else 'INSUFFICIENT_FUNDS' end,
+                        v.remaining, v.price_cents * p_quantity, null::timestamptz, v.opens_at, v.per_buyer_limit;
     return;
   end if;
   if v.per_buyer_limit is not null then
@@ -149,8 +177,11 @@ $$;
 -- request for more than remains is refused whole, and a later, smaller one may still take what is
 -- left. Then one decrement by the total granted, one insert of every granted allocation, one
 -- upsert of each buyer's units. An id that already has an allocation (a retry) is answered with it
--- and takes nothing. Returns one row per request, in the order given.
-create or replace function reserve_group(p_product uuid, p_ids uuid[], p_buyers uuid[], p_quantities integer[])
+-- and takes nothing. The product's rules are judged per request as `reserve_atomic` judges them
+-- (p_spendables: each buyer's spendable balance in cents, null where not known). Returns one row
+-- per request, in the order given.
+create or replace function reserve_group(p_product uuid, p_ids uuid[], p_buyers uuid[], p_quantities integer[],
+                                         p_spendables bigint[])
 returns table (allocation_id uuid, outcome text, remaining integer, amount_cents bigint, expires_at timestamptz,
                opens_at timestamptz, buyer_limit integer, status text)
 language plpgsql as $$
@@ -203,10 +234,16 @@ begin
       v_outcomes := array_append(v_outcomes, 'SALE_ENDED');
     elsif v_not_open then
       v_outcomes := array_append(v_outcomes, 'SALE_NOT_OPEN');
+    elsif v.accounts_before is not null and coalesce(account_created_at(p_buyers[i]) >= v.accounts_before, true) then
+      v_outcomes := array_append(v_outcomes, 'ACCOUNT_TOO_NEW');
     elsif v.per_buyer_limit is not null and p_quantities[i] > v.per_buyer_limit then
       v_outcomes := array_append(v_outcomes, 'LIMIT_EXCEEDED');
     elsif p_quantities[i] > v_left then
       v_outcomes := array_append(v_outcomes, 'SOLD_OUT');
+    elsif v.requires_funds and p_spendables[i] is null then
+      v_outcomes := array_append(v_outcomes, 'FUNDS_UNKNOWN');
+    elsif v.requires_funds and p_spendables[i] < v.price_cents * p_quantities[i] then
+      v_outcomes := array_append(v_outcomes, 'INSUFFICIENT_FUNDS');
     else
       v_have := case when v.per_buyer_limit is null then 0 else coalesce((v_units ->> p_buyers[i]::text)::integer, 0) end;
       if v.per_buyer_limit is not null and v_have + p_quantities[i] > v.per_buyer_limit then
@@ -243,7 +280,7 @@ begin
   -- A granted row's amount and expiry follow from the locked row; a made one's are read back.
   return query
     select t.id, t.outcome, t.left_after,
-           case when t.outcome = 'OK' then v.price_cents * t.quantity
+           case when t.outcome in ('OK', 'INSUFFICIENT_FUNDS', 'FUNDS_UNKNOWN') then v.price_cents * t.quantity
                 when v_existing ? t.id::text then (v_existing -> t.id::text ->> 'amount')::bigint
                 when t.outcome = 'EXISTS' then v.price_cents * t.quantity
                 else 0::bigint end,
@@ -363,16 +400,18 @@ end
 $$;
 
 -- reserve_event_sourced: the `event-sourced` strategy's reservation, one attempt in one round trip.
--- Params: p_allocation (the order id), p_product, p_buyer, p_quantity.
+-- Params: p_allocation (the order id), p_product, p_buyer, p_quantity, p_spendable (as for
+-- `reserve_atomic`, whose rules it judges the same way).
 -- Returns one row: outcome ('OK', 'CLASH', 'SOLD_OUT', 'PRODUCT_NOT_FOUND', 'SALE_NOT_OPEN',
--- 'SALE_ENDED', 'LIMIT_EXCEEDED'), the units left, the amount, the hold's expiry, the window's
--- opening, the per-buyer limit, and what the decision read: the snapshot's seq it started from and
--- how many events it replayed after it.
+-- 'SALE_ENDED', 'ACCOUNT_TOO_NEW', 'LIMIT_EXCEEDED', 'INSUFFICIENT_FUNDS', 'FUNDS_UNKNOWN'), the units
+-- left, the amount, the hold's expiry, the window's opening, the per-buyer limit, and what the
+-- decision read: the snapshot's seq it started from and how many events it replayed after it.
 -- 'CLASH': another writer appended the number this attempt read as next; nothing was written, and
 -- the caller tries again with a fresh read. Raises serialization_failure (40001, nothing written)
 -- when the product's terms changed between the read and the write: try again as well.
 -- A repeated p_allocation raises unique_violation and changes nothing (the caller reads it back).
-create or replace function reserve_event_sourced(p_allocation uuid, p_product uuid, p_buyer uuid, p_quantity integer)
+create or replace function reserve_event_sourced(p_allocation uuid, p_product uuid, p_buyer uuid, p_quantity integer,
+                                                 p_spendable bigint)
 returns table (outcome text, remaining integer, amount_cents bigint, expires_at timestamptz, opens_at timestamptz,
                buyer_limit integer, from_seq bigint, replayed integer)
 language plpgsql as $$
@@ -386,7 +425,9 @@ declare
 begin
   -- 1. The terms and the stream as of one instant; the buyer's units only where a limit counts them.
   select p.ended_at is not null or (p.closes_at is not null and p.closes_at <= now()) as ended,
-         p.opens_at > now() as not_open, p.opens_at, p.per_buyer_limit,
+         p.opens_at > now() as not_open, p.opens_at, p.per_buyer_limit, p.price_cents,
+         p.accounts_before is not null and coalesce(account_created_at(p_buyer) >= p.accounts_before, true) as too_new,
+         p.requires_funds,
          s.seq, s.available, s.buyer_units, s.from_seq, s.replayed
     into v
     from products p
@@ -404,12 +445,21 @@ begin
     return query select 'SALE_NOT_OPEN', v.available, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit, v.from_seq, v.replayed;
     return;
   end if;
+  if v.too_new then
+    return query select 'ACCOUNT_TOO_NEW', v.available, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit, v.from_seq, v.replayed;
+    return;
+  end if;
   if v.per_buyer_limit is not null and p_quantity > v.per_buyer_limit then
     return query select 'LIMIT_EXCEEDED', v.available, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit, v.from_seq, v.replayed;
     return;
   end if;
   if v.available < p_quantity then
     return query select 'SOLD_OUT', v.available, 0::bigint, null::timestamptz, v.opens_at, v.per_buyer_limit, v.from_seq, v.replayed;
+    return;
+  end if;
+  if v.requires_funds and (p_spendable is null or p_spendable < v.price_cents * p_quantity) then
+    return query select case when p_spendable is null then 'FUNDS_UNKNOWN' else 'INSUFFICIENT_FUNDS' end,
+                        v.available, v.price_cents * p_quantity, null::timestamptz, v.opens_at, v.per_buyer_limit, v.from_seq, v.replayed;
     return;
   end if;
   if v.per_buyer_limit is not null and v.buyer_units + p_quantity > v.per_buyer_limit then

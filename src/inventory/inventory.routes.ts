@@ -28,6 +28,14 @@ const productFields = {
   holdSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },
   opensAt: instant,
   closesAt: { anyOf: [instant, { type: 'null' }] },
+  accountsCreatedBefore: {
+    anyOf: [instant, { type: 'null' }],
+    description: 'Only accounts created before this moment may buy (`403 ACCOUNT_TOO_NEW`); `null` or absent: any account',
+  },
+  requiresFunds: {
+    type: 'boolean',
+    description: 'Refuse at reserve a buyer whose balance, less their other held orders, does not cover the hold (`402 INSUFFICIENT_FUNDS`)',
+  },
 } as const;
 
 const newProductBody = {
@@ -52,8 +60,8 @@ const productChangeBody = {
 } as const;
 
 /** The schema's pattern admits "2026-13-45T…"; the calendar check happens here. */
-function assertInstants(body: { opensAt?: string; closesAt?: string | null }): void {
-  for (const field of ['opensAt', 'closesAt'] as const) {
+function assertInstants(body: { opensAt?: string; closesAt?: string | null; accountsCreatedBefore?: string | null }): void {
+  for (const field of ['opensAt', 'closesAt', 'accountsCreatedBefore'] as const) {
     const value = body[field];
     if (typeof value === 'string' && Number.isNaN(Date.parse(value))) {
       throw new DomainError('VALIDATION_FAILED', `${field} is not a real date`, {

@@ -17,6 +17,8 @@ export const productSchema = objectSchema<Product>('Product', 'A product on sale
   closesAt: { ...dateTime, type: ['string', 'null'] },
   endedAt: { ...dateTime, type: ['string', 'null'], description: 'When an admin ended the sale; `null` while it runs' },
   strategy: { type: 'string', enum: STRATEGY_NAMES },
+  accountsCreatedBefore: { ...dateTime, type: ['string', 'null'], description: 'Only accounts created before this moment may buy (`ACCOUNT_TOO_NEW`); `null`: any account' },
+  requiresFunds: { type: 'boolean', description: 'A buyer whose balance, less their other held orders, does not cover the hold is refused at reserve (`INSUFFICIENT_FUNDS`)' },
   createdAt: dateTime,
 });
 

@@ -16,6 +16,10 @@ export interface Product {
   readonly closesAt: string | null;
   readonly endedAt: string | null;
   readonly strategy: StrategyName;
+  /** Only accounts created before this moment may buy (`ACCOUNT_TOO_NEW`); `null`: any account. */
+  readonly accountsCreatedBefore: string | null;
+  /** A buyer whose balance, less their other held orders, does not cover the hold is refused at reserve (`INSUFFICIENT_FUNDS`). */
+  readonly requiresFunds: boolean;
   readonly createdAt: string;
 }
 
@@ -28,6 +32,8 @@ export interface NewProduct {
   readonly opensAt?: string;
   readonly closesAt?: string | null;
   readonly strategy?: StrategyName;
+  readonly accountsCreatedBefore?: string | null;
+  readonly requiresFunds?: boolean;
 }
 
 export interface ProductChange {
@@ -39,6 +45,8 @@ export interface ProductChange {
   readonly holdSeconds?: number;
   readonly opensAt?: string;
   readonly closesAt?: string | null;
+  readonly accountsCreatedBefore?: string | null;
+  readonly requiresFunds?: boolean;
 }
 
 /** Units by state, counted from the allocations (the truth), not from counters. */
@@ -98,6 +106,12 @@ export interface ReserveRequest {
    * refusal under it; the others ignore it (orders writes the key with the order).
    */
   readonly idempotencyKey?: string;
+  /**
+   * The buyer's balance less their other held orders, in cents, when the caller knows it. A product
+   * that requires funds refuses a hold it does not cover, and asks for it (`FUNDS_UNKNOWN`, nothing
+   * done) when it is missing; other products ignore it.
+   */
+  readonly spendableCents?: number;
 }
 
 /** Why a reservation was refused. Every strategy names one; never an opaque "0 rows". */
@@ -106,7 +120,12 @@ export type ReserveRefusal =
   | { readonly ok: false; readonly reason: 'PRODUCT_NOT_FOUND' }
   | { readonly ok: false; readonly reason: 'SALE_NOT_OPEN'; readonly opensAt: string }
   | { readonly ok: false; readonly reason: 'SALE_ENDED' }
+  | { readonly ok: false; readonly reason: 'ACCOUNT_TOO_NEW' }
   | { readonly ok: false; readonly reason: 'LIMIT_EXCEEDED'; readonly limit: number }
+  /** The product requires funds, and the buyer's spendable balance does not cover the hold's amount. */
+  | { readonly ok: false; readonly reason: 'INSUFFICIENT_FUNDS'; readonly amountCents: number; readonly spendableCents: number }
+  /** The product requires funds and the request did not say the buyer's spendable balance: nothing done, ask again with it. */
+  | { readonly ok: false; readonly reason: 'FUNDS_UNKNOWN' }
   | { readonly ok: false; readonly reason: 'CONTENTION'; readonly retryAfterSeconds: number }
   /** The `Idempotency-Key` is bound to another order (another request): redis-lua only. */
   | { readonly ok: false; readonly reason: 'KEY_REUSED' };

@@ -33,6 +33,8 @@ interface ProductRow {
   closes_at: Date | null;
   ended_at: Date | null;
   strategy: StrategyName;
+  accounts_before: Date | null;
+  requires_funds: boolean;
   created_at: Date;
 }
 
@@ -60,6 +62,8 @@ function toProduct(row: ProductRow): Product {
     closesAt: row.closes_at?.toISOString() ?? null,
     endedAt: row.ended_at?.toISOString() ?? null,
     strategy: row.strategy,
+    accountsCreatedBefore: row.accounts_before?.toISOString() ?? null,
+    requiresFunds: row.requires_funds,
     createdAt: row.created_at.toISOString(),
   };
 }
@@ -93,10 +97,11 @@ export class Products {
     const id = this.options.newId();
     const [row] = await this.logStock(this.strategies.named(strategy).log, id, input.stock, (db) => db<ProductRow[]>`
       insert into products (id, name, price_cents, stock, remaining, per_buyer_limit, hold_seconds,
-                            opens_at, closes_at, strategy)
+                            opens_at, closes_at, strategy, accounts_before, requires_funds)
       values (${id}, ${input.name}, ${input.priceCents}, ${input.stock}, ${input.stock},
               ${input.perBuyerLimit ?? null}, ${input.holdSeconds ?? this.options.defaultHoldSeconds},
-              coalesce(${opensAt}::timestamptz, now()), ${closesAt}::timestamptz, ${strategy})
+              coalesce(${opensAt}::timestamptz, now()), ${closesAt}::timestamptz, ${strategy},
+              ${input.accountsCreatedBefore ?? null}::timestamptz, ${input.requiresFunds ?? false})
       returning *`);
     if (!row) throw new Error('insert returned no product');
     if (strategy === 'naive') {
@@ -204,7 +209,10 @@ export class Products {
         longest_hold_seconds = greatest(longest_hold_seconds, hold_seconds),
         opens_at = coalesce(${change.opensAt ?? null}::timestamptz, opens_at),
         closes_at = case when ${change.closesAt !== undefined} then ${change.closesAt ?? null}::timestamptz
-                         else closes_at end
+                         else closes_at end,
+        accounts_before = case when ${change.accountsCreatedBefore !== undefined} then ${change.accountsCreatedBefore ?? null}::timestamptz
+                               else accounts_before end,
+        requires_funds = coalesce(${change.requiresFunds ?? null}::boolean, requires_funds)
       where id = ${id} and remaining + ${addStock} >= 0
       returning *`;
     const [row] = await this.logStock(addStock === 0 ? undefined : strategy?.log, id, addStock, update);

@@ -32,9 +32,11 @@ export class Reservations {
     if (known) return known;
     const ask = (): Promise<ReserveOutcome> => strategy.reserve(request);
     const outcome = await (strategy.ordersItsOwnLine === true ? this.memory.learnFrom(request.productId, ask) : this.memory.reserve(request.productId, ask));
-    if (outcome.ok || (outcome.reason !== 'LIMIT_EXCEEDED' && outcome.reason !== 'SOLD_OUT')) return outcome;
+    if (outcome.ok || (outcome.reason !== 'LIMIT_EXCEEDED' && outcome.reason !== 'SOLD_OUT' && outcome.reason !== 'INSUFFICIENT_FUNDS')) {
+      return outcome;
+    }
     // A retry of a reservation that was made (its answer lost to a failure) is refused by its own
-    // unit: over the limit, or sold out by it. The store said no without looking at the id, so
+    // unit: over the limit, sold out by it, or its funds spoken for by it. The store said no without looking at the id, so
     // look now: a live allocation under it is this reservation's (idempotent by id). Only refusals
     // from the store pay this read; at a drop most are refused from memory.
     const made = await this.allocation(request.allocationId);

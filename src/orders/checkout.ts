@@ -25,10 +25,13 @@ import type { PublishOutcome } from '../pipeline/publisher.js';
 import type { EventCounts } from './outbox.js';
 import type { Payments } from './payments.js';
 import { purchaseRefusal } from './refusals.js';
+import type { UsersClient } from '../users/users.client.js';
 
 export interface CheckoutOptions {
   readonly sql: Sql;
   readonly inventory: InventoryClient;
+  /** The buyer's balance, for a product that requires funds. */
+  readonly users: UsersClient;
   readonly keys: IdempotencyKeys;
   readonly payments: Payments;
   readonly placed: PlacedOrders;
@@ -56,9 +59,18 @@ function storeRefusal(error: unknown): KeptOutcome | undefined {
   return undefined;
 }
 
+/** Products remembered as requiring funds; the set is emptied when it reaches this size. */
+const FUNDS_PRODUCTS_REMEMBERED = 10_000;
+
 export class Checkout {
   private readonly sql: Sql;
   private readonly records: OrderRecords;
+  /**
+   * Products inventory asked a buyer's spendable balance for (`FUNDS_UNKNOWN`): their purchases
+   * read it before they reserve, the others never do. A product whose rule was lifted since is
+   * only asked with a figure it ignores.
+   */
+  private readonly fundsProducts = new Set<string>();
 
   constructor(private readonly options: CheckoutOptions) {
     this.sql = options.sql;
@@ -72,13 +84,7 @@ export class Checkout {
   async purchase(buyerId: string, orderId: string, request: PurchaseRequest, held: HeldKey | undefined): Promise<CheckoutOutcome> {
     let reserved: ReserveOutcome;
     try {
-      reserved = await this.options.inventory.reserve({
-        allocationId: orderId,
-        productId: request.productId,
-        buyerId,
-        quantity: request.quantity,
-        ...(held === undefined ? {} : { idempotencyKey: held.key }),
-      });
+      reserved = await this.reserve(orderId, buyerId, request, held);
     } catch (error) {
       // Inventory names its store's failure; an unknown reservation stays until it expires.
       const answer = storeRefusal(error);
@@ -88,8 +94,9 @@ export class Checkout {
     if (!reserved.ok) {
       const reason = purchaseRefusal(reserved, request.productId);
       // A key bound to another request in the gate is not this request's to answer: its own
-      // request's order may still be on its way to the key's row.
-      const keepIt = held !== undefined && isDefinitive(reason) && reserved.reason !== 'KEY_REUSED';
+      // request's order may still be on its way to the key's row. Funds that fall short are not
+      // the request's answer for good either: a buyer who tops up retries with the same key.
+      const keepIt = held !== undefined && isDefinitive(reason) && reserved.reason !== 'KEY_REUSED' && reserved.reason !== 'INSUFFICIENT_FUNDS';
       return keepIt ? this.keep(held, refused(reason)) : refused(reason);
     }
     const { allocation } = reserved;
@@ -121,6 +128,50 @@ export class Checkout {
         if (request.pay !== true) return { ok: true, order: toOrder(recorded.row) };
         return this.payAtOnce(recorded.row, held, 'complete');
     }
+  }
+
+  /**
+   * Asks inventory for the units; for a product that requires funds, with the buyer's spendable
+   * balance (asked for again with it when inventory says it needs it, which changed nothing).
+   */
+  private async reserve(orderId: string, buyerId: string, request: PurchaseRequest, held: HeldKey | undefined): Promise<ReserveOutcome> {
+    const ask = async (withFunds: boolean): Promise<ReserveOutcome> =>
+      this.options.inventory.reserve({
+        allocationId: orderId,
+        productId: request.productId,
+        buyerId,
+        quantity: request.quantity,
+        ...(held === undefined ? {} : { idempotencyKey: held.key }),
+        ...(withFunds ? { spendableCents: await this.spendable(buyerId, orderId) } : {}),
+      });
+    const known = this.fundsProducts.has(request.productId);
+    const reserved = await ask(known);
+    if (known || reserved.ok || reserved.reason !== 'FUNDS_UNKNOWN') return reserved;
+    if (this.fundsProducts.size >= FUNDS_PRODUCTS_REMEMBERED) this.fundsProducts.clear();
+    this.fundsProducts.add(request.productId);
+    return ask(true);
+  }
+
+  /**
+   * What the buyer can still pay for: their balance less their held orders (this one aside, if a
+   * retry of it was recorded): those in the table, and those this process placed through the
+   * pipeline that the consumer has not written yet. Read at one moment per store, so two purchases
+   * of one buyer racing (or placed through another process a moment ago) may both pass; the
+   * per-buyer limits still bound them.
+   */
+  private async spendable(buyerId: string, orderId: string): Promise<number> {
+    // Taken before the table is read: an order written meanwhile is then in both, counted once.
+    const held = new Map(this.options.placed.unwrittenOf(buyerId));
+    const [user, rows] = await Promise.all([
+      this.options.users.getUser(buyerId),
+      this.sql<{ id: string; amount_cents: number }[]>`
+        select id, amount_cents from orders where buyer_id = ${buyerId} and status = 'held'`,
+    ]);
+    for (const row of rows) held.set(row.id, row.amount_cents);
+    held.delete(orderId);
+    let cents = 0;
+    for (const amount of held.values()) cents += amount;
+    return user.balanceCents - cents;
   }
 
   /**

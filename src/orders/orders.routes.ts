@@ -100,6 +100,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
               'SOLD_OUT',
               'SALE_NOT_OPEN',
               'SALE_ENDED',
+              'ACCOUNT_TOO_NEW',
               'LIMIT_EXCEEDED',
               'CONTENTION',
               'IDEMPOTENCY_IN_PROGRESS',

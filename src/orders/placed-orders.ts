@@ -24,6 +24,8 @@ const REMEMBER_MS = 10 * 60_000;
 export class PlacedOrders {
   /** Order id → the order as placed and when, until it is written or forgotten. */
   private readonly placed = new Map<string, { readonly order: PlacedOrder; readonly at: number }>();
+  /** The same orders by buyer: order id → amount (what a buyer's spendable balance must leave out). */
+  private readonly byBuyer = new Map<string, Map<string, number>>();
 
   constructor(
     private readonly sql: Sql,
@@ -34,7 +36,18 @@ export class PlacedOrders {
 
   remember(order: PlacedOrder): void {
     this.placed.set(canonicalId(order.orderId, 'orderId'), { order, at: Date.now() });
+    let mine = this.byBuyer.get(order.buyerId);
+    if (mine === undefined) this.byBuyer.set(order.buyerId, (mine = new Map()));
+    mine.set(order.orderId, order.amountCents);
     if (this.placed.size % 1_000 === 0) this.forgetOld();
+  }
+
+  /**
+   * The buyer's orders this process placed and has not seen written yet, by id, with their
+   * amounts: held as surely as those in the table, which the consumer may not have reached.
+   */
+  unwrittenOf(buyerId: string): ReadonlyMap<string, number> {
+    return this.byBuyer.get(buyerId) ?? new Map<string, number>();
   }
 
   /** Writes the order now if this process placed it and it may not be written yet; `false` if unknown here. */
@@ -85,7 +98,7 @@ export class PlacedOrders {
       ];
     });
     if (rows.length > 0) await this.insert(rows);
-    for (const order of orders) this.placed.delete(order.orderId);
+    for (const order of orders) this.forget(order.orderId);
   }
 
   /**
@@ -148,12 +161,21 @@ export class PlacedOrders {
     const rows = await this.sql<{ id: string }[]>`select id from orders where id = any(${this.sql.array(ids)}::uuid[])`;
     const recorded = new Set(rows.map((row) => row.id));
     await this.inventory.abandonHolds(orders.filter((order) => !recorded.has(order.orderId)).map(pendingHold));
-    for (const id of ids) this.placed.delete(id);
+    for (const id of ids) this.forget(id);
   }
 
   private forgetOld(): void {
     const before = Date.now() - REMEMBER_MS;
-    for (const [id, entry] of this.placed) if (entry.at < before) this.placed.delete(id);
+    for (const [id, entry] of this.placed) if (entry.at < before) this.forget(id);
+  }
+
+  private forget(orderId: string): void {
+    const entry = this.placed.get(orderId);
+    if (entry === undefined) return;
+    this.placed.delete(orderId);
+    const mine = this.byBuyer.get(entry.order.buyerId);
+    mine?.delete(orderId);
+    if (mine?.size === 0) this.byBuyer.delete(entry.order.buyerId);
   }
 }
 

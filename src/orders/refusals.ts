@@ -21,5 +21,16 @@ export function purchaseRefusal(refused: ReserveRefusal, productId: string): Ref
       return refusal('CONTENTION', undefined, { productId }, refused.retryAfterSeconds);
     case 'KEY_REUSED':
       return refusal('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used for a different request');
+    case 'ACCOUNT_TOO_NEW':
+      return refusal('ACCOUNT_TOO_NEW', 'this sale is open only to accounts created before it was announced', { productId });
+    case 'INSUFFICIENT_FUNDS':
+      return refusal(
+        'INSUFFICIENT_FUNDS',
+        `this sale holds units only for buyers who can pay for them: the balance less other held orders (${refused.spendableCents} cents) does not cover ${refused.amountCents} cents; nothing was reserved`,
+        { productId, balanceCents: refused.spendableCents, amountCents: refused.amountCents },
+      );
+    case 'FUNDS_UNKNOWN':
+      // The checkout asks again with the buyer's balance; a refusal like this one never reaches a buyer.
+      throw new Error('a reservation that asks for the buyer\'s balance reached the buyer');
   }
 }

@@ -20,6 +20,9 @@ export const SCRIPT_CODES = {
   NOT_EXPIRED: -11,
   INVALID_STOCK_CHANGE: -12,
   KEY_REUSED: -13,
+  ACCOUNT_TOO_NEW: -14,
+  INSUFFICIENT_FUNDS: -15,
+  FUNDS_UNKNOWN: -16,
 } as const;
 
 /**
@@ -79,6 +82,10 @@ export function refusalOf(code: number, detail: number): GateRefusal {
       return { ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: detail };
     case SCRIPT_CODES.KEY_REUSED:
       return { ok: false, reason: 'KEY_REUSED' };
+    case SCRIPT_CODES.ACCOUNT_TOO_NEW:
+      return { ok: false, reason: 'ACCOUNT_TOO_NEW' };
+    case SCRIPT_CODES.FUNDS_UNKNOWN:
+      return { ok: false, reason: 'FUNDS_UNKNOWN' };
     default:
       throw new Error(`a gate script answered the unknown code ${code}`);
   }

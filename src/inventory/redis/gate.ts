@@ -34,6 +34,8 @@ export interface GateTerms {
   readonly opensAt: string;
   readonly closesAt: string | null;
   readonly endedAt: string | null;
+  readonly accountsCreatedBefore: string | null;
+  readonly requiresFunds: boolean;
 }
 
 /** A hold as the gate keeps it, by order id (a rebuild loads them from PostgreSQL's allocations). */
@@ -291,6 +293,8 @@ export class RedisGate {
       msOrEmpty(terms.endedAt),
       terms.buyerUnits === undefined ? '' : JSON.stringify(terms.buyerUnits),
       holds.length === 0 ? '' : JSON.stringify(holds),
+      msOrEmpty(terms.accountsCreatedBefore),
+      terms.requiresFunds ? '1' : '',
     ]);
     return loaded === 1;
   }
@@ -314,16 +318,22 @@ export class RedisGate {
       request.buyerId,
       request.quantity,
       idempotencyKey === undefined ? '' : `${request.buyerId}\n${idempotencyKey}`,
+      request.spendableCents ?? '',
     ])) as Reply;
     const code = num(reply[0]);
     if (code < 0) {
+      if (code === SCRIPT_CODES.INSUFFICIENT_FUNDS) {
+        return { ok: false, reason: 'INSUFFICIENT_FUNDS', amountCents: num(reply[1]), spendableCents: request.spendableCents ?? 0 };
+      }
       return expectRefusal(refusalOf(code, num(reply[1])), 'reserve', [
         'NOT_LOADED',
         'PRODUCT_NOT_FOUND',
         'SALE_NOT_OPEN',
         'SALE_ENDED',
+        'ACCOUNT_TOO_NEW',
         'LIMIT_EXCEEDED',
         'SOLD_OUT',
+        'FUNDS_UNKNOWN',
         'KEY_REUSED',
       ]);
     }
@@ -393,6 +403,8 @@ export class RedisGate {
     if (change.opensAt !== undefined) fields.push('opens', ms(change.opensAt));
     if (change.closesAt !== undefined) fields.push('closes', msOrEmpty(change.closesAt));
     if (change.endedAt !== undefined) fields.push('ended', msOrEmpty(change.endedAt));
+    if (change.accountsCreatedBefore !== undefined) fields.push('accounts', msOrEmpty(change.accountsCreatedBefore));
+    if (change.requiresFunds !== undefined) fields.push('funds', change.requiresFunds ? '1' : '');
     const reply = (await this.run('update', productId, [stocked, ...fields])) as Reply;
     const code = num(reply[0]);
     if (code < 0) {

@@ -7,7 +7,7 @@
  *
  * | key                         | type       | holds                                                          |
  * |-----------------------------|------------|----------------------------------------------------------------|
- * | `<prefix>{p:<id>}:terms`    | hash       | `remaining`, `stocked`, `price`, `limit` (`''`: none), `hold` (s), `opens`, `closes`, `ended` (ms; `''`: none); or only `absent` |
+ * | `<prefix>{p:<id>}:terms`    | hash       | `remaining`, `stocked`, `price`, `limit` (`''`: none), `hold` (s), `opens`, `closes`, `ended`, `accounts` (ms; `''`: none), `funds` (`1` or `''`); or only `absent` |
  * | `<prefix>{p:<id>}:buyers`   | hash       | buyer id → units held or paid                                   |
  * | `<prefix>{p:<id>}:holds`    | hash       | order id → JSON `{b: buyer, q: quantity, a: amount cents, e: expiry ms, s: status}` |
  * | `<prefix>{p:<id>}:expiries` | sorted set | order id of each hold still `held`, scored by its expiry (ms)   |

@@ -43,6 +43,8 @@ interface ProductDump {
   opens_at: Date;
   closes_at: Date | null;
   ended_at: Date | null;
+  accounts_before: Date | null;
+  requires_funds: boolean;
   holds: { id: string; b: string; q: number; a: number; e: number; s: AllocationStatus; t: number }[];
 }
 
@@ -93,6 +95,7 @@ export class GateRebuilds {
     try {
       const [dump] = await sql<ProductDump[]>`
         select p.stock, p.remaining, p.price_cents, p.per_buyer_limit, p.hold_seconds, p.opens_at, p.closes_at, p.ended_at,
+               p.accounts_before, p.requires_funds,
                coalesce((select jsonb_agg(jsonb_build_object(
                           'id', a.id, 'b', a.buyer_id, 'q', a.quantity, 'a', a.amount_cents,
                           'e', (extract(epoch from a.expires_at) * 1000)::int8, 's', a.status,
@@ -114,6 +117,8 @@ export class GateRebuilds {
         opensAt: dump.opens_at.toISOString(),
         closesAt: dump.closes_at?.toISOString() ?? null,
         endedAt: dump.ended_at?.toISOString() ?? null,
+        accountsCreatedBefore: dump.accounts_before?.toISOString() ?? null,
+        requiresFunds: dump.requires_funds,
         buyerUnits,
         holds,
       });

@@ -36,7 +36,8 @@ export class AtomicStrategy extends PostgresStockSteps implements StockStrategy 
     let row: ReserveRow | undefined;
     try {
       [row] = await this.sql<ReserveRow[]>`
-        select * from reserve_atomic(${request.allocationId}, ${request.productId}, ${request.buyerId}, ${request.quantity})`;
+        select * from reserve_atomic(${request.allocationId}, ${request.productId}, ${request.buyerId}, ${request.quantity},
+                                     ${request.spendableCents ?? null}::int8)`;
     } catch (error) {
       if (isDuplicateAllocation(error)) return this.existingOutcome(request.allocationId);
       throw error;

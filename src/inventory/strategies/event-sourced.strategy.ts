@@ -84,7 +84,8 @@ export class EventSourcedStrategy extends PostgresStockSteps implements StockStr
     try {
       [row] = await this.sql<ReserveRow[]>`
         select outcome, remaining, amount_cents, expires_at, opens_at, buyer_limit
-          from reserve_event_sourced(${request.allocationId}, ${request.productId}, ${request.buyerId}, ${request.quantity})`;
+          from reserve_event_sourced(${request.allocationId}, ${request.productId}, ${request.buyerId}, ${request.quantity},
+                                     ${request.spendableCents ?? null}::int8)`;
     } catch (error) {
       if (isDuplicateAllocation(error)) return this.existingOutcome(request.allocationId);
       if (isTermsChanged(error)) return LOST_RACE;

@@ -46,9 +46,9 @@ export class NaiveStrategy extends PostgresStockSteps implements StockStrategy {
 
   async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
     // 1. Read, no lock, no transaction.
-    const product = await readProduct(this.sql, request.productId, false);
+    const product = await readProduct(this.sql, request.productId, request.buyerId, false);
     if (!product) return NOT_FOUND;
-    const refused = checkProduct(product, request.quantity);
+    const refused = checkProduct(product, request);
     if (refused) return refused;
     // 2. The gap: other buyers read the same `remaining` meanwhile. No connection is held here.
     if (this.options.gapMs > 0) await sleep(this.options.gapMs);

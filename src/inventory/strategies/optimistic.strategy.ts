@@ -59,9 +59,9 @@ export class OptimisticStrategy extends PostgresStockSteps implements StockStrat
     return inTransaction<ReserveOutcome | typeof LOST_RACE>(
       this.sql,
       async (tx) => {
-        const product = await readProduct(tx, request.productId, false);
+        const product = await readProduct(tx, request.productId, request.buyerId, false);
         if (!product) return NOT_FOUND;
-        const refused = checkProduct(product, request.quantity);
+        const refused = checkProduct(product, request);
         if (refused) return refused;
         const won = await tx`
           update products set remaining = remaining - ${request.quantity}, version = version + 1

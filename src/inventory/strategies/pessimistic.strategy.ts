@@ -38,9 +38,9 @@ export class PessimisticStrategy extends PostgresStockSteps implements StockStra
     return inTransaction<ReserveOutcome>(
       this.sql,
       async (tx) => {
-        const product = await readProduct(tx, request.productId, true);
+        const product = await readProduct(tx, request.productId, request.buyerId, true);
         if (!product) return NOT_FOUND;
-        const refused = checkProduct(product, request.quantity);
+        const refused = checkProduct(product, request);
         // A refusal wrote nothing: committing it just ends the transaction and frees the lock.
         if (refused) return refused;
         if (!(await claimBuyerUnits(tx, request, product.perBuyerLimit))) return refusal('LIMIT_EXCEEDED', factsOf(product));

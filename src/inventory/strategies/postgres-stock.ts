@@ -10,6 +10,7 @@
  * only in how they guard `remaining`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type postgres from 'postgres';
 import { transaction, type Sql, type Tx } from '../../infra/database.js';
 import type { Allocation, AllocationStatus, ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
@@ -45,11 +46,19 @@ export function toAllocation(row: AllocationRow): Allocation {
   };
 }
 
+/** What a refusal reports, from the product read and the request. */
+export interface RefusalFacts {
+  readonly remaining: number;
+  readonly opensAt: Date | null;
+  readonly limit: number | null;
+  /** What the refused hold would have cost (the two refusals about funds). */
+  readonly amountCents?: number;
+  /** The buyer's spendable balance the request said. */
+  readonly spendableCents?: number | undefined;
+}
+
 /** Builds the typed refusal for a reason reported by SQL or by a strategy's own check. */
-export function refusal(
-  reason: RefusalCode,
-  facts: { remaining: number; opensAt: Date | null; limit: number | null },
-): ReserveRefusal {
+export function refusal(reason: RefusalCode, facts: RefusalFacts): ReserveRefusal {
   switch (reason) {
     case 'SOLD_OUT':
       return { ok: false, reason, remaining: Math.max(0, facts.remaining) };
@@ -61,6 +70,11 @@ export function refusal(
       return { ok: false, reason };
     case 'LIMIT_EXCEEDED':
       return { ok: false, reason, limit: facts.limit ?? 0 };
+    case 'ACCOUNT_TOO_NEW':
+    case 'FUNDS_UNKNOWN':
+      return { ok: false, reason };
+    case 'INSUFFICIENT_FUNDS':
+      return { ok: false, reason, amountCents: facts.amountCents ?? 0, spendableCents: facts.spendableCents ?? 0 };
   }
 }
 
@@ -75,7 +89,15 @@ export interface ReserveRow {
 
 /** The request's outcome from its row: the hold it was granted, or the refusal with its facts. */
 export function reserveOutcome(outcome: 'OK' | RefusalCode, row: ReserveRow, request: ReserveRequest): ReserveOutcome {
-  if (outcome !== 'OK') return refusal(outcome, { remaining: row.remaining, opensAt: row.opens_at, limit: row.buyer_limit });
+  if (outcome !== 'OK') {
+    return refusal(outcome, {
+      remaining: row.remaining,
+      opensAt: row.opens_at,
+      limit: row.buyer_limit,
+      amountCents: row.amount_cents,
+      spendableCents: request.spendableCents,
+    });
+  }
   return {
     ok: true,
     allocation: {
@@ -127,6 +149,9 @@ export interface ProductFacts {
   readonly opensAt: Date;
   readonly ended: boolean;
   readonly notOpen: boolean;
+  /** The buyer's account is not older than the product's `accountsCreatedBefore` (judged by the database). */
+  readonly tooNew: boolean;
+  readonly requiresFunds: boolean;
 }
 
 /** A product row's columns as the stock steps read them (`readProduct`, and the redis-lock's claim). */
@@ -139,17 +164,28 @@ export interface ProductFactsRow {
   opens_at: Date;
   ended: boolean;
   not_open: boolean;
+  too_new: boolean;
+  requires_funds: boolean;
 }
 
 /**
- * Reads the facts a reservation is decided on. `lock` adds `FOR UPDATE`: the row stays locked
- * until the surrounding transaction ends (pessimistic).
+ * The columns of `readProduct` (and of the redis-lock's claim, which reads them in its fencing
+ * update): the terms and the facts judged by the database's clock and the buyer's id.
  */
-export async function readProduct(db: Queryable, productId: string, lock: boolean): Promise<ProductFacts | null> {
-  const [row] = await db<ProductFactsRow[]>`
-    select remaining, version, price_cents, hold_seconds, per_buyer_limit, opens_at,
+export function productFactsColumns(db: Queryable, buyerId: string): postgres.PendingQuery<postgres.Row[]> {
+  return db`remaining, version, price_cents, hold_seconds, per_buyer_limit, opens_at, requires_funds,
            ended_at is not null or (closes_at is not null and closes_at <= now()) as ended,
-           opens_at > now() as not_open
+           opens_at > now() as not_open,
+           accounts_before is not null and coalesce(account_created_at(${buyerId}) >= accounts_before, true) as too_new`;
+}
+
+/**
+ * Reads the facts a reservation of `buyerId`'s is decided on. `lock` adds `FOR UPDATE`: the row
+ * stays locked until the surrounding transaction ends (pessimistic).
+ */
+export async function readProduct(db: Queryable, productId: string, buyerId: string, lock: boolean): Promise<ProductFacts | null> {
+  const [row] = await db<ProductFactsRow[]>`
+    select ${productFactsColumns(db, buyerId)}
       from products where id = ${productId}
     ${lock ? db`for update` : db``}`;
   return row ? toProductFacts(row) : null;
@@ -165,19 +201,27 @@ export function toProductFacts(row: ProductFactsRow): ProductFacts {
     opensAt: row.opens_at,
     ended: row.ended,
     notOpen: row.not_open,
+    tooNew: row.too_new,
+    requiresFunds: row.requires_funds,
   };
 }
 
 /**
- * The checks every strategy makes before it writes, in `reserve_atomic`'s order: window,
- * the request against the limit, stock. `null`: go ahead.
+ * The checks every strategy makes before it writes, in `reserve_atomic`'s order: window, the
+ * account's age, the request against the limit, stock, funds (the buyer's own units are claimed
+ * in the write). `null`: go ahead.
  */
-export function checkProduct(product: ProductFacts, quantity: number): ReserveRefusal | null {
+export function checkProduct(product: ProductFacts, request: ReserveRequest): ReserveRefusal | null {
   const facts = factsOf(product);
+  const { quantity, spendableCents } = request;
   if (product.ended) return refusal('SALE_ENDED', facts);
   if (product.notOpen) return refusal('SALE_NOT_OPEN', facts);
+  if (product.tooNew) return refusal('ACCOUNT_TOO_NEW', facts);
   if (product.perBuyerLimit !== null && quantity > product.perBuyerLimit) return refusal('LIMIT_EXCEEDED', facts);
   if (product.remaining < quantity) return refusal('SOLD_OUT', facts);
+  const amountCents = product.priceCents * quantity;
+  if (product.requiresFunds && spendableCents === undefined) return refusal('FUNDS_UNKNOWN', facts);
+  if (product.requiresFunds && (spendableCents ?? 0) < amountCents) return refusal('INSUFFICIENT_FUNDS', { ...facts, amountCents, spendableCents });
   return null;
 }
 

@@ -65,7 +65,11 @@ export class QueueStrategy extends PostgresStockSteps implements StockStrategy {
       rows = await this.sql<GroupRow[]>`
         select * from reserve_group(${productId}, ${this.sql.array(group.map((r) => r.allocationId))}::uuid[],
                                     ${this.sql.array(group.map((r) => r.buyerId))}::uuid[],
-                                    ${this.sql.array(group.map((r) => r.quantity))}::int[])`;
+                                    ${this.sql.array(group.map((r) => r.quantity))}::int[],
+                                    -- postgres.js cannot send a null inside an array: '' stands for "not known".
+                                    (select array_agg(nullif(s, '')::int8 order by n)
+                                       from unnest(${this.sql.array(group.map((r) => (r.spendableCents === undefined ? '' : String(r.spendableCents))))}::text[])
+                                            with ordinality as u(s, n)))`;
     } catch (error) {
       return this.afterFailure(productId, group, error);
     }

@@ -30,6 +30,7 @@ import {
   PostgresStockSteps,
   refusal,
   rollBackWith,
+  productFactsColumns,
   toProductFacts,
   type ProductFactsRow,
 } from './postgres-stock.js';
@@ -85,13 +86,11 @@ export class RedisLockStrategy extends PostgresStockSteps implements StockStrate
     //    across the checks below.
     const [claim] = await this.sql<ClaimRow[]>`
       update products set fence = nextval('stock_fence') where id = ${request.productId}
-      returning fence, remaining, version, price_cents, hold_seconds, per_buyer_limit, opens_at,
-                ended_at is not null or (closes_at is not null and closes_at <= now()) as ended,
-                opens_at > now() as not_open`;
+      returning fence, ${productFactsColumns(this.sql, request.buyerId)}`;
     if (!claim) return NOT_FOUND;
     const product = toProductFacts(claim);
     // 2. The checks, in TypeScript.
-    const refused = checkProduct(product, request.quantity);
+    const refused = checkProduct(product, request);
     if (refused) return refused;
     await this.options.afterRead?.();
     // 3. The write, fenced.

@@ -33,6 +33,8 @@ function termsOf(product: Product): Required<GateChange> & { readonly stocked: n
     opensAt: product.opensAt,
     closesAt: product.closesAt,
     endedAt: product.endedAt,
+    accountsCreatedBefore: product.accountsCreatedBefore,
+    requiresFunds: product.requiresFunds,
   };
 }
 

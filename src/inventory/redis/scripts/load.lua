@@ -4,7 +4,7 @@
   overwrites live counters. A terms hash that only marks the product absent (mark-absent.lua)
   counts as missing.
 
-  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended
+  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended, accounts, funds
   KEYS[2] buyers    hash: buyer id -> units held or paid
   KEYS[3] holds     hash: order id -> JSON hold
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
@@ -21,6 +21,8 @@
   ARGV[8] ended (ms; '' : not ended)
   ARGV[9] JSON object: buyer id -> units held or paid ('' : none)
   ARGV[10] JSON array of holds, each { id, b, q, a, e, s, t } ('' : none)
+  ARGV[11] accounts: only accounts created before this (ms) may buy ('' : any)
+  ARGV[12] funds: '1' when a hold must be covered by the buyer's spendable balance ('' : not)
 
   Returns:
     1  loaded
@@ -33,7 +35,7 @@ if live then return 0 end
 
 if absent then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'remaining', ARGV[1], 'stocked', ARGV[2], 'price', ARGV[3], 'limit', ARGV[4],
-  'hold', ARGV[5], 'opens', ARGV[6], 'closes', ARGV[7], 'ended', ARGV[8])
+  'hold', ARGV[5], 'opens', ARGV[6], 'closes', ARGV[7], 'ended', ARGV[8], 'accounts', ARGV[11], 'funds', ARGV[12])
 if ARGV[9] and ARGV[9] ~= '' then
   for buyer, units in pairs(cjson.decode(ARGV[9])) do
     redis.call('HSET', KEYS[2], buyer, units)

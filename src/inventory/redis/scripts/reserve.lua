@@ -10,7 +10,13 @@
   under the order id, so a retry of the refused request is refused the same way even if units
   came back meanwhile (the key's first definitive answer stands).
 
-  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended (or absent)
+  The product's two optional rules: `accounts` (ms) admits only accounts created before it (an
+  account's age is its id's: users are UUIDv7, whose first 48 bits are Unix milliseconds); `funds`
+  ('1') refuses a buyer whose spendable balance (ARGV[5]) does not cover the hold, and asks for it
+  (-16, nothing done) when it was not given. Neither funds refusal is kept under the order id: a
+  buyer who tops up may retry with the same key.
+
+  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended, accounts, funds (or absent)
   KEYS[2] buyers    hash: buyer id -> units held or paid
   KEYS[3] holds     hash: order id -> JSON hold, or JSON refusal { s = 'refused', c = code, d = detail }
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
@@ -22,6 +28,7 @@
   ARGV[2] buyer id
   ARGV[3] quantity (a whole number, at least 1)
   ARGV[4] the key's field in KEYS[5] ('' : no Idempotency-Key)
+  ARGV[5] the buyer's balance less their other held orders, in cents ('' : not known)
 
   Returns { code, remaining, amount cents, expiry ms, status, buyer id, quantity }:
     1  a new hold (remaining: units left just after it)
@@ -34,15 +41,20 @@
    -5  limit exceeded (detail: the per-buyer limit)
    -6  sold out (detail: units remaining)
   -13  the Idempotency-Key is bound to another order id (another request)
+  -14  the buyer's account is not older than the product admits
+  -15  insufficient funds (detail: the hold's amount, cents)
+  -16  the product requires funds and ARGV[5] is '' (detail: the hold's amount, cents)
 ]]
-local orderId, buyerId, quantity, keyField = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local orderId, buyerId, quantity, keyField, spendable = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 if not quantity or quantity < 1 or quantity % 1 ~= 0 then
   return redis.error_reply('reserve: quantity must be a whole number of at least 1, got ' .. tostring(ARGV[3]))
 end
 
-local t = redis.call('HMGET', KEYS[1], 'remaining', 'price', 'limit', 'hold', 'opens', 'closes', 'ended', 'absent')
+local t = redis.call('HMGET', KEYS[1], 'remaining', 'price', 'limit', 'hold', 'opens', 'closes', 'ended', 'absent',
+  'accounts', 'funds')
 local remaining, price, limit, holdSeconds = tonumber(t[1]), tonumber(t[2]), tonumber(t[3]), tonumber(t[4])
 local opens, closes, ended, absent = tonumber(t[5]), tonumber(t[6]), tonumber(t[7]), t[8]
+local accountsBefore, requiresFunds = tonumber(t[9]), t[10] == '1'
 if absent then return { -2, 0 } end
 -- Nothing is written to a product that is not loaded: a key written here would make load.lua
 -- take the product for live and never rebuild it.
@@ -63,17 +75,28 @@ end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
+-- The account's creation (ms) from its UUIDv7 id; nil for an id of another version.
+local function accountCreated(id)
+  if string.sub(id, 15, 15) ~= '7' then return nil end
+  return tonumber(string.sub(id, 1, 8) .. string.sub(id, 10, 13), 16)
+end
+
+local amount = price * quantity
 local code, detail = 0, 0
 if ended or (closes and closes <= now) then code = -4
 elseif opens > now then code, detail = -3, opens
+elseif accountsBefore and (accountCreated(buyerId) or accountsBefore) >= accountsBefore then code = -14
 elseif limit and quantity > limit then code, detail = -5, limit
 elseif remaining < quantity then code, detail = -6, remaining
+elseif requiresFunds and not spendable then code, detail = -16, amount
+elseif requiresFunds and spendable < amount then code, detail = -15, amount
 elseif limit and (tonumber(redis.call('HGET', KEYS[2], buyerId)) or 0) + quantity > limit then code, detail = -5, limit
 end
 
 if keyField ~= '' then redis.call('HSET', KEYS[5], keyField, orderId) end
 if code < 0 then
-  if keyField ~= '' then
+  -- Kept, so a retry is told the same; not a refusal about funds, which a top-up undoes.
+  if keyField ~= '' and code ~= -15 and code ~= -16 then
     redis.call('HSET', KEYS[3], orderId, cjson.encode({ s = 'refused', c = code, d = detail }))
   end
   return { code, detail }
@@ -81,7 +104,6 @@ end
 
 local left = redis.call('HINCRBY', KEYS[1], 'remaining', -quantity)
 redis.call('HINCRBY', KEYS[2], buyerId, quantity)
-local amount = price * quantity
 local expiresAt = now + holdSeconds * 1000
 redis.call('HSET', KEYS[3], orderId, cjson.encode({ b = buyerId, q = quantity, a = amount, e = expiresAt, s = 'held', t = now }))
 redis.call('ZADD', KEYS[4], expiresAt, orderId)

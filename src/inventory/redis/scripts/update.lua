@@ -5,7 +5,7 @@
   it once: a change the gate missed is caught up by applying PostgreSQL's values again. A change
   that would take away more units than remain unallocated changes nothing.
 
-  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended
+  KEYS[1] terms     hash: remaining, stocked, price, limit, hold, opens, closes, ended, accounts, funds
   KEYS[2] buyers    hash: buyer id -> units held or paid (not changed)
   KEYS[3] holds     hash: order id -> JSON hold (not changed)
   KEYS[4] expiries  sorted set: held holds by expiry (not changed)
@@ -13,8 +13,8 @@
   KEYS[6] unchecked sorted set: order ids the reconciler has not yet looked up (not changed)
 
   ARGV[1] units stocked in all ('' : unchanged); remaining moves by the difference
-  ARGV[2..] pairs: field, value, for fields price, limit, hold, opens, closes, ended
-            ('' clears limit, closes or ended)
+  ARGV[2..] pairs: field, value, for fields price, limit, hold, opens, closes, ended, accounts, funds
+            ('' clears limit, closes, ended or accounts, and turns funds off)
 
   Returns { code, remaining, stocked }:
     1  applied
@@ -22,7 +22,7 @@
    -1  not loaded: the product's keys are missing
   -12  invalid stock change: fewer units remain than would be taken away (detail: units remaining)
 ]]
-local settable = { price = true, limit = true, hold = true, opens = true, closes = true, ended = true }
+local settable = { price = true, limit = true, hold = true, opens = true, closes = true, ended = true, accounts = true, funds = true }
 for i = 2, #ARGV - 1, 2 do
   if not settable[ARGV[i]] then return redis.error_reply('update: unknown field ' .. tostring(ARGV[i])) end
 end
