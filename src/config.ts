@@ -16,6 +16,14 @@ export interface Config {
   readonly dataDir: string;
   readonly adminToken: string | undefined;
   readonly tokenSecret: string | undefined;
+  /** How long an access token is accepted after it is issued. */
+  readonly tokenTtlSeconds: number;
+  /** How often each process asks users for sessions ended since it last asked. */
+  readonly revocationRefreshMs: number;
+  /** Sign-ups one client address may send per minute; 0 turns the limit off. */
+  readonly signupRateLimitPerMinute: number;
+  /** Lower-case name of the header a trusted reverse proxy writes the client address to; `undefined`: the socket's address. */
+  readonly trustedProxyHeader: string | undefined;
   readonly strategy: StrategyName;
   readonly holdSeconds: number;
   readonly paymentDelayMs: number;
@@ -136,6 +144,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (tokenSecret !== undefined && tokenSecret.length < 32) {
     problems.push('TOKEN_SECRET must be at least 32 characters');
   }
+  const trustedProxyHeader = text('TRUSTED_PROXY_HEADER')?.toLowerCase();
+  // An HTTP field name (RFC 9110 token).
+  if (trustedProxyHeader !== undefined && !/^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$/.test(trustedProxyHeader)) {
+    problems.push(`TRUSTED_PROXY_HEADER must be an HTTP header name, e.g. x-forwarded-for, got "${trustedProxyHeader}"`);
+  }
   const prefix = text('DATABASE_PREFIX') ?? 'flashsale_';
   if (!/^[a-z_][a-z0-9_]{0,40}$/.test(prefix)) {
     problems.push(`DATABASE_PREFIX must be lower-case letters, digits and _ (at most 41), got "${prefix}"`);
@@ -179,6 +192,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dataDir: text('FLASHSALE_DATA_DIR') ?? '.flashsale',
     adminToken,
     tokenSecret,
+    tokenTtlSeconds: integer('TOKEN_TTL_SECONDS', 3600, 1, 2_592_000),
+    revocationRefreshMs: integer('REVOCATION_REFRESH_MS', 2000, 50, 60_000),
+    // A household or an office behind one address signs up a few accounts, not dozens a minute.
+    signupRateLimitPerMinute: integer('SIGNUP_RATE_LIMIT_PER_MINUTE', 20, 0, 1_000_000),
+    trustedProxyHeader,
     strategy: strategyRaw as StrategyName,
     holdSeconds: integer('HOLD_SECONDS', 300, 1, 86_400),
     paymentDelayMs: integer('PAYMENT_DELAY_MS', 0, 0, 60_000),
