@@ -30,6 +30,9 @@ export class RevokedSessions {
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> | undefined;
   private lastFailure = '';
+  /** Polls begun so far, and who waits for one begun after a given count to succeed. */
+  private begun = 0;
+  private waiting: { readonly after: number; readonly resolve: () => void }[] = [];
   private readonly now: () => number;
 
   constructor(
@@ -90,12 +93,24 @@ export class RevokedSessions {
     }
   }
 
+  /**
+   * Resolves once a poll that began after this call has succeeded, whoever began it (the timer,
+   * `refresh`): from then on, every session ended before the call is refused here.
+   */
+  nextPoll(): Promise<void> {
+    return new Promise((resolve) => this.waiting.push({ after: this.begun, resolve }));
+  }
+
   private poll(): Promise<void> {
+    const number = ++this.begun;
     const running = (async () => {
       const page = await this.users.revokedSessions(this.cursor);
       this.add(page.sessions);
       this.cursor = page.next;
       this.forgetExpired();
+      const served = this.waiting.filter((waiter) => waiter.after < number);
+      this.waiting = this.waiting.filter((waiter) => waiter.after >= number);
+      for (const waiter of served) waiter.resolve();
     })();
     this.polling = running;
     return running.finally(() => {
