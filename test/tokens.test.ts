@@ -177,6 +177,22 @@ describe('a session ended', () => {
     expect((await b.api.purchase(bystander?.token ?? '', productId)).status).toBe(201);
   });
 
+  it('is seen by the second server even when its transaction commits after a later revocation was seen', async () => {
+    const [slow, quick] = (await a.api.createBuyers(2)) as unknown as Issued[];
+    if (!slow || !quick) throw new Error('no buyers');
+    expect((await b.api.purchase(slow.token, productId)).status).toBe(201);
+    await a.server.system.stores.databases.users.begin(async (tx) => {
+      // A revocation whose transaction stays open while a later one commits and is polled.
+      await tx`update sessions set revoked_at = now(), revoked_xid = pg_current_xact_id() where user_id = ${slow.id}`;
+      const polled = b.server.app.revokedSessions.nextPoll();
+      expect((await a.api.admin('POST', `/v1/admin/users/${quick.id}/revoke`)).body).toEqual({ revokedSessions: 1 });
+      await polled;
+      await refusedWithoutTrace(b, quick.token, 'TOKEN_REVOKED');
+    });
+    await b.server.app.revokedSessions.nextPoll();
+    await refusedWithoutTrace(b, slow.token, 'TOKEN_REVOKED');
+  });
+
   it('is forgotten by the server once every access token of it has expired', async () => {
     const buyer = await signUp(brief);
     const known = brief.server.app.revokedSessions.size;
