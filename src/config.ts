@@ -28,6 +28,14 @@ export interface Config {
    * before signing existed). Off: such a message is dead-lettered. For an upgrade's drain only.
    */
   readonly pipelineAcceptUnsigned: boolean;
+  /** How long an access token is accepted after it is issued. */
+  readonly tokenTtlSeconds: number;
+  /** How often each process asks users for sessions ended since it last asked. */
+  readonly revocationRefreshMs: number;
+  /** Sign-ups one client address may send per minute; 0 turns the limit off. */
+  readonly signupRateLimitPerMinute: number;
+  /** Lower-case name of the header a trusted reverse proxy writes the client address to; `undefined`: the socket's address. */
+  readonly trustedProxyHeader: string | undefined;
   readonly strategy: StrategyName;
   readonly holdSeconds: number;
   readonly paymentDelayMs: number;
@@ -156,6 +164,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   }
   const acceptUnsigned = text('PIPELINE_ACCEPT_UNSIGNED') ?? 'false';
   if (!['true', 'false', '1', '0'].includes(acceptUnsigned)) problems.push(`PIPELINE_ACCEPT_UNSIGNED must be true or false, got "${acceptUnsigned}"`);
+  const trustedProxyHeader = text('TRUSTED_PROXY_HEADER')?.toLowerCase();
+  // An HTTP field name (RFC 9110 token).
+  if (trustedProxyHeader !== undefined && !/^[a-z0-9!#$%&'*+.^_`|~-]{1,100}$/.test(trustedProxyHeader)) {
+    problems.push(`TRUSTED_PROXY_HEADER must be an HTTP header name, e.g. x-forwarded-for, got "${trustedProxyHeader}"`);
+  }
   const prefix = text('DATABASE_PREFIX') ?? 'flashsale_';
   if (!/^[a-z_][a-z0-9_]{0,40}$/.test(prefix)) {
     problems.push(`DATABASE_PREFIX must be lower-case letters, digits and _ (at most 41), got "${prefix}"`);
@@ -202,6 +215,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     pipelineSecret,
     pipelineSecretPrevious,
     pipelineAcceptUnsigned: acceptUnsigned === 'true' || acceptUnsigned === '1',
+    tokenTtlSeconds: integer('TOKEN_TTL_SECONDS', 3600, 1, 2_592_000),
+    revocationRefreshMs: integer('REVOCATION_REFRESH_MS', 2000, 50, 60_000),
+    // A household or an office behind one address signs up a few accounts, not dozens a minute.
+    signupRateLimitPerMinute: integer('SIGNUP_RATE_LIMIT_PER_MINUTE', 20, 0, 1_000_000),
+    trustedProxyHeader,
     strategy: strategyRaw as StrategyName,
     holdSeconds: integer('HOLD_SECONDS', 300, 1, 86_400),
     paymentDelayMs: integer('PAYMENT_DELAY_MS', 0, 0, 60_000),

@@ -149,7 +149,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     redisUrl: config.redisUrl,
     amqpUrl: config.amqpUrl,
   });
-  const users = new UsersService({ sql: databases.users, tokens, newId });
+  const users = new UsersService({ sql: databases.users, tokens, tokenTtlSeconds: config.tokenTtlSeconds, newId });
   const inventory = new InventoryService({
     sql: databases.inventory,
     strategies,
@@ -238,11 +238,13 @@ function hop<T extends object>(config: Config, client: T, name: string): T {
 export function appFor(system: System): App {
   const { databases } = system.stores;
   const { config } = system;
+  const users = hop(config, system.users as UsersClient, 'users');
   return buildApp({
-    users: hop(config, system.users as UsersClient, 'users'),
+    users,
     inventory: hop(config, system.inventory as InventoryClient, 'inventory'),
     orders: hop(config, system.orders as OrdersClient, 'orders'),
     tokens: system.tokens,
+    revocationRefreshMs: config.revocationRefreshMs,
     adminToken: system.adminToken,
     defaultStrategy: system.config.strategy,
     availableStrategies: () => system.strategies.available(),
@@ -280,6 +282,7 @@ export function appFor(system: System): App {
     },
     logLevel: system.config.logLevel,
     rateLimitPerSecond: system.config.rateLimitPerSecond,
+    signupRateLimit: { perMinute: config.signupRateLimitPerMinute, trustedProxyHeader: config.trustedProxyHeader },
     holdsExpired: () => system.orders.expiredTotal,
   });
 }

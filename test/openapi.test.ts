@@ -83,7 +83,7 @@ describe('the OpenAPI document', () => {
 
   it('shares its schemas once, in components, and lists every error code in Problem', () => {
     const schemas = document.components?.schemas ?? {};
-    for (const name of ['Problem', 'Order', 'OrderAnswer', 'OrdersPage', 'Product', 'ProductStats', 'StockEvent', 'StockEventsPage', 'User', 'IssuedUser', 'AuditReport']) {
+    for (const name of ['Problem', 'Order', 'OrderAnswer', 'OrdersPage', 'Product', 'ProductStats', 'StockEvent', 'StockEventsPage', 'User', 'AccessToken', 'IssuedUser', 'AuditReport']) {
       expect(schemas[name], name).toBeDefined();
     }
     expect(schemas['Problem']?.properties?.['code']?.enum).toEqual(Object.keys(ERROR_CODES));
@@ -123,7 +123,7 @@ describe('every route', () => {
     const [broke] = await t.api.createBuyers(1, 0);
     if (!buyer || !poor || !limited || !payer || !canceller || !broke) throw new Error('no buyers');
     const nobody = randomUUID();
-    const strangerToken = t.server.system.tokens.sign(nobody);
+    const strangerToken = t.server.system.tokens.sign({ userId: nobody, sessionId: randomUUID(), expiresAtMs: Date.now() + 3_600_000 });
     const malformed = '42';
 
     await expectAnswer('GET', '/healthz', '/healthz', 200);
@@ -132,7 +132,7 @@ describe('every route', () => {
 
     // Users.
     const signedUp = await expectAnswer('POST', '/v1/users', '/v1/users', 201, { body: { name: 'ada' } });
-    expect(Object.keys(signedUp.body).sort()).toEqual(['id', 'token']);
+    expect(Object.keys(signedUp.body).sort()).toEqual(['expiresAt', 'id', 'refreshToken', 'token']);
     await expectAnswer('POST', '/v1/users', '/v1/users', 400, { body: { name: '' } }, 'VALIDATION_FAILED');
     await expectAnswer('POST', '/v1/users', '/v1/users', 413, { body: { name: 'x'.repeat(2 * 1024 * 1024) } }, 'PAYLOAD_TOO_LARGE');
     await expectAnswer('POST', '/v1/users', '/v1/users', 415, { rawBody: 'name=ada', headers: { 'content-type': 'text/plain' } }, 'UNSUPPORTED_MEDIA_TYPE');
@@ -148,6 +148,30 @@ describe('every route', () => {
     await expectAnswer('GET', '/v1/me', '/v1/me', 200, { token: buyer.token });
     await expectAnswer('GET', '/v1/me', '/v1/me', 401, {}, 'UNAUTHORIZED');
     await expectAnswer('GET', '/v1/me', '/v1/me', 404, { token: strangerToken }, 'USER_NOT_FOUND');
+    const expiredToken = t.server.system.tokens.sign({ userId: buyer.id, sessionId: randomUUID(), expiresAtMs: Date.now() - 1 });
+    await expectAnswer('GET', '/v1/me', '/v1/me', 401, { token: expiredToken }, 'TOKEN_EXPIRED');
+
+    // Sessions: refresh, sign out, revoke.
+    const refreshToken = String(signedUp.body['refreshToken']);
+    const refreshed = await expectAnswer('POST', '/v1/tokens', '/v1/tokens', 200, { body: { refreshToken } });
+    expect(Object.keys(refreshed.body).sort()).toEqual(['expiresAt', 'token']);
+    expect(refreshed.headers['cache-control']).toBe('no-store');
+    expect(signedUp.headers['cache-control']).toBe('no-store');
+    await expectAnswer('POST', '/v1/tokens', '/v1/tokens', 400, { body: { refreshToken: '' } }, 'VALIDATION_FAILED');
+    await expectAnswer('POST', '/v1/tokens', '/v1/tokens', 401, { body: { refreshToken: 'not-one-of-ours' } }, 'UNAUTHORIZED');
+    const signOut = '/v1/me/sign-out';
+    const out = await expectAnswer('POST', signOut, signOut, 200, { token: String(refreshed.body['token']) });
+    expect(out.body).toEqual({ revokedSessions: 1 });
+    await expectAnswer('POST', signOut, signOut, 401, { token: String(signedUp.body['token']) }, 'TOKEN_REVOKED');
+    await expectAnswer('POST', signOut, signOut, 401, {}, 'UNAUTHORIZED');
+    await expectAnswer('POST', '/v1/tokens', '/v1/tokens', 401, { body: { refreshToken } }, 'TOKEN_REVOKED');
+    const revoke = '/v1/admin/users/{id}/revoke';
+    const [revokedBuyer] = await t.api.createBuyers(1);
+    const revokedAll = await expectAnswer('POST', revoke, `/v1/admin/users/${revokedBuyer?.id ?? ''}/revoke`, 200, { token: admin });
+    expect(revokedAll.body).toEqual({ revokedSessions: 1 });
+    await expectAnswer('POST', revoke, `/v1/admin/users/${nobody}/revoke`, 404, { token: admin }, 'USER_NOT_FOUND');
+    await expectAnswer('POST', revoke, `/v1/admin/users/${malformed}/revoke`, 400, { token: admin }, 'VALIDATION_FAILED');
+    await expectAnswer('POST', revoke, `/v1/admin/users/${buyer.id}/revoke`, 403, { token: buyer.token }, 'FORBIDDEN');
 
     // Products.
     const created = await expectAnswer('POST', '/v1/admin/products', '/v1/admin/products', 201, {

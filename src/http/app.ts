@@ -13,6 +13,7 @@ import { STRATEGY_NAMES, type StrategyName } from '../inventory/strategy-names.j
 import type { Tokens } from '../infra/tokens.js';
 import type { OrdersClient } from '../orders/orders.client.js';
 import { ordersRoutes } from '../orders/orders.routes.js';
+import { RevokedSessions } from '../users/revoked-sessions.js';
 import type { UsersClient } from '../users/users.client.js';
 import { usersRoutes } from '../users/users.routes.js';
 import { requireAdmin, requireBuyer } from './auth.js';
@@ -20,6 +21,7 @@ import { connectionTimeoutOptions, type ConnectionTimeouts } from './connection-
 import { registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
 import { perBuyerRateLimit } from './rate-limit.js';
+import { signupRateLimit, type SignupRateLimitOptions } from './signup-rate-limit.js';
 import { problem, registerProblemHandlers, sendProblem } from './problem.js';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, BUYER_PROBLEMS, registerResponseSchemas, responses } from './response-schemas.js';
 import { bearerSecurity, canonicalIds, ref, uuid, uuidInput } from './schemas.js';
@@ -29,6 +31,8 @@ export interface AppDeps {
   readonly inventory: InventoryClient;
   readonly orders: OrdersClient;
   readonly tokens: Tokens;
+  /** How often the app asks users for sessions ended since it last asked (`REVOCATION_REFRESH_MS`). */
+  readonly revocationRefreshMs: number;
   readonly adminToken: string;
   readonly defaultStrategy: StrategyName;
   readonly availableStrategies: () => StrategyName[];
@@ -39,6 +43,8 @@ export interface AppDeps {
   readonly logLevel: string;
   /** Purchases and payments per buyer per second; 0: no limit. */
   readonly rateLimitPerSecond?: number;
+  /** Sign-ups per client address per minute, and whose word the client address is; no limit when absent. */
+  readonly signupRateLimit?: SignupRateLimitOptions;
   /** Held orders expired since start (for `/metrics`). */
   readonly holdsExpired?: () => number;
   /** Waits until what is on its way to PostgreSQL has landed (the order pipeline), so the audit reads settled stores. */
@@ -49,7 +55,7 @@ export interface AppDeps {
   readonly registerOutboxMetrics?: (registry: Registry) => void;
 }
 
-export type App = FastifyInstance & { overload: OverloadGuard; metrics: Metrics };
+export type App = FastifyInstance & { overload: OverloadGuard; metrics: Metrics; revokedSessions: RevokedSessions };
 
 export function buildApp(deps: AppDeps): App {
   const app = Fastify({
@@ -67,6 +73,7 @@ export function buildApp(deps: AppDeps): App {
   // it: a property added to some requests only gives V8 a second shape to optimize the handling
   // path for (Fastify's advice for decorators).
   app.decorateRequest('buyerId', '');
+  app.decorateRequest('sessionId', '');
   // JSON only: a text/plain body is an unsupported media type, not a malformed JSON one.
   app.removeContentTypeParser('text/plain');
   // OpenAPI generated from the route schemas; the UI at /docs, the document at /docs/json.
@@ -88,7 +95,18 @@ export function buildApp(deps: AppDeps): App {
   deps.registerPipelineMetrics?.(metrics.registry);
   deps.registerOutboxMetrics?.(metrics.registry);
 
-  const buyer = requireBuyer(deps.tokens);
+  // This process's view of ended sessions, which the buyer guard asks, fed through the users client.
+  const revokedSessions = new RevokedSessions(deps.users, {
+    intervalMs: deps.revocationRefreshMs,
+    warn: (message) => app.log.warn(message),
+  });
+  // No request is answered before the revocations still worth refusing are known.
+  app.addHook('onReady', () => revokedSessions.start());
+  app.addHook('preClose', (done) => {
+    revokedSessions.stop();
+    done();
+  });
+  const buyer = requireBuyer(deps.tokens, revokedSessions);
   const admin = requireAdmin(deps.adminToken, deps.tokens);
 
   // Registered as plugins so the OpenAPI hook sees every route.
@@ -265,10 +283,11 @@ export function buildApp(deps: AppDeps): App {
     done();
   });
 
-  void app.register(usersRoutes(deps.users, admin));
+  const signupLimit = deps.signupRateLimit ? signupRateLimit(deps.signupRateLimit) : undefined;
+  void app.register(usersRoutes(deps.users, { admin, buyer, revoked: revokedSessions, ...(signupLimit ? { signupLimit } : {}) }));
   void app.register(inventoryRoutes(deps.inventory, admin));
   const rateLimit = perBuyerRateLimit(deps.rateLimitPerSecond ?? 0);
   void app.register(ordersRoutes(deps.orders, { buyer, admin, ...(rateLimit ? { rateLimit } : {}) }));
 
-  return Object.assign(app, { overload, metrics });
+  return Object.assign(app, { overload, metrics, revokedSessions });
 }

@@ -47,7 +47,7 @@ export const problemSchema = {
     },
     remaining: { type: 'integer', description: '`SOLD_OUT`, `INVALID_STOCK_CHANGE`: units left' },
     stock: { type: 'integer', description: '`INVALID_STOCK_CHANGE`: units stocked' },
-    limit: { type: 'integer', description: '`LIMIT_EXCEEDED`: units per buyer; `RATE_LIMITED`: requests per second' },
+    limit: { type: 'integer', description: '`LIMIT_EXCEEDED`: units per buyer; `RATE_LIMITED`: requests per second; `SIGNUP_RATE_LIMITED`: sign-ups per minute' },
     opensAt: { ...dateTime, description: '`SALE_NOT_OPEN`: when the sale opens' },
     productId: uuid,
     orderId: uuid,
@@ -72,7 +72,7 @@ export function registerResponseSchemas(app: FastifyInstance): void {
 /** Problems of a route that takes a JSON body: malformed, too large, not JSON. */
 export const BODY_PROBLEMS = ['VALIDATION_FAILED', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'] as const satisfies readonly ErrorCode[];
 /** Problems of a buyer's route, from its guard. */
-export const BUYER_PROBLEMS = ['UNAUTHORIZED'] as const satisfies readonly ErrorCode[];
+export const BUYER_PROBLEMS = ['UNAUTHORIZED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED'] as const satisfies readonly ErrorCode[];
 /** Problems of an admin route, from its guard. */
 export const ADMIN_PROBLEMS = ['UNAUTHORIZED', 'FORBIDDEN'] as const satisfies readonly ErrorCode[];
 
@@ -87,6 +87,7 @@ const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set([
   'OVERLOADED',
   'NOT_READY',
   'RATE_LIMITED',
+  'SIGNUP_RATE_LIMITED',
   'CONTENTION',
   'IDEMPOTENCY_IN_PROGRESS',
   'STORE_UNAVAILABLE',
@@ -97,6 +98,8 @@ const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set([
 const BEFORE_THE_WORK: ReadonlySet<ErrorCode> = new Set([
   ...BODY_PROBLEMS,
   'UNAUTHORIZED',
+  'TOKEN_EXPIRED',
+  'TOKEN_REVOKED',
   'FORBIDDEN',
   'RATE_LIMITED',
   'IDEMPOTENCY_KEY_REUSED',

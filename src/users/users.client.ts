@@ -9,9 +9,32 @@ export interface User {
   readonly createdAt: string;
 }
 
-export interface IssuedUser {
-  readonly id: string;
+/** An access token and when it stops being accepted. */
+export interface AccessToken {
+  /** Send as `Authorization: Bearer <token>`. */
   readonly token: string;
+  readonly expiresAt: string;
+}
+
+/** A new buyer: their access token, and the refresh credential that gets the next ones. */
+export interface IssuedUser extends AccessToken {
+  readonly id: string;
+  /** Exchanged at `POST /v1/tokens` for a fresh access token; stored only as its SHA-256. */
+  readonly refreshToken: string;
+}
+
+/** A session that was ended, and until when tokens issued from it would still pass their expiry. */
+export interface RevokedSession {
+  readonly sessionId: string;
+  /** The latest expiry of an access token issued from the session: after it, nothing of it needs refusing. */
+  readonly accessUntil: string;
+}
+
+/** Sessions revoked since a cursor, and the cursor to ask from next time. */
+export interface RevocationPage {
+  readonly sessions: readonly RevokedSession[];
+  /** Opaque; pass it back as `after`. */
+  readonly next: string;
 }
 
 /** A debit either happened (now or by an earlier attempt for the same order) or was refused. */
@@ -26,9 +49,31 @@ export interface LedgerMovement {
 }
 
 export interface UsersClient {
+  /** Creates the user and their first session. */
   signUp(name: string): Promise<IssuedUser>;
-  /** Creates `count` buyers with a starting balance in one statement (bench and drills). */
+  /** Creates `count` buyers, each with a session, and a starting balance in one statement (bench and drills). */
   createMany(count: number, balanceCents: number, namePrefix: string): Promise<IssuedUser[]>;
+  /**
+   * A fresh access token for the session of `refreshToken` (or of a token of the pre-session
+   * format, which becomes a session's refresh credential on first use). Throws `UNAUTHORIZED`
+   * (unknown or forged) or `TOKEN_REVOKED` (the session was ended).
+   */
+  refresh(refreshToken: string): Promise<AccessToken>;
+  /**
+   * Ends one session of the user: its refresh credential stops working at once, its access tokens
+   * as soon as each process has seen the revocation. Returns it, or `undefined` if it had ended already.
+   */
+  signOut(userId: string, sessionId: string): Promise<RevokedSession | undefined>;
+  /**
+   * Ends every session of the user, and the pre-session token if they had one. Returns the
+   * sessions ended now. Throws `USER_NOT_FOUND`.
+   */
+  revokeUser(userId: string): Promise<RevokedSession[]>;
+  /**
+   * Sessions revoked since `after` (`undefined`: every revocation whose tokens may still be
+   * unexpired) that still matter: whose access tokens have not all expired.
+   */
+  revokedSessions(after: string | undefined): Promise<RevocationPage>;
   /** Throws `USER_NOT_FOUND`. */
   getUser(id: string): Promise<User>;
   /**

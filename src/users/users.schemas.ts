@@ -1,6 +1,6 @@
 /** Users' response schemas, as registered with `app.addSchema` (OpenAPI `components.schemas`). */
 import { dateTime, objectSchema, uuid } from '../http/schemas.js';
-import type { IssuedUser, User } from './users.client.js';
+import type { AccessToken, IssuedUser, User } from './users.client.js';
 
 export const userSchema = objectSchema<User>('User', 'A buyer and their balance', {
   id: uuid,
@@ -9,9 +9,24 @@ export const userSchema = objectSchema<User>('User', 'A buyer and their balance'
   createdAt: dateTime,
 });
 
-export const issuedUserSchema = objectSchema<IssuedUser>('IssuedUser', 'A new buyer and the bearer token that signs in as them', {
-  id: uuid,
-  token: { type: 'string', description: 'Send as `Authorization: Bearer <token>`' },
-});
+const accessTokenFields = {
+  token: { type: 'string', description: 'The access token: send as `Authorization: Bearer <token>`' },
+  expiresAt: { ...dateTime, description: 'When the access token stops being accepted (`TOKEN_EXPIRED`); get the next at `POST /v1/tokens`' },
+} as const;
 
-export const usersSchemas = [userSchema, issuedUserSchema] as const;
+export const accessTokenSchema = objectSchema<AccessToken>('AccessToken', 'An access token and its expiry', accessTokenFields);
+
+export const issuedUserSchema = objectSchema<IssuedUser>(
+  'IssuedUser',
+  'A new buyer, an access token that signs in as them, and the refresh token that gets the next ones',
+  {
+    id: uuid,
+    ...accessTokenFields,
+    refreshToken: {
+      type: 'string',
+      description: 'Exchanged at `POST /v1/tokens` for a fresh access token, for as long as the session lasts. Keep it secret: it is the account',
+    },
+  },
+);
+
+export const usersSchemas = [userSchema, accessTokenSchema, issuedUserSchema] as const;

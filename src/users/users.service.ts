@@ -1,13 +1,25 @@
 /**
- * The users module: accounts, balances in integer cents, the append-only ledger, and bearer
- * tokens. Every change of a balance is one ledger row written in the same transaction; a debit
- * and its refund are keyed by the order id (`unique (order_id, kind)`), so retries happen once.
+ * The users module: accounts, balances in integer cents, the append-only ledger, and the
+ * sessions buyers sign in with (`sessions.ts`). Every change of a balance is one ledger row
+ * written in the same transaction; a debit and its refund are keyed by the order id
+ * (`unique (order_id, kind)`), so retries happen once. A new user and their first session are
+ * written in one statement.
  */
 import { transaction, type Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import { onStore } from '../infra/store-errors.js';
 import type { Tokens } from '../infra/tokens.js';
-import type { DebitOutcome, IssuedUser, LedgerMovement, User, UsersClient } from './users.client.js';
+import { Sessions, type NewSession } from './sessions.js';
+import type {
+  AccessToken,
+  DebitOutcome,
+  IssuedUser,
+  LedgerMovement,
+  RevocationPage,
+  RevokedSession,
+  User,
+  UsersClient,
+} from './users.client.js';
 
 interface UserRow {
   id: string;
@@ -19,6 +31,8 @@ interface UserRow {
 export interface UsersOptions {
   readonly sql: Sql;
   readonly tokens: Tokens;
+  /** How long an access token is accepted after it is issued (`TOKEN_TTL_SECONDS`). */
+  readonly tokenTtlSeconds: number;
   readonly newId: () => string;
 }
 
@@ -34,28 +48,65 @@ function toUser(row: UserRow): User {
   return { id: row.id, name: row.name, balanceCents: row.balance_cents, createdAt: row.created_at.toISOString() };
 }
 
+function issued(session: NewSession): IssuedUser {
+  return { id: session.userId, ...session.access, refreshToken: session.refreshToken };
+}
+
 export class UsersService implements UsersClient {
-  constructor(private readonly options: UsersOptions) {}
+  private readonly sessions: Sessions;
+
+  constructor(private readonly options: UsersOptions) {
+    this.sessions = new Sessions(options);
+  }
 
   signUp(name: string): Promise<IssuedUser> {
     return onStore('users', async () => {
-      const id = this.options.newId();
-      await this.options.sql`insert into users (id, name) values (${id}, ${name})`;
-      return { id, token: this.options.tokens.sign(id) };
+      const { sessions: [session], accessUntil } = this.sessions.issue([this.options.newId()]);
+      if (!session) throw new Error('no session issued');
+      await this.options.sql`
+        with created as (insert into users (id, name) values (${session.userId}, ${name}) returning id)
+        insert into sessions (id, user_id, refresh_hash, access_until)
+        select ${session.id}, id, decode(${session.refreshHash}, 'hex'), ${accessUntil} from created`;
+      return issued(session);
     });
   }
 
   createMany(count: number, balanceCents: number, namePrefix: string): Promise<IssuedUser[]> {
     return onStore('users', async () => {
-      const ids = Array.from({ length: count }, () => this.options.newId());
+      const { sessions, accessUntil } = this.sessions.issue(Array.from({ length: count }, () => this.options.newId()));
+      const ids = sessions.map((session) => session.userId);
       const names = ids.map((_, index) => `${namePrefix}${index + 1}`);
-      // One statement for the whole batch: 10,000 buyers in one round trip.
+      // One statement for the whole batch: 10,000 buyers and their sessions in one round trip.
       await this.options.sql`
-        insert into users (id, name, balance_cents)
-        select id, name, ${balanceCents}::bigint
-          from unnest(${ids}::uuid[], ${names}::text[]) as batch (id, name)`;
-      return ids.map((id) => ({ id, token: this.options.tokens.sign(id) }));
+        with created as (
+          insert into users (id, name, balance_cents)
+          select id, name, ${balanceCents}::bigint
+            from unnest(${ids}::uuid[], ${names}::text[]) as batch (id, name)
+          returning id
+        )
+        insert into sessions (id, user_id, refresh_hash, access_until)
+        select batch.session_id, created.id, decode(batch.refresh_hash, 'hex'), ${accessUntil}
+          from unnest(${sessions.map((session) => session.id)}::uuid[], ${ids}::uuid[], ${sessions.map((session) => session.refreshHash)}::text[])
+               as batch (session_id, user_id, refresh_hash)
+          join created on created.id = batch.user_id`;
+      return sessions.map(issued);
     });
+  }
+
+  refresh(refreshToken: string): Promise<AccessToken> {
+    return this.sessions.refresh(refreshToken);
+  }
+
+  signOut(userId: string, sessionId: string): Promise<RevokedSession | undefined> {
+    return this.sessions.signOut(userId, sessionId);
+  }
+
+  revokeUser(userId: string): Promise<RevokedSession[]> {
+    return this.sessions.revokeUser(userId);
+  }
+
+  revokedSessions(after: string | undefined): Promise<RevocationPage> {
+    return this.sessions.revokedSince(after);
   }
 
   getUser(id: string): Promise<User> {

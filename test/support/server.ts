@@ -66,6 +66,8 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       moduleHop: 'json',
       // Storms send many requests per buyer: the limiter is on only in the tests about it.
       rateLimitPerSecond: 0,
+      // Tests sign up many users from 127.0.0.1; the tests of the limit turn it on.
+      signupRateLimitPerMinute: 0,
       ...overrides,
     },
   );
