@@ -9,7 +9,7 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-p
 import { timeOrderedIds } from './infra/ids.js';
 import { overJson } from './infra/json-hop.js';
 import { migrate } from './infra/migrate.js';
-import { keptSecret } from './infra/secrets.js';
+import { ADMIN_TOKEN, keptSecret, TOKEN_SECRET } from './infra/secrets.js';
 import { Tokens } from './infra/tokens.js';
 import type { InventoryClient } from './inventory/inventory.client.js';
 import { InventoryService } from './inventory/inventory.service.js';
@@ -107,8 +107,8 @@ export async function migrateAll(databases: ModuleDatabases): Promise<string[]> 
 
 export async function createSystem(config: Config, stores: Stores, log: Log): Promise<System> {
   const { databases } = stores;
-  const tokenSecret = await keptSecret(config.dataDir, 'token-secret', config.tokenSecret);
-  const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
+  const tokenSecret = await keptSecret(config.dataDir, TOKEN_SECRET, config.tokenSecret);
+  const admin = await keptSecret(config.dataDir, ADMIN_TOKEN, config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
   const newId = timeOrderedIds();
   const onRedisError = onceEach((error: Error) => log.warn({ err: error.message }, 'Redis connection error; reconnecting'));
