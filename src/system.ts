@@ -26,6 +26,7 @@ import type { PlacedOrder } from './pipeline/order-events.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { OutboxRelay, orderEventsExchange } from './orders/outbox-relay.js';
 import { registerOutboxMetrics } from './orders/outbox-metrics.js';
+import { registerOwedRefundMetrics } from './orders/owed-refunds-metrics.js';
 import { Reconciler } from './pipeline/reconciler.js';
 import { StockLocks } from './inventory/redis/stock-locks.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -261,8 +262,10 @@ export function appFor(system: System): App {
       return down;
     },
     ...(system.pipeline === undefined ? {} : pipelineDeps(system, system.pipeline)),
-    registerOutboxMetrics: (registry) =>
-      registerOutboxMetrics(registry, { outbox: system.orders.outbox, relay: system.outboxRelay }),
+    registerOutboxMetrics: (registry) => {
+      registerOutboxMetrics(registry, { outbox: system.orders.outbox, relay: system.outboxRelay });
+      registerOwedRefundMetrics(registry, system.orders.owedRefunds);
+    },
     maxInFlight: system.config.maxInFlight,
     connectionTimeouts: {
       headersMs: system.config.headersTimeoutMs,
