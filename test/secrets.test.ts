@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MODULE_NAMES } from '../src/config.js';
 import { dropDatabases } from '../src/infra/database.js';
 import { ADMIN_TOKEN, keptSecret, SecretError, TOKEN_SECRET } from '../src/infra/secrets.js';
+import { TEST_POOL_SIZE } from './support/pg-budget.js';
 import { TEST_DATABASE_URL } from './support/server.js';
 
 const dirs: string[] = [];
@@ -103,6 +104,8 @@ describe('kept secrets', () => {
         SEED_DEMO: 'false',
         PORT: '0',
         LOG_LEVEL: 'warn',
+        // It opens its pools before it reads the secret: the suite's budget (pg-budget.ts).
+        DB_POOL_SIZE: String(TEST_POOL_SIZE),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
