@@ -16,6 +16,7 @@ const BALANCE = 10_000;
 
 let t: TestServer;
 let admin: Sql;
+let prefix: string;
 let role: string;
 let inventorySql: Sql;
 let ordersSql: Sql;
@@ -23,7 +24,7 @@ let ordersSql: Sql;
 beforeAll(async () => {
   // Users' database belongs to a role only users connects as: refusing that role is an outage of
   // users alone, while inventory and orders (and this test's admin connection) go on.
-  const prefix = `t_${randomBytes(5).toString('hex')}_`;
+  prefix = `t_${randomBytes(5).toString('hex')}_`;
   role = `${prefix}users`;
   admin = connect(TEST_DATABASE_URL, 1, 'flashsale:sweeper-test');
   await admin.unsafe(`create role "${role}" login`);
@@ -44,10 +45,15 @@ beforeAll(async () => {
 afterAll(async () => {
   await inventorySql?.end({ timeout: 5 });
   await ordersSql?.end({ timeout: 5 });
-  await t?.stop();
-  if (admin) {
-    await admin.unsafe(`drop role if exists "${role}"`);
-    await admin.end({ timeout: 5 });
+  try {
+    await t?.stop();
+  } finally {
+    if (admin) {
+      // The role owns users' database: it goes first (already gone when the server stopped cleanly).
+      await admin.unsafe(`drop database if exists "${prefix}users" with (force)`);
+      await admin.unsafe(`drop role if exists "${role}"`);
+      await admin.end({ timeout: 5 });
+    }
   }
 });
 
