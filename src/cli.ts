@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { isStrategyName } from './inventory/strategy-names.js';
 import { EmbeddedPostgresError } from './infra/embedded-postgres.js';
+import { SecretError } from './infra/secrets.js';
 import { createSystem, migrateAll, openStores, type System } from './system.js';
 import { startServer, startWorker } from './server.js';
 import { orderEventsExchange } from './orders/outbox-relay.js';
@@ -188,7 +189,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     // Refusals to start that name their cause and remedy are one message, not a stack.
-    if (error instanceof ConfigError || error instanceof EmbeddedPostgresError) console.error(error.message);
+    if (error instanceof ConfigError || error instanceof EmbeddedPostgresError || error instanceof SecretError) console.error(error.message);
     else console.error(error);
     process.exitCode = 1;
   },

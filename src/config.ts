@@ -2,6 +2,7 @@
  * All configuration, read in one place. Only this file reads `process.env`: it validates every
  * variable, reports every bad one at once, and returns one typed, frozen object.
  */
+import { ADMIN_TOKEN, PIPELINE_SECRET, TOKEN_SECRET } from './infra/secrets.js';
 import { STRATEGY_NAMES, type StrategyName } from './inventory/strategy-names.js';
 
 export interface Config {
@@ -149,18 +150,20 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     problems.push(`STRATEGY must be one of ${STRATEGY_NAMES.join(', ')}, got "${strategyRaw}"`);
   }
   const adminToken = text('ADMIN_TOKEN');
-  if (adminToken !== undefined && adminToken.length < 16) {
-    problems.push('ADMIN_TOKEN must be at least 16 characters');
+  if (adminToken !== undefined && adminToken.length < ADMIN_TOKEN.minLength) {
+    problems.push(`ADMIN_TOKEN must be at least ${ADMIN_TOKEN.minLength} characters`);
   }
   const tokenSecret = text('TOKEN_SECRET');
-  if (tokenSecret !== undefined && tokenSecret.length < 32) {
-    problems.push('TOKEN_SECRET must be at least 32 characters');
+  if (tokenSecret !== undefined && tokenSecret.length < TOKEN_SECRET.minLength) {
+    problems.push(`TOKEN_SECRET must be at least ${TOKEN_SECRET.minLength} characters`);
   }
   const pipelineSecret = text('PIPELINE_SECRET');
-  if (pipelineSecret !== undefined && pipelineSecret.length < 32) problems.push('PIPELINE_SECRET must be at least 32 characters');
+  if (pipelineSecret !== undefined && pipelineSecret.length < PIPELINE_SECRET.minLength) {
+    problems.push(`PIPELINE_SECRET must be at least ${PIPELINE_SECRET.minLength} characters`);
+  }
   const pipelineSecretPrevious = text('PIPELINE_SECRET_PREVIOUS');
-  if (pipelineSecretPrevious !== undefined && pipelineSecretPrevious.length < 32) {
-    problems.push('PIPELINE_SECRET_PREVIOUS must be at least 32 characters');
+  if (pipelineSecretPrevious !== undefined && pipelineSecretPrevious.length < PIPELINE_SECRET.minLength) {
+    problems.push(`PIPELINE_SECRET_PREVIOUS must be at least ${PIPELINE_SECRET.minLength} characters`);
   }
   const acceptUnsigned = text('PIPELINE_ACCEPT_UNSIGNED') ?? 'false';
   if (!['true', 'false', '1', '0'].includes(acceptUnsigned)) problems.push(`PIPELINE_ACCEPT_UNSIGNED must be true or false, got "${acceptUnsigned}"`);

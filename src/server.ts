@@ -69,7 +69,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       });
     }
     app.addHook('onClose', async () => {
-      sweeper.stop();
+      await sweeper.stop();
       worker?.stop();
       await system.outboxRelay?.close();
       await system.pipeline?.close();
@@ -125,45 +125,143 @@ async function seedDemoProduct(system: System): Promise<void> {
 }
 
 /**
- * Returns expired holds to stock every `sweepIntervalMs`, starting at once (holds that expired
- * while the server was down come back at start-up). One sweep at a time. Orders sweeps first
- * (it asks inventory to expire each held order's allocation and marks the order `expired`);
- * inventory's own sweep then returns holds that have no order (a crash before it was recorded).
- * Idempotency keys older than 24 hours, and order events relayed more than
- * `OUTBOX_RETENTION_HOURS` ago, are removed once a minute.
+ * Once a minute: idempotency keys older than 24 hours, and order events relayed more than
+ * `OUTBOX_RETENTION_HOURS` ago, are removed.
  */
-const KEY_CLEANUP_INTERVAL_MS = 60_000;
+const CLEANUP_INTERVAL_MS = 60_000;
 
-function startSweeper(system: System, app: App): { stop(): void } {
-  let running = false;
-  let lastCleanup = 0;
-  const sweep = async (): Promise<void> => {
-    if (running) return;
-    running = true;
+/** One job of the sweeper; `run` logs what it did. */
+interface SweepStep {
+  /** What it does, as its log lines name it. */
+  readonly name: string;
+  /** At most this often (every sweep when unset); a run that fails is tried again at the next sweep. */
+  readonly everyMs?: number;
+  readonly run: () => Promise<void>;
+}
+
+/**
+ * Returns expired holds to stock every `sweepIntervalMs`, starting at once (holds that expired
+ * while the server was down come back at start-up). One sweep at a time, of independent steps,
+ * each run whatever the others did: a store that is down or a fault in one step never keeps the
+ * others from running. Orders sweeps first (it asks inventory to expire each held order's
+ * allocation and marks the order `expired`, recording the refund owed when users cannot be
+ * reached); then the refunds owed are made; then inventory's own sweep returns holds that have no
+ * order (a crash before it was recorded); then, once a minute, the clean-ups.
+ */
+function startSweeper(system: System, app: App): { stop(): Promise<void> } {
+  const log = app.log;
+  const { orders, inventory } = system;
+  // While a store is down every tick fails the same way: one warning per outage, not a line a second.
+  const report = changesOnly();
+  const steps: readonly SweepStep[] = [
+    // Claims left by requests that ended while the store was down: open to their retry now.
+    { name: 'abandoned idempotency claims', run: async () => void (await orders.keys.endAbandoned()) },
+    {
+      name: 'expired orders',
+      run: async () => {
+        const sweep = await orders.sweepExpired();
+        if (sweep.expired > 0) log.info({ orders: sweep.expired }, 'expired orders: holds returned to stock');
+        if (sweep.refundsOwed > 0) {
+          log.warn({ refunds: sweep.refundsOwed, err: messageOf(sweep.refundFailure) }, 'refunds of expired orders could not be made: recorded owed');
+        }
+        report('skipped orders', skippedOrders(sweep.failed), (line) => log.error(line, 'expiry sweep skipped orders it could not expire'));
+      },
+    },
+    {
+      name: 'owed refunds',
+      run: async () => {
+        const retry = await orders.retryOwedRefunds();
+        if (retry.made > 0) log.info({ refunds: retry.made, cents: retry.refundedCents }, 'owed refunds made');
+        const waiting = retry.usersDown === undefined ? undefined : { err: messageOf(retry.usersDown) };
+        report('owed refunds', waiting, (line) => log.warn({ ...line, owed: orders.owedRefunds.count }, 'owed refunds wait for users'));
+        report('failed refunds', skippedOrders(retry.failed), (line) => log.error(line, 'owed refunds failed'));
+      },
+    },
+    {
+      name: 'expired holds',
+      run: async () => {
+        const released = await inventory.sweepExpired();
+        if (released.length > 0) log.info({ holds: released.length }, 'expired holds returned to stock');
+      },
+    },
+    {
+      name: 'old idempotency keys',
+      everyMs: CLEANUP_INTERVAL_MS,
+      run: async () => {
+        const removed = await orders.keys.cleanup();
+        if (removed > 0) log.info({ keys: removed }, 'old idempotency keys removed');
+      },
+    },
+    {
+      name: 'relayed order events',
+      everyMs: CLEANUP_INTERVAL_MS,
+      run: async () => {
+        const events = await orders.outbox.removeRelayed(system.config.outboxRetentionHours);
+        if (events > 0) log.info({ events }, 'relayed order events past their retention removed');
+      },
+    },
+  ];
+  const lastDone = new Map<string, number>();
+  const runStep = async (step: SweepStep): Promise<void> => {
+    if (step.everyMs !== undefined && Date.now() - (lastDone.get(step.name) ?? -Infinity) < step.everyMs) return;
     try {
-      // Claims left by requests that ended while the store was down: open to their retry now.
-      await system.orders.keys.endAbandoned();
-      const expired = await system.orders.sweepExpired();
-      if (expired > 0) app.log.info({ orders: expired }, 'expired orders: holds returned to stock');
-      const released = await system.inventory.sweepExpired();
-      if (released.length > 0) app.log.info({ holds: released.length }, 'expired holds returned to stock');
-      if (Date.now() - lastCleanup >= KEY_CLEANUP_INTERVAL_MS) {
-        lastCleanup = Date.now();
-        const removed = await system.orders.keys.cleanup();
-        if (removed > 0) app.log.info({ keys: removed }, 'old idempotency keys removed');
-        const events = await system.orders.outbox.removeRelayed(system.config.outboxRetentionHours);
-        if (events > 0) app.log.info({ events }, 'relayed order events past their retention removed');
-      }
+      await step.run();
+      lastDone.set(step.name, Date.now());
+      report(`step:${step.name}`, undefined, () => undefined);
     } catch (error) {
-      // While a store is down every tick fails the same way: once a warning, not a stack a second.
-      if (!isStoreFailure(error)) app.log.error({ err: error }, 'expiry sweep failed');
-      else app.log.warn({ code: (error as { code?: string }).code }, 'expiry sweep waits for the store');
-    } finally {
-      running = false;
+      const topic = `step:${step.name}`;
+      if (isStoreFailure(error)) {
+        report(topic, { step: step.name, code: (error as { code?: string }).code }, (line) => log.warn(line, 'sweep step waits for the store'));
+      } else {
+        report(topic, { step: step.name, err: messageOf(error) }, (line) => log.error({ ...line, err: error }, 'sweep step failed'));
+      }
     }
   };
-  void sweep();
-  const timer = setInterval(() => void sweep(), system.config.sweepIntervalMs);
+  let stopped = false;
+  let running: Promise<void> | undefined;
+  const sweep = (): void => {
+    running ??= (async () => {
+      for (const step of steps) if (!stopped) await runStep(step);
+    })().finally(() => {
+      running = undefined;
+    });
+  };
+  sweep();
+  const timer = setInterval(sweep, system.config.sweepIntervalMs);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    // The sweep under way finishes its step before the pools it uses are closed.
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+/** The orders a step skipped, as one log line's facts (the first ten ids, the first error). */
+function skippedOrders(failed: readonly { orderId: string; error: unknown }[]): Record<string, unknown> | undefined {
+  if (failed.length === 0) return undefined;
+  return { orders: failed.length, orderIds: failed.slice(0, 10).map((failure) => failure.orderId), err: messageOf(failed[0]?.error) };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A reporter that logs a topic's facts only when they differ from what it last logged for that
+ * topic (`undefined`: all is well, which logs nothing and lets the next trouble be logged again).
+ */
+function changesOnly(): (topic: string, facts: Record<string, unknown> | undefined, print: (facts: Record<string, unknown>) => void) => void {
+  const last = new Map<string, string>();
+  return (topic, facts, print) => {
+    const key = facts === undefined ? undefined : JSON.stringify(facts);
+    if (key === last.get(topic)) return;
+    if (key === undefined) last.delete(topic);
+    else {
+      last.set(topic, key);
+      print(facts as Record<string, unknown>);
+    }
+  };
 }

@@ -9,7 +9,7 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-p
 import { timeOrderedIds } from './infra/ids.js';
 import { overJson } from './infra/json-hop.js';
 import { migrate } from './infra/migrate.js';
-import { keptSecret } from './infra/secrets.js';
+import { ADMIN_TOKEN, keptSecret, PIPELINE_SECRET, TOKEN_SECRET } from './infra/secrets.js';
 import { Tokens } from './infra/tokens.js';
 import type { InventoryClient } from './inventory/inventory.client.js';
 import { InventoryService } from './inventory/inventory.service.js';
@@ -27,6 +27,7 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { MessageSigner } from './pipeline/message-signature.js';
 import { OutboxRelay, orderEventsExchange } from './orders/outbox-relay.js';
 import { registerOutboxMetrics } from './orders/outbox-metrics.js';
+import { registerOwedRefundMetrics } from './orders/owed-refunds-metrics.js';
 import { Reconciler } from './pipeline/reconciler.js';
 import { StockLocks } from './inventory/redis/stock-locks.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -108,13 +109,13 @@ export async function migrateAll(databases: ModuleDatabases): Promise<string[]> 
 
 export async function createSystem(config: Config, stores: Stores, log: Log): Promise<System> {
   const { databases } = stores;
-  const tokenSecret = await keptSecret(config.dataDir, 'token-secret', config.tokenSecret);
+  const tokenSecret = await keptSecret(config.dataDir, TOKEN_SECRET, config.tokenSecret);
   // Every process of the install signs and checks placed-orders messages with the same secret.
   const signer =
     config.redisUrl === undefined || config.amqpUrl === undefined
       ? undefined
-      : new MessageSigner((await keptSecret(config.dataDir, 'pipeline-secret', config.pipelineSecret)).value, config.pipelineSecretPrevious);
-  const admin = await keptSecret(config.dataDir, 'admin-token', config.adminToken);
+      : new MessageSigner((await keptSecret(config.dataDir, PIPELINE_SECRET, config.pipelineSecret)).value, config.pipelineSecretPrevious);
+  const admin = await keptSecret(config.dataDir, ADMIN_TOKEN, config.adminToken);
   const tokens = new Tokens(tokenSecret.value);
   const newId = timeOrderedIds();
   const onRedisError = onceEach((error: Error) => log.warn({ err: error.message }, 'Redis connection error; reconnecting'));
@@ -272,8 +273,10 @@ export function appFor(system: System): App {
       return down;
     },
     ...(system.pipeline === undefined ? {} : pipelineDeps(system, system.pipeline)),
-    registerOutboxMetrics: (registry) =>
-      registerOutboxMetrics(registry, { outbox: system.orders.outbox, relay: system.outboxRelay }),
+    registerOutboxMetrics: (registry) => {
+      registerOutboxMetrics(registry, { outbox: system.orders.outbox, relay: system.outboxRelay });
+      registerOwedRefundMetrics(registry, system.orders.owedRefunds);
+    },
     maxInFlight: system.config.maxInFlight,
     connectionTimeouts: {
       headersMs: system.config.headersTimeoutMs,

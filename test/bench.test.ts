@@ -21,8 +21,8 @@ let target: TargetInfo;
 let available: string[];
 
 beforeAll(async () => {
-  // Small pools: the 127.0.0.1 PostgreSQL (max_connections 100) is shared with the other test files.
-  t = await startTestServer({ sweepIntervalMs: 250, dbPoolSize: 8 });
+  // Default (small) pools: a second server joins it below, within the file's share of PostgreSQL (pg-budget.ts).
+  t = await startTestServer({ sweepIntervalMs: 250 });
   target = { url: t.server.url, adminToken: ADMIN_TOKEN, db: { baseUrl: TEST_DATABASE_URL, prefix: t.config.databasePrefix } };
   const health = await t.api.call<{ strategies: string[] }>('GET', '/healthz');
   available = health.body.strategies;

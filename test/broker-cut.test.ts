@@ -41,7 +41,7 @@ let pipeline: Pipeline;
 
 beforeAll(async () => {
   proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(TEST_AMQP_URL).port || 5672) });
-  // The shared PostgreSQL allows 100 connections, and two test files run at once.
+  // Within the file's share of PostgreSQL connections (pg-budget.ts).
   drill = await startDrillServer({ strategy: 'redis-lua', dbPoolSize: 5 }, { amqpPort: proxy.port });
   ({ t, pipeline } = drill);
 });

@@ -49,7 +49,7 @@ let role: string;
 let worker: FlashsaleProcess | undefined;
 
 beforeAll(async () => {
-  // The shared PostgreSQL allows 100 connections, and the worker has its own.
+  // Within the file's share of PostgreSQL connections (pg-budget.ts), beside the worker's own pools.
   drill = await startDrillServer({ strategy: 'redis-lua', worker: false, dbPoolSize: 4 });
   ({ t, pipeline } = drill);
   // A role only the consumer uses, with what it needs on this server's module databases: to

@@ -116,7 +116,8 @@ describe('Redis restarted in the middle of a storm, the consumer in a process of
   beforeAll(async () => {
     // The API writes no order; a `flashsale worker` does, so the rebuild after the restart must
     // wait for batches that only the worker's process holds (the drain barrier).
-    apart = await startDrillServer({ worker: false, dbPoolSize: 4 });
+    // Small pools: the file's first drill server and the worker's pools share the file's PostgreSQL budget (pg-budget.ts).
+    apart = await startDrillServer({ worker: false, dbPoolSize: 2 });
     await startFlashsale('worker', envOf(apart.t.config), 'flashsale worker:');
   });
   afterAll(async () => {

@@ -290,7 +290,7 @@ describe('the relay with the broker cut', () => {
     amqpUrl.port = String(proxy.port);
     // Names of its own, removed when it stops, as `withPipeline` gives; no Redis.
     const queuePrefix = `t.${randomUUID().slice(0, 10)}.`;
-    // A small pool: this file's first server is still up, and the shared PostgreSQL has 100 connections.
+    // This file's first server is still up: both keep to the file's share of PostgreSQL (pg-budget.ts).
     const cut = await startTestServer({ amqpUrl: amqpUrl.toString(), queuePrefix, dbPoolSize: 4 });
     const cutOrders = connect(databaseUrl(TEST_DATABASE_URL, `${cut.config.databasePrefix}orders`), 1, 'flashsale:outbox-test');
     // A consumer's own queue, bound to the exchange, on a connection that is never cut.

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { MODULE_NAMES } from '../src/config.js';
 import { dropDatabases } from '../src/infra/database.js';
 import { Api } from './support/api.js';
+import { TEST_POOL_SIZE } from './support/pg-budget.js';
 import { ADMIN_TOKEN, TEST_DATABASE_URL } from './support/server.js';
 
 describe('SIGTERM', () => {
@@ -30,6 +31,8 @@ describe('SIGTERM', () => {
         PORT: '0',
         LOG_LEVEL: 'warn',
         PAYMENT_DELAY_MS: '1500',
+        // The suite's budget of PostgreSQL connections (pg-budget.ts).
+        DB_POOL_SIZE: String(TEST_POOL_SIZE),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -103,10 +103,11 @@ export async function openModuleDatabases(options: OpenOptions): Promise<ModuleD
     await ensureDatabases(options.baseUrl, toCreate.map((module) => `${options.prefix}${module}`));
   }
   const app = options.applicationName ?? 'flashsale';
+  const sizes = modulePoolSizes(options.poolSize);
   const pools = {
-    users: connect(urls.users, Math.max(2, Math.ceil(options.poolSize / 2)), `${app}:users`),
-    inventory: connect(urls.inventory, options.poolSize, `${app}:inventory`),
-    orders: connect(urls.orders, options.poolSize, `${app}:orders`),
+    users: connect(urls.users, sizes.users, `${app}:users`),
+    inventory: connect(urls.inventory, sizes.inventory, `${app}:inventory`),
+    orders: connect(urls.orders, sizes.orders, `${app}:orders`),
   };
   await Promise.all(Object.values(pools).map((sql) => warm(sql, sql.options.max)));
   return {
@@ -116,6 +117,14 @@ export async function openModuleDatabases(options: OpenOptions): Promise<ModuleD
       await Promise.all(Object.values(pools).map((sql) => sql.end({ timeout: 5 })));
     },
   };
+}
+
+/**
+ * The connections each module's pool opens (and keeps) for `DB_POOL_SIZE`: inventory and orders
+ * that many, users (a debit or refund per payment, no stock step) half, at least 2.
+ */
+export function modulePoolSizes(poolSize: number): Readonly<Record<ModuleName, number>> {
+  return { users: Math.max(2, Math.ceil(poolSize / 2)), inventory: poolSize, orders: poolSize };
 }
 
 /**

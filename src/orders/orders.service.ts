@@ -16,7 +16,8 @@ import { IdempotencyKeys, keyedOrderId, type HeldKey } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { CheckoutOutcome, Order, OrderEventsPage, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
 import { Outbox } from './outbox.js';
-import { Payments } from './payments.js';
+import { OwedRefunds, type RefundRetry } from './owed-refunds.js';
+import { Payments, type ExpirySweep } from './payments.js';
 import { PlacedOrders } from './placed-orders.js';
 import type { PlacedOrder } from '../pipeline/order-events.js';
 import type { PublishOutcome } from '../pipeline/publisher.js';
@@ -41,6 +42,8 @@ export class OrdersService implements OrdersClient {
   readonly keys: IdempotencyKeys;
   readonly placed: PlacedOrders;
   readonly outbox: Outbox;
+  /** Refunds an expiry could not make (users unreachable), made by later sweeps. */
+  readonly owedRefunds: OwedRefunds;
   private readonly sql: Sql;
   private readonly payments: Payments;
   private readonly checkout: Checkout;
@@ -51,12 +54,14 @@ export class OrdersService implements OrdersClient {
     this.outbox = new Outbox(options.sql);
     const events = this.outbox.counts;
     this.placed = new PlacedOrders(options.sql, options.inventory, this.keys, events);
+    this.owedRefunds = new OwedRefunds(options.sql, options.users);
     // With the pipeline on, a payment waits up to a confirm timeout's worth for an order another
     // process placed; without it, an order that is not there is not coming.
     this.payments = new Payments({
       ...options,
       placed: this.placed,
       events,
+      owed: this.owedRefunds,
       pipelineWaitMs: options.publish === undefined ? 0 : options.pipelineWaitMs ?? 0,
     });
     this.checkout = new Checkout({ ...options, keys: this.keys, payments: this.payments, placed: this.placed, publish: options.publish, events });
@@ -172,8 +177,13 @@ export class OrdersService implements OrdersClient {
   }
 
   /** Expires held orders past their expiry (see `Payments.sweepExpired`). */
-  sweepExpired(batchSize?: number): Promise<number> {
+  sweepExpired(batchSize?: number): Promise<ExpirySweep> {
     return this.payments.sweepExpired(batchSize);
+  }
+
+  /** Makes the refunds owed (see `OwedRefunds.retry`). */
+  retryOwedRefunds(batchSize?: number): Promise<RefundRetry> {
+    return this.owedRefunds.retry(batchSize);
   }
 
   async getOrder(buyerId: string, orderId: string): Promise<Order> {

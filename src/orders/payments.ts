@@ -7,17 +7,22 @@
  * allocation is the truth of a hold's state; orders reconciles with it (`reconcile`) whenever the
  * two may have drifted (a crash between steps, a race with the sweeper or a cancel).
  *
+ * Expiry (`sweepExpired`) never waits for users: the units go back and the order is marked
+ * `expired` even when its refund cannot be made, and that refund is then recorded owed
+ * (`owed-refunds.ts`) in the statement that marks the order, for later sweeps to make.
+ *
  * @remarks Orders calls inventory and users, never the other way round: the expiry of a held
  * order is driven from here (`sweepExpired`), asking inventory to expire the allocation.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
-import { outcomeUnknown, storeFault } from '../infra/store-errors.js';
+import { isStoreFailure, outcomeUnknown, storeFault } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { UsersClient } from '../users/users.client.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { EventCounts } from './outbox.js';
+import type { OwedRefunds, SweepFailure } from './owed-refunds.js';
 import type { PlacedOrders } from './placed-orders.js';
 import type { Order, OrderStatus } from './orders.client.js';
 
@@ -31,6 +36,8 @@ export interface PaymentsOptions {
   readonly placed?: PlacedOrders;
   /** Counts the outbox events that marking orders writes. */
   readonly events: EventCounts;
+  /** The refunds an expiry could not make, which later sweeps make. */
+  readonly owed: OwedRefunds;
   /**
    * With the order pipeline on, how long a payment or cancel waits for an order another process
    * placed and the consumer has not written yet (it is written within milliseconds, normally).
@@ -40,6 +47,33 @@ export interface PaymentsOptions {
 
 /** How often a payment looks again for an order the pipeline is writing. */
 const PIPELINE_POLL_MS = 50;
+
+/** What one expiry sweep did. */
+export interface ExpirySweep {
+  /** Held orders it marked `expired`. */
+  readonly expired: number;
+  /** Refunds it could not make and recorded owed, for later sweeps to make. */
+  readonly refundsOwed: number;
+  /** Why the first refund it could not make failed, if one did. */
+  readonly refundFailure: unknown;
+  /** Orders it skipped because something other than a store failed on them; the next sweep tries them again. */
+  readonly failed: readonly SweepFailure[];
+}
+
+/**
+ * One sweep's refunds. Once a refund could not reach users, the rest of the sweep owes its
+ * refunds without asking: each would wait for the same outage (up to a connection timeout each).
+ */
+class SweepRefunds {
+  usersDown = false;
+  owed = 0;
+  firstFailure: unknown = undefined;
+
+  failed(error: unknown): void {
+    this.firstFailure ??= error;
+    if (isStoreFailure(error)) this.usersDown = true;
+  }
+}
 
 export class Payments {
   private readonly sql: Sql;
@@ -167,34 +201,56 @@ export class Payments {
    * inventory to expire its hold (the units go back to stock), refunds any debit of an attempt
    * that never finished, and marks the order `expired`, or reconciles it with what inventory
    * says happened. Run every second and at start-up, so holds that lapsed while the server was
-   * down come back. Returns how many orders it expired.
+   * down come back.
+   *
+   * A refund that cannot be made (users unreachable) is recorded owed as the order is marked, so
+   * units come back whatever users is doing. An order that fails for another reason is skipped
+   * and the batch goes on; a store failure (inventory or orders unreachable) ends the sweep, since
+   * every order after it would fail the same way, and is thrown once the orders before it are done.
    */
-  async sweepExpired(batchSize = 500): Promise<number> {
+  async sweepExpired(batchSize = 500): Promise<ExpirySweep> {
+    const refunds = new SweepRefunds();
+    const failed: SweepFailure[] = [];
     let expired = 0;
     for (;;) {
+      const skipped = failed.map((failure) => failure.orderId);
       const due = await this.sql<OrderRow[]>`
-        select * from orders where status = 'held' and expires_at <= now() order by expires_at limit ${batchSize}`;
+        select * from orders
+         where status = 'held' and expires_at <= now() and not (id = any(${this.sql.array(skipped)}::uuid[]))
+         order by expires_at limit ${batchSize}`;
       let changed = 0;
       for (const row of due) {
-        const after = await this.expireHeld(row);
+        let after: OrderRow;
+        try {
+          after = await this.expireHeld(row, refunds);
+        } catch (error) {
+          if (isStoreFailure(error)) throw error;
+          failed.push({ orderId: row.id, error });
+          continue;
+        }
         if (after.status !== 'held') changed += 1;
         if (after.status === 'expired') expired += 1;
       }
       // Rows inventory still holds (its clock is behind ours) stay for the next sweep.
-      if (due.length < batchSize || changed === 0) return expired;
+      if (due.length < batchSize || changed === 0) {
+        return { expired, refundsOwed: refunds.owed, refundFailure: refunds.firstFailure, failed };
+      }
     }
   }
 
-  /** Expires a held order whose expiry passed (or reconciles it, when inventory says otherwise). */
-  private async expireHeld(row: OrderRow): Promise<OrderRow> {
+  /**
+   * Expires a held order whose expiry passed (or reconciles it, when inventory says otherwise).
+   * `refunds`: the sweep's, which owes a refund it cannot make; without it (a payment found the
+   * hold lapsed) a refund that fails fails the call.
+   */
+  private async expireHeld(row: OrderRow, refunds?: SweepRefunds): Promise<OrderRow> {
     const released = await this.options.inventory.expire(row.id);
-    if (!released) return this.reconcile(row);
-    await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
-    return this.mark(row.id, 'expired');
+    if (!released) return this.reconcile(row, refunds);
+    return this.refundAndMark(row, 'expired', refunds);
   }
 
   /** Brings a held order in line with its allocation, inventory's truth. */
-  private async reconcile(row: OrderRow): Promise<OrderRow> {
+  private async reconcile(row: OrderRow, refunds?: SweepRefunds): Promise<OrderRow> {
     const allocation = await this.options.inventory.allocation(row.id);
     const status: OrderStatus = allocation?.status ?? 'expired';
     switch (status) {
@@ -204,9 +260,67 @@ export class Payments {
         return this.mark(row.id, 'paid');
       case 'cancelled':
       case 'expired':
-        await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
-        return this.mark(row.id, status);
+        return this.refundAndMark(row, status, refunds);
     }
+  }
+
+  /**
+   * Refunds any debit of an order whose hold is gone, then marks the order `status`. In a sweep
+   * (`refunds`), a refund that cannot be made is recorded owed instead, in the statement that
+   * marks the order: the order never leaves `held` with its refund neither made nor owed.
+   */
+  private async refundAndMark(row: OrderRow, status: 'expired' | 'cancelled', refunds?: SweepRefunds): Promise<OrderRow> {
+    const movement = { userId: row.buyer_id, orderId: row.id };
+    if (refunds === undefined) {
+      await this.options.users.refund(movement);
+      return this.mark(row.id, status);
+    }
+    if (!refunds.usersDown) {
+      const made = await this.options.users.refund(movement).then(
+        () => true,
+        (error: unknown) => {
+          refunds.failed(error);
+          return false;
+        },
+      );
+      if (made) return this.mark(row.id, status);
+    }
+    const { row: after, owed } = await this.markOwingRefund(row, status);
+    refunds.owed += owed;
+    return after;
+  }
+
+  /**
+   * Marks a held order `expired` or `cancelled` and records its refund owed, in one statement (the
+   * change's event with them). The refund is owed unless the order is paid, even when another
+   * process marked it first: owing one that was made is harmless, losing one is not.
+   */
+  private async markOwingRefund(row: OrderRow, status: 'expired' | 'cancelled'): Promise<{ row: OrderRow; owed: number }> {
+    const [result] = await this.sql<(Partial<OrderRow> & { owed_now: number })[]>`
+      with changed as (
+        update orders set status = ${status}, updated_at = now()
+         where id = ${row.id} and status = 'held'
+        returning *),
+      event as (
+        insert into order_events (order_id, kind) select id, status from changed),
+      owed as (
+        insert into owed_refunds (order_id, buyer_id)
+        select id, buyer_id from orders where id = ${row.id} and status <> 'paid'
+        on conflict (order_id) do nothing
+        returning order_id)
+      select changed.*, (select count(*) from owed)::int4 as owed_now
+        from (select) as one left join changed on true`;
+    const owed = result?.owed_now ?? 0;
+    this.options.owed.recorded(owed);
+    if (result?.status !== undefined && result.status !== null) {
+      this.options.events.add(status, 1);
+      if (status === 'expired') this.expired += 1;
+      const { owed_now: _owedNow, ...changed } = result;
+      return { row: changed as OrderRow, owed };
+    }
+    const [current] = await this.sql<OrderRow[]>`select * from orders where id = ${row.id}`;
+    if (!current) throw new Error(`order ${row.id} vanished`);
+    return { row: current, owed };
   }
 
   /**

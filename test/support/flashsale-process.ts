@@ -9,6 +9,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../src/config.js';
+import { claimConnections, onSharedServer, poolConnections, TEST_POOL_SIZE } from './pg-budget.js';
 import { ADMIN_TOKEN, TEST_DATABASE_URL } from './server.js';
 
 const PROJECT = resolve(import.meta.dirname, '../..');
@@ -44,8 +45,8 @@ export function envOf(config: Config, extra: Record<string, string> = {}): Recor
     QUEUE_PREFIX: config.queuePrefix,
     CONFIRM_TIMEOUT_MS: String(config.confirmTimeoutMs),
     RECONCILE_INTERVAL_MS: '3600000',
-    // The shared PostgreSQL allows 100 connections, and two test files run at once: 10 here.
-    DB_POOL_SIZE: '4',
+    // The suite's budget of PostgreSQL connections (pg-budget.ts): 10 here.
+    DB_POOL_SIZE: String(TEST_POOL_SIZE),
     LOG_LEVEL: 'warn',
     // As the test servers: storms send many requests per buyer.
     RATE_LIMIT_PER_SECOND: '0',
@@ -55,12 +56,18 @@ export function envOf(config: Config, extra: Record<string, string> = {}): Recor
 
 /** Starts `flashsale <command>` and resolves once it printed `ready` (its start-up line). */
 export async function startFlashsale(command: 'serve' | 'worker', env: Record<string, string>, ready: string): Promise<FlashsaleProcess> {
+  // Its pools count against this file's share of the shared PostgreSQL until it exits.
+  const poolSize = Number(env['DB_POOL_SIZE'] ?? '10');
+  const release = onSharedServer(env['DATABASE_URL'], TEST_DATABASE_URL)
+    ? claimConnections(poolConnections(poolSize), `flashsale ${command}`)
+    : () => undefined;
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', command], {
     cwd: PROJECT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   started.push(child);
+  child.once('exit', release);
   let output = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));

@@ -3,7 +3,8 @@
  * prefix) on the 127.0.0.1 PostgreSQL, a random port, the modules wired through a JSON hop, and a
  * clean-up that drops them. The server logs what each route answers; stopping it fails if the
  * OpenAPI document does not list one of those answers, so every test file checks the contract of
- * what it provokes.
+ * what it provokes. Its pools are small ({@link TEST_POOL_SIZE}) and claimed from the file's share of
+ * PostgreSQL connections (`pg-budget.ts`).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { queueNames } from '../../src/pipeline/broker.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { Api } from './api.js';
 import { AnswerLog, type OpenApiDocument } from './contract.js';
+import { claimConnections, onSharedServer, poolConnections, TEST_POOL_SIZE } from './pg-budget.js';
 
 export const TEST_DATABASE_URL = process.env['TEST_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const TEST_REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -51,7 +53,9 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
   const dataDir = await mkdtemp(join(tmpdir(), 'flashsale-test-'));
   const prefix = overrides.databasePrefix ?? `t_${randomBytes(5).toString('hex')}_`;
   const config = loadConfig(
-    { LOG_LEVEL: 'warn', ...env },
+    // The suite's budget of PostgreSQL connections (pg-budget.ts): 10 connections a server. Set as
+    // the variable, so what follows from it (RESERVE_LANES) follows as it does in production.
+    { LOG_LEVEL: 'warn', DB_POOL_SIZE: String(TEST_POOL_SIZE), ...env },
     {
       databaseUrl: TEST_DATABASE_URL,
       databasePrefix: prefix,
@@ -60,8 +64,6 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       tokenSecret: 'test-token-secret-0123456789-0123456789',
       seedDemo: false,
       port: 0,
-      // The shared PostgreSQL allows 100 connections and two test files run at once.
-      dbPoolSize: 10,
       // Every module call crosses JSON, as it would between processes: the contracts carry plain data.
       moduleHop: 'json',
       // Storms send many requests per buyer: the limiter is on only in the tests about it.
@@ -71,8 +73,15 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       ...overrides,
     },
   );
+  const shared = MODULE_NAMES.filter((module) => onSharedServer(config.moduleDatabaseUrls[module] ?? config.databaseUrl, TEST_DATABASE_URL));
+  const release = claimConnections(poolConnections(config.dbPoolSize, shared), `the test server ${prefix}`);
   const answers = new AnswerLog();
-  const server = await startServer(config, { observe: (request, reply, payload) => answers.record(request, reply, payload) });
+  const server = await startServer(config, { observe: (request, reply, payload) => answers.record(request, reply, payload) }).catch(
+    (error: unknown) => {
+      release();
+      throw error;
+    },
+  );
   const api = new Api(server.url, ADMIN_TOKEN);
   // @fastify/swagger types its document for every OpenAPI version; the check reads only what it names.
   const document = (): OpenApiDocument => server.app.swagger() as unknown as OpenApiDocument;
@@ -86,6 +95,7 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       const undocumented = answers.undocumented(document());
       await api.close();
       await server.close();
+      release();
       if (server.system.config.amqpUrl !== undefined && !options.keepData) await removePipelineData(server.system.config);
       if (!options.keepData) {
         await dropDatabases(TEST_DATABASE_URL, MODULE_NAMES.map((module) => `${prefix}${module}`));
