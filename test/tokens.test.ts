@@ -33,7 +33,8 @@ let productId: string;
 beforeAll(async () => {
   a = await startTestServer({ revocationRefreshMs: 100 });
   b = await startTestServer({ revocationRefreshMs: 100, databasePrefix: a.config.databasePrefix });
-  brief = await startTestServer({ tokenTtlSeconds: 1 });
+  // A third server: pools of 2 keep the file inside its PostgreSQL budget (test/support/pg-budget.ts).
+  brief = await startTestServer({ tokenTtlSeconds: 1, dbPoolSize: 2 });
   productId = (await a.api.createProduct({ stock: 1_000 })).id;
 });
 afterAll(async () => {
