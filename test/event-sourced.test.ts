@@ -127,8 +127,8 @@ describe('the event-sourced strategy after a storm of purchases, cancels, paymen
   let stockChanges: Answer[];
 
   beforeAll(async () => {
-    big = await t.api.createProduct({ stock: 120, holdSeconds: 3, strategy: 'event-sourced' });
-    limited = await t.api.createProduct({ stock: 40, holdSeconds: 3, perBuyerLimit: 2, strategy: 'event-sourced' });
+    big = await t.api.createProduct({ stock: 120, holdSeconds: 6, strategy: 'event-sourced' });
+    limited = await t.api.createProduct({ stock: 40, holdSeconds: 6, perBuyerLimit: 2, strategy: 'event-sourced' });
     single = await t.api.createProduct({ stock: 1, holdSeconds: 3, strategy: 'event-sourced' });
     products = [big, limited, single];
     const buyers = await t.api.createBuyers(900);
@@ -165,7 +165,7 @@ describe('the event-sourced strategy after a storm of purchases, cancels, paymen
     answers.push(...(await chasing));
     stockChanges = await restock;
 
-    // Every hold left expires (3 s) and the sweeper returns it.
+    // Every hold left expires (6 s; 3 s for `single`) and the sweeper returns it.
     for (let tries = 0; ; tries += 1) {
       const held = await Promise.all(products.map(async (product) => (await stats(product.id))['held']));
       if (held.every((units) => units === 0)) break;
