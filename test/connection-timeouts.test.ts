@@ -88,6 +88,38 @@ describe('connection timeouts', () => {
     expect(await peer.closedByServer()).toBe(true);
   });
 
+  it('closes a half-sent request within 1.2 times its deadline while other clients keep connections busy', async () => {
+    // One client keeps its connection alive with a request every 50 ms; others open, ask and close.
+    const busy = await open();
+    const keepAlive = setInterval(() => busy.socket.write(HEALTH), 50);
+    let battering = true;
+    const battery = (async () => {
+      while (battering) {
+        const peers = await Promise.all([open(), open(), open()]);
+        for (const peer of peers) peer.socket.write('GET /healthz HTTP/1.1\r\nHost: flashsale\r\nConnection: close\r\n\r\n');
+        await Promise.all(peers.map((peer) => peer.closedByServer()));
+      }
+    })();
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const half = await open();
+      const sentAt = Date.now();
+      half.socket.write('POST /v1/purchases HTTP/1.1\r\nHost: flashsale\r\n');
+      expect(await half.closedByServer()).toBe(true);
+      // 1.2 times the deadline, plus a second for timers on a loaded two-core machine: Node's
+      // default check every 30 s would leave it open for many deadlines.
+      expect(Date.now() - sentAt).toBeLessThan(1.2 * HEADERS_MS + 1000);
+      expect(half.received()).toMatch(/^HTTP\/1\.1 408 /);
+      // The busy connection was served throughout.
+      expect(completeResponses(busy.received())).toBeGreaterThan(5);
+    } finally {
+      clearInterval(keepAlive);
+      battering = false;
+      await battery;
+      busy.socket.destroy();
+    }
+  });
+
   it('closes a connection that never sends a byte', async () => {
     const peer = await open();
     expect(await peer.closedByServer()).toBe(true);

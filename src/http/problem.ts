@@ -52,6 +52,32 @@ export function sendProblem(reply: FastifyReply, body: Problem, retryAfterSecond
   return reply.status(body.status).header('content-type', PROBLEM_CONTENT_TYPE).send(JSON.stringify(body));
 }
 
+/** At most this many entries in a `VALIDATION_FAILED` problem's `errors`. */
+export const MAX_VALIDATION_ERRORS = 20;
+/** At most this many characters in any problem's `detail` made from what the request sent. */
+export const MAX_DETAIL_LENGTH = 500;
+
+/** At most this many characters in an entry's `field` (an unknown field's name is the client's to choose). */
+const MAX_FIELD_LENGTH = 100;
+
+function truncated(text: string, length: number): string {
+  return text.length <= length ? text : `${text.slice(0, length - 1)}…`;
+}
+
+function bounded(text: string): string {
+  return truncated(text, MAX_DETAIL_LENGTH);
+}
+
+/**
+ * One line that names the first problem and how many there are, rather than Fastify's message,
+ * which lists every error again (a field name can be as long as the body allows).
+ */
+function validationDetail(count: number, first: { field: string; message: string } | undefined): string {
+  if (first === undefined) return 'the request is invalid';
+  const more = count > 1 ? ` (and ${count - 1} more)` : '';
+  return bounded(`${first.field} ${first.message}${more}`);
+}
+
 interface Classified {
   readonly code: ErrorCode;
   readonly detail: string;
@@ -65,13 +91,18 @@ function classify(error: FastifyError | DomainError | Error): Classified {
   }
   const fastifyError = error as FastifyError;
   if (fastifyError.validation) {
-    const errors = fastifyError.validation.map((issue) => ({
-      field: `${fastifyError.validationContext ?? 'body'}${issue.instancePath.replaceAll('/', '.')}` +
-        (typeof issue.params['missingProperty'] === 'string' ? `.${issue.params['missingProperty']}` : '') +
-        (typeof issue.params['additionalProperty'] === 'string' ? `.${issue.params['additionalProperty']}` : ''),
+    // Bounded whatever the request holds: Ajv reports every error (`allErrors`), and a body of
+    // unknown fields would otherwise buy an answer many times its own size.
+    const errors = fastifyError.validation.slice(0, MAX_VALIDATION_ERRORS).map((issue) => ({
+      field: truncated(
+        `${fastifyError.validationContext ?? 'body'}${issue.instancePath.replaceAll('/', '.')}` +
+          (typeof issue.params['missingProperty'] === 'string' ? `.${issue.params['missingProperty']}` : '') +
+          (typeof issue.params['additionalProperty'] === 'string' ? `.${issue.params['additionalProperty']}` : ''),
+        MAX_FIELD_LENGTH,
+      ),
       message: issue.message ?? 'is invalid',
     }));
-    return { code: 'VALIDATION_FAILED', detail: fastifyError.message, extras: { errors } };
+    return { code: 'VALIDATION_FAILED', detail: validationDetail(fastifyError.validation.length, errors[0]), extras: { errors } };
   }
   switch (fastifyError.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -89,15 +120,29 @@ function classify(error: FastifyError | DomainError | Error): Classified {
     return { code: named.code, detail: named.message, extras: named.extras, retryAfterSeconds: STORE_RETRY_AFTER_SECONDS };
   }
   if (fastifyError.statusCode === 400) {
-    return { code: 'VALIDATION_FAILED', detail: fastifyError.message, extras: { errors: [] } };
+    return { code: 'VALIDATION_FAILED', detail: bounded(fastifyError.message), extras: { errors: [] } };
   }
   if (fastifyError.statusCode === 415) return { code: 'UNSUPPORTED_MEDIA_TYPE', detail: fastifyError.message, extras: {} };
   if (fastifyError.statusCode === 413) return { code: 'PAYLOAD_TOO_LARGE', detail: fastifyError.message, extras: {} };
   return { code: 'INTERNAL', detail: 'an unexpected error occurred', extras: {} };
 }
 
+/**
+ * Node's error for a request whose client hung up while its body was being read (`aborted`,
+ * `ECONNRESET`): the same code as a store's reset connection, which is a store fault; what tells
+ * them apart is that this request's own socket is gone.
+ */
+function clientHungUp(error: Error, request: FastifyRequest): boolean {
+  return (error as { code?: unknown }).code === 'ECONNRESET' && request.raw.socket.destroyed;
+}
+
 export function registerProblemHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | DomainError, request: FastifyRequest, reply: FastifyReply) => {
+    if (clientHungUp(error, request)) {
+      // Nobody is left to answer, and it is no fault of ours: at error level anyone could flood the log.
+      request.log.debug('client closed the connection before its request was read');
+      return reply.status(400).send();
+    }
     const found = classify(error);
     const status = ERROR_CODES[found.code].status;
     if (status >= 500) request.log.error({ err: error }, 'request failed');

@@ -59,12 +59,56 @@ export function canonicalIds<A extends KeywordHost>(ajv: A): A {
   return ajv;
 }
 
-/** An ISO 8601 instant with a time zone ("2026-11-21T10:00:00Z"). */
+/**
+ * The keyword that refuses an instant the calendar does not have (registered by
+ * {@link calendarInstants}): 30 February, hour 24, year 0. The pattern alone lets them through,
+ * and `Date` or PostgreSQL would then move one to another day or refuse it with a 500.
+ */
+export const CALENDAR_INSTANT_KEYWORD = 'x-calendar-instant';
+
+/** An ISO 8601 instant with a time zone ("2026-11-21T10:00:00Z"), on a day the calendar has. */
 export const instant = {
   type: 'string',
   pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2})$',
   maxLength: 40,
+  [CALENDAR_INSTANT_KEYWORD]: true,
 } as const;
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
+
+const INSTANT_PARTS = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?(?:\.\d+)?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+/** Whether `text` (already matching {@link instant}'s pattern) names a moment the calendar has, in years 1 to 9999. */
+export function isCalendarInstant(text: string): boolean {
+  const parts = INSTANT_PARTS.exec(text);
+  if (parts === null) return true; // the pattern beside the keyword refuses it
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = parts
+    .slice(1)
+    .map((part) => (part === undefined ? 0 : Number(part))) as [number, number, number, number, number, number, number, number];
+  if (year < 1 || month < 1 || month > 12 || day < 1) return false;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const lastDay = month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] ?? 0);
+  return day <= lastDay && hour <= 23 && minute <= 59 && second <= 59 && offsetHours <= 23 && offsetMinutes <= 59;
+}
+
+/** The part of Ajv's keyword API {@link calendarInstants} uses. */
+interface CheckingKeywordHost {
+  addKeyword(definition: { keyword: string; type: 'string'; schema: false; errors: false; validate: (data: string) => boolean }): unknown;
+}
+
+/** An Ajv plugin defining {@link CALENDAR_INSTANT_KEYWORD} (its error: `must pass "x-calendar-instant" keyword validation`). */
+export function calendarInstants<A extends CheckingKeywordHost>(ajv: A): A {
+  ajv.addKeyword({ keyword: CALENDAR_INSTANT_KEYWORD, type: 'string', schema: false, errors: false, validate: isCalendarInstant });
+  return ajv;
+}
+
+/** A string with no NUL character: PostgreSQL's text cannot hold one, and would answer a 500. */
+export const NO_NUL_PATTERN = '^[^\\u0000]*$';
+
+/** Free text a client sends (a name): at most `maxLength` characters, no NUL. */
+export function text(minLength: number, maxLength: number): { type: 'string'; minLength: number; maxLength: number; pattern: string } {
+  return { type: 'string', minLength, maxLength, pattern: NO_NUL_PATTERN };
+}
 
 export const bearerSecurity = [{ bearer: [] }];
 

@@ -2,7 +2,7 @@
 import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { DomainError } from '../infra/errors.js';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, responses } from '../http/response-schemas.js';
-import { bearerSecurity, idParams, instant, ref } from '../http/schemas.js';
+import { bearerSecurity, idParams, instant, ref, text } from '../http/schemas.js';
 import type { InventoryClient } from './inventory.client.js';
 import type { NewProduct, ProductChange } from './inventory.types.js';
 import { STRATEGY_NAMES } from './strategy-names.js';
@@ -22,7 +22,7 @@ const eventsQuery = {
 } as const;
 
 const productFields = {
-  name: { type: 'string', minLength: 1, maxLength: 200 },
+  name: text(1, 200),
   priceCents: { type: 'integer', minimum: 0, maximum: 100_000_000_000 },
   perBuyerLimit: { type: ['integer', 'null'], minimum: 1, maximum: 1_000_000 },
   holdSeconds: { type: 'integer', minimum: 1, maximum: 86_400 },

@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyReply, onRequestHookHandler } from 'fastify';
 import { ADMIN_PROBLEMS, BODY_PROBLEMS, BUYER_PROBLEMS, responses } from '../http/response-schemas.js';
-import { bearerSecurity, idParams, ref } from '../http/schemas.js';
+import { bearerSecurity, idParams, ref, text } from '../http/schemas.js';
 import type { RevokedSessions } from './revoked-sessions.js';
 import type { UsersClient } from './users.client.js';
 
@@ -51,7 +51,8 @@ export function usersRoutes(users: UsersClient, guards: UsersRouteGuards) {
             type: 'object',
             additionalProperties: false,
             required: ['name'],
-            properties: { name: { type: 'string', minLength: 1, maxLength: 100, pattern: '\\S' } },
+            // Not blank, and no NUL.
+            properties: { name: { ...text(1, 100), pattern: '^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$' } },
           },
           response: responses(
             { 201: { description: 'Signed up', ...ref('IssuedUser'), headers: noStore } },
@@ -126,7 +127,7 @@ export function usersRoutes(users: UsersClient, guards: UsersRouteGuards) {
             properties: {
               count: { type: 'integer', minimum: 1, maximum: MAX_USERS_PER_CALL },
               balanceCents: { type: 'integer', minimum: 0, maximum: 100_000_000_000 },
-              namePrefix: { type: 'string', minLength: 1, maxLength: 50 },
+              namePrefix: text(1, 50),
             },
           },
           response: responses(
