@@ -111,8 +111,10 @@ export function auditProduct(
   }
 
   const { gate } = snapshot;
-  if (gate && (gate.remaining !== remaining || gate.held !== units.held || gate.paid !== units.paid)) {
-    add('GATE_MISMATCH', `the gate counts remaining ${gate.remaining}, held ${gate.held}, paid ${gate.paid}; PostgreSQL ${remaining}, ${units.held}, ${units.paid}`, {
+  if (gate && (gate.remaining !== remaining || gate.held !== units.held || gate.paid !== units.paid || gate.stocked !== stocked)) {
+    add('GATE_MISMATCH', `the gate counts stocked ${gate.stocked}, remaining ${gate.remaining}, held ${gate.held}, paid ${gate.paid}; PostgreSQL ${stocked}, ${remaining}, ${units.held}, ${units.paid}`, {
+      gateStocked: gate.stocked,
+      stocked,
       gateRemaining: gate.remaining,
       gateHeld: gate.held,
       gatePaid: gate.paid,

@@ -22,6 +22,8 @@ export interface AuditSnapshot {
    */
   readonly gate?: {
     readonly remaining: number;
+    /** Units ever stocked, as the gate counts them (PostgreSQL's `stock` is the truth). */
+    readonly stocked: number;
     readonly held: number;
     readonly paid: number;
     /** Allocations held or paid in PostgreSQL that the gate does not count (each a unit it may sell again). */
