@@ -285,13 +285,19 @@ interface StormFigures {
   readonly windows: number;
 }
 
+/** Honest buyers: waves of {@link WAVE} every {@link WAVE_GAP_MS}, one purchase each. */
+const WAVES = 100;
+const WAVE = 2;
+const WAVE_GAP_MS = 10;
+
 /**
- * 300 honest buyers storm 100 units, one purchase each; with `looping`, one more buyer loops
- * hold → cancel on the same product with 8 loops at once meanwhile, ignoring `Retry-After`.
+ * Honest buyers arrive in waves over a second, one purchase each, for a product that does not
+ * sell out; with `looping`, one more buyer loops hold → cancel on the same product with 8 loops at
+ * once meanwhile, ignoring `Retry-After`.
  */
 async function contentionStorm(t: TestServer, strategy: string, looping: boolean): Promise<StormFigures> {
-  const product = await t.api.createProduct({ stock: 100, strategy });
-  const honest = await t.api.createBuyers(300);
+  const product = await t.api.createProduct({ stock: 1_000, strategy });
+  const honest = await t.api.createBuyers(WAVES * WAVE);
   const [looper] = await t.api.createBuyers(1);
   if (!looper) throw new Error('no looper');
   let storming = true;
@@ -312,7 +318,12 @@ async function contentionStorm(t: TestServer, strategy: string, looping: boolean
   const start = Date.now();
   const loops = looping ? Array.from({ length: 8 }, () => loop()) : [];
   if (looping) await sleep(100);
-  const answers = await storm(honest.length, (i) => t.api.purchase((honest[i] as { token: string }).token, product.id));
+  const waves: Promise<Answer[]>[] = [];
+  for (let wave = 0; wave < WAVES; wave += 1) {
+    waves.push(storm(WAVE, (i) => t.api.purchase((honest[wave * WAVE + i] as { token: string }).token, product.id)));
+    await sleep(WAVE_GAP_MS);
+  }
+  const answers = (await Promise.all(waves)).flat();
   storming = false;
   await Promise.all(loops);
   const windows = windowsBetween(start, Date.now());
