@@ -11,6 +11,8 @@
  * that counts the queries `b` sends it.
  */
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
@@ -177,6 +179,41 @@ describe('the cap on requests in flight', () => {
       await redis.del(lock.key);
     }
     await expectInvariant(a.api, product.id, []);
+  });
+
+  it('frees the place of a request whose client hangs up before its body has arrived', async () => {
+    const product = await a.api.createProduct({ stock: 10 });
+    const [buyer] = await a.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const { port } = new URL(a.server.url);
+    // Headers sent whole, the body promised but never sent: each request holds a place meanwhile.
+    const halfSent = await Promise.all(
+      Array.from({ length: MAX_IN_FLIGHT }, async () => {
+        const socket = netConnect(Number(port), '127.0.0.1');
+        await once(socket, 'connect');
+        socket.write(
+          `POST /v1/purchases HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${buyer.token}\r\n` +
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{',
+        );
+        return socket;
+      }),
+    );
+    let answer: Answer;
+    try {
+      // Time for the server to read their headers (a request sent sooner would take a place first).
+      await sleep(300);
+      answer = await a.api.purchase(buyer.token, product.id);
+      expect(codeOf(answer)).toBe('429 TOO_MANY_IN_FLIGHT');
+    } finally {
+      for (const socket of halfSent) socket.destroy();
+    }
+    answer = await a.api.purchase(buyer.token, product.id);
+    for (let tries = 0; answer.status === 429 && tries < 50; tries += 1) {
+      await sleep(100);
+      answer = await a.api.purchase(buyer.token, product.id);
+    }
+    expect(answer.status).toBe(201);
+    await expectInvariant(a.api, product.id, [answer]);
   });
 });
 
