@@ -56,7 +56,8 @@ export class OrdersService implements OrdersClient {
     this.placed = new PlacedOrders(options.sql, options.inventory, this.keys, events);
     this.owedRefunds = new OwedRefunds(options.sql, options.users);
     // With the pipeline on, a payment waits up to a confirm timeout's worth for an order another
-    // process placed; without it, an order that is not there is not coming.
+    // process placed, once the gate says it holds it for the buyer; without the pipeline, an order
+    // that is not there is not coming.
     this.payments = new Payments({
       ...options,
       placed: this.placed,
