@@ -3,9 +3,11 @@
  * `Idempotency-Key`, in one statement) → with `pay`, pay it at once. An allocation whose order was
  * never recorded (a crash in between) simply expires back to stock: no buyer was told "yes" for it.
  *
- * @remarks The key is written after the reservation, with the purchase's outcome, never before:
- * a refused buyer (nearly every buyer of a drop) writes key and refusal in one statement, batched
- * with the others refused at that moment, and a winner writes key and order in one. A keyed
+ * @remarks The key is written to PostgreSQL after the reservation, with the purchase's outcome,
+ * never before: a refused buyer (nearly every buyer of a drop) writes key and refusal in one
+ * statement, batched with the others refused at that moment, and a winner writes key and order in
+ * one. A grant of the Redis gate is answered before its order reaches PostgreSQL, so the gate binds
+ * the key to the request itself before it reserves (`KEY_REUSED` for another request). A keyed
  * purchase's order id is derived from its key (`keyedOrderId`), so every attempt with the key
  * reserves and records under the same id: an attempt that failed around a step whose outcome is
  * unknown is finished, or found finished, by the retry, never doubled.

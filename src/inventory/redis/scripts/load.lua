@@ -8,7 +8,7 @@
   KEYS[2] buyers    hash: buyer id -> units held or paid
   KEYS[3] holds     hash: order id -> JSON hold
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
-  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
+  KEYS[5] ended     sorted set: order id of each cancelled or expired hold, scored by when it may leave holds (ms)
   KEYS[6] unchecked sorted set: order ids the reconciler has not yet looked up (not changed)
 
   ARGV[1] remaining (units free to buy)
@@ -23,6 +23,10 @@
   ARGV[10] JSON array of holds, each { id, b, q, a, e, s, t } ('' : none)
   ARGV[11] accounts: only accounts created before this (ms) may buy ('' : any)
   ARGV[12] funds: '1' when a hold must be covered by the buyer's spendable balance ('' : not)
+  ARGV[13] the key retention (ms). PostgreSQL does not say which holds were keyed, so every hold
+           loaded is marked keyed (k = 1): once ended it stays in holds until the key retention
+           has passed since it was made (a cancelled or expired one loaded is listed in ended so),
+           since a key may bring its order id back until then (release.lua)
 
   Returns:
     1  loaded
@@ -45,8 +49,10 @@ if ARGV[10] and ARGV[10] ~= '' then
   for _, hold in ipairs(cjson.decode(ARGV[10])) do
     local id = hold.id
     hold.id = nil
+    hold.k = 1
     redis.call('HSET', KEYS[3], id, cjson.encode(hold))
     if hold.s == 'held' then redis.call('ZADD', KEYS[4], hold.e, id) end
+    if hold.s == 'cancelled' or hold.s == 'expired' then redis.call('ZADD', KEYS[5], (hold.t or 0) + tonumber(ARGV[13]), id) end
   end
 end
 return 1

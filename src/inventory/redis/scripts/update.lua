@@ -9,7 +9,7 @@
   KEYS[2] buyers    hash: buyer id -> units held or paid (not changed)
   KEYS[3] holds     hash: order id -> JSON hold (not changed)
   KEYS[4] expiries  sorted set: held holds by expiry (not changed)
-  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id (not changed)
+  KEYS[5] ended     sorted set: ended holds by when they may leave holds (not changed)
   KEYS[6] unchecked sorted set: order ids the reconciler has not yet looked up (not changed)
 
   ARGV[1] units stocked in all ('' : unchanged); remaining moves by the difference
