@@ -279,7 +279,7 @@ export class RedisGate {
     const held: { orderId: string; hold: GateHold }[] = [];
     ids.forEach((orderId, index) => {
       const raw = raws[index];
-      // Gone (the keys were rebuilt from PostgreSQL) or ended in the gate: nothing to return.
+      // Gone (ended and pruned, or the keys were rebuilt from PostgreSQL) or ended in the gate: nothing to return.
       if (raw === null || raw === undefined) return;
       const h = JSON.parse(raw) as { b: string; q: number; a: number; e: number; s: string; t?: number };
       if (h.s !== 'held') return;
@@ -542,7 +542,7 @@ export class RedisGate {
 
   /**
    * Of these order ids (holds PostgreSQL has held or paid), those the gate does not count against
-   * the product's stock: no hold under the id, or one it has ended or refused. Read a page of ids
+   * the product's stock: no hold under the id, or one it has ended. Read a page of ids
    * at a time (for the audit, not the hot path).
    */
   async holdsNotCounted(productId: string, orderIds: readonly string[]): Promise<string[]> {
