@@ -1,6 +1,7 @@
 /**
  * The redis-lua strategy's production path against real Redis, RabbitMQ and PostgreSQL: keys
- * bound in the gate, what the gate keeps for keyed refusals, a payment before the consumer, an expiry racing a payment, the consumer
+ * bound in the gate (and an instant purchase refused by PostgreSQL's key row once Redis lost the
+ * binding), what the gate keeps for keyed refusals, a payment before the consumer, an expiry racing a payment, the consumer
  * stopped mid-storm, Redis flushed mid-storm, stranded holds reconciled, admin changes reaching the
  * gate. The server runs on a private `redis-server` (this file flushes it) and queues of its own.
  */
@@ -103,6 +104,34 @@ describe('Idempotency-Key on the pipeline', () => {
     expect(orderIdOf(later)).toBe(orderIdOf(bought));
     expect(await ordersInPostgres(product.id)).toHaveLength(2);
     await expectInvariant(t.api, product.id, [bought, retried]);
+  });
+});
+
+describe('Idempotency-Key after Redis lost its binding', () => {
+  it('refuses an instant purchase under a key PostgreSQL has for another request: paid once, its order cancelled, its unit back', async () => {
+    const [a, b] = [await t.api.createProduct({ stock: 2, priceCents: PRICE }), await t.api.createProduct({ stock: 2, priceCents: PRICE })];
+    const [buyer] = await t.api.createBuyers(1, BALANCE);
+    if (!buyer) throw new Error('no buyer');
+    const key = randomUUID();
+    const buy = (productId: string): Promise<Answer> =>
+      t.api.call('POST', '/v1/purchases', { token: buyer.token, body: { productId, quantity: 1, pay: true }, headers: { 'idempotency-key': key } });
+    expect((await buy(a.id)).status).toBe(201);
+    await drained();
+    // Redis loses the key's binding (as a restart without persistence would); the products' keys stay.
+    const look = new Redis(redis.url);
+    try {
+      expect(await look.del(pipeline.gate.keys.keyBinding(buyer.id, key))).toBe(1);
+    } finally {
+      look.disconnect();
+    }
+    const other = await buy(b.id);
+    expect(other.status).toBe(422);
+    expect(other.body['code']).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await balanceOf(buyer.token)).toBe(BALANCE - PRICE);
+    await drained();
+    expect(await ordersInPostgres(b.id)).toEqual([expect.objectContaining({ status: 'cancelled' })]);
+    expect((await t.api.call('GET', `/v1/products/${b.id}`)).body['remaining']).toBe(2);
+    await expectInvariant(t.api, b.id, []);
   });
 });
 

@@ -233,7 +233,27 @@ export class Checkout {
     }
     const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${placed.orderId}`;
     if (!row) return refused(refusal('HOLD_EXPIRED', 'the hold was given up before it was recorded; buy again with a new key', { orderId: placed.orderId, orderStatus: 'expired' }));
+    if (held !== undefined) {
+      const other = await this.keyOfAnotherRequest(row, held);
+      if (other !== undefined) return other;
+    }
     return this.payAtOnce(row, held, 'complete');
+  }
+
+  /**
+   * The gate binds a key to its request before it reserves, but a Redis that lost its bindings
+   * (restarted empty, flushed) binds the key again for whatever request comes: the key's row in
+   * PostgreSQL, written with the order just now unless another request has it, is what still
+   * knows. An instant purchase under another request's key pays nothing: its order is cancelled
+   * (its unit back) and it is refused as reused, as on every other strategy.
+   */
+  private async keyOfAnotherRequest(row: OrderRow, held: HeldKey): Promise<CheckoutOutcome | undefined> {
+    const kept = await this.options.keys.outcomeOf(held);
+    if (kept.ok || kept.refusal.code !== 'IDEMPOTENCY_KEY_REUSED') return undefined;
+    await this.options.payments.cancelHeld(row).catch((cancelError: unknown) => {
+      this.options.log.error({ err: cancelError, orderId: row.id }, 'could not cancel the order of a reused Idempotency-Key');
+    });
+    return kept;
   }
 
   private async withdraw(allocation: Allocation): Promise<void> {
