@@ -1,6 +1,6 @@
 /**
  * The stock-strategy conformance suite: the same storms over every database strategy, each ending
- * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,event-sourced,redis-lock,redis-lua;
+ * in the audit, and the same Idempotency-Key contract across two products. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,event-sourced,redis-lock,redis-lua;
  * redis-lua runs against the 127.0.0.1 Redis and RabbitMQ, under names of its own).
  *
  * The safe strategies must pass the audit after every storm. `naive` runs the very same storms and
