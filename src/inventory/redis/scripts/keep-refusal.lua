@@ -25,5 +25,7 @@ if not raw then
 end
 local bound = cjson.decode(raw)
 if bound.o ~= orderId or bound.c then return 0 end
-redis.call('SET', KEYS[1], value, 'KEEPTTL')
+-- The binding keeps the expiry it was made with (PTTL rather than KEEPTTL: any Redis since 2.6).
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then redis.call('SET', KEYS[1], value, 'PX', left) else redis.call('SET', KEYS[1], value, 'EX', retention) end
 return 1
