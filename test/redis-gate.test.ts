@@ -447,6 +447,16 @@ describe('ended holds', () => {
     }
   });
 
+  it('are told from a keyed refusal an older version kept among them: it is answered as it was, and counts no units', async () => {
+    const id = await product({ stocked: 2 });
+    const old = request(id);
+    await look.hset(gate.keys.product(id).holds, old.allocationId, JSON.stringify({ s: 'refused', c: -6, d: 0 }));
+    expect(await gate.reserve(old)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 0 });
+    expect(await gate.confirm(id, old.allocationId)).toEqual({ ok: false, reason: 'NOT_FOUND' });
+    expect(await gate.release(id, old.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_FOUND' });
+    expect(await gate.count(id)).toEqual({ remaining: 2, stocked: 2, held: 0, paid: 0, expired: 0, cancelled: 0, buyerUnits: {} });
+  });
+
   it('skip the marker member ~ of every hash and sorted set', async () => {
     const id = await product({ stocked: 5, holdSeconds: 1 });
     const keys = gate.keys.product(id);

@@ -528,8 +528,9 @@ export class RedisGate {
       const fieldsAndValues = page as string[];
       for (let i = 0; i + 1 < fieldsAndValues.length; i += 2) {
         if (fieldsAndValues[i] === MARKER) continue;
-        const hold = JSON.parse(fieldsAndValues[i + 1] as string) as { q: number; s: AllocationStatus };
-        units[hold.s] += hold.q;
+        const hold = JSON.parse(fieldsAndValues[i + 1] as string) as { q: number; s: AllocationStatus | 'refused' };
+        // 'refused': a keyed refusal an older version kept among the holds, no units.
+        if (hold.s !== 'refused') units[hold.s] += hold.q;
       }
     }
     const buyerUnits = Object.fromEntries(

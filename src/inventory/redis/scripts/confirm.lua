@@ -17,7 +17,7 @@
     2  paid already
   or { code } when nothing changed:
    -1  not loaded: the product's keys are missing
-   -7  no hold under this order id
+   -7  no hold under this order id (or a keyed refusal an older version kept there)
    -8  expired (by status, or held past its expiry)
    -9  cancelled
 ]]
@@ -27,6 +27,8 @@ if redis.call('HEXISTS', KEYS[1], 'remaining') == 0 then return { -1 } end
 local raw = redis.call('HGET', KEYS[3], orderId)
 if not raw then return { -7 } end
 local hold = cjson.decode(raw)
+-- A keyed refusal an older version kept among the holds is no hold.
+if hold.s == 'refused' then return { -7 } end
 if hold.s == 'paid' then return { 2, hold.a, hold.e, hold.s, hold.b, hold.q } end
 if hold.s == 'cancelled' then return { -9 } end
 if hold.s == 'expired' then return { -8 } end

@@ -27,7 +27,7 @@
     1  released (the units are back)
   or { code } when nothing changed (but a few ended holds pruned):
    -1  not loaded: the product's keys are missing
-   -7  no hold under this order id
+   -7  no hold under this order id (or a keyed refusal an older version kept there)
   -10  not held any more: { -10, status } with its status now (paid, cancelled or expired)
   -11  only-if-expired, and its expiry has not passed yet
 ]]
@@ -62,6 +62,8 @@ end
 local raw = redis.call('HGET', KEYS[3], orderId)
 if not raw then return { -7 } end
 local hold = cjson.decode(raw)
+-- A keyed refusal an older version kept among the holds is no hold.
+if hold.s == 'refused' then return { -7 } end
 if hold.s ~= 'held' then return { -10, hold.s } end
 if onlyIfExpired and hold.e > now then return { -11 } end
 

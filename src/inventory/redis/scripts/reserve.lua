@@ -37,6 +37,7 @@
   Returns { code, remaining, amount cents, expiry ms, status, buyer id, quantity }:
     1  a new hold (remaining: units left just after it)
     2  the hold already recorded under this order id (remaining: units left now)
+  or { code, detail } of a keyed refusal an older version kept under this order id, as it was;
   or { code, detail } for a refusal, nothing changed (but a few ended holds pruned):
    -1  not loaded: the product's keys are missing (rebuild them, answer 503 meanwhile)
    -2  product not found (the terms are marked absent)
@@ -69,6 +70,8 @@ if not remaining then return { -1, 0 } end
 local existing = redis.call('HGET', KEYS[3], orderId)
 if existing then
   local hold = cjson.decode(existing)
+  -- A keyed refusal an older version kept among the holds ({ s = 'refused', c, d }): answered as it was.
+  if hold.s == 'refused' then return { hold.c, hold.d } end
   return { 2, remaining, hold.a, hold.e, hold.s, hold.b, hold.q }
 end
 
