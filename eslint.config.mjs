@@ -3,7 +3,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.flashsale/**', 'scripts/**', 'bench/k6/**', 'eslint.config.mjs'] },
+  { ignores: ['dist/**', 'node_modules/**', '.flashsale/**', 'scripts/**', 'bench/k6/**', 'bench/redis/**', 'eslint.config.mjs'] },
   ...tseslint.configs.recommended,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
