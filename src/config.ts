@@ -4,6 +4,7 @@
  */
 import { ADMIN_TOKEN, PIPELINE_SECRET, TOKEN_SECRET } from './infra/secrets.js';
 import { STRATEGY_NAMES, type StrategyName } from './inventory/strategy-names.js';
+import { KEY_RETENTION_SECONDS } from './infra/key-retention.js';
 
 export interface Config {
   readonly port: number;
@@ -95,6 +96,8 @@ export interface Config {
   readonly moduleHop: ModuleHop;
   /** How long a purchase, payment or readiness check waits for the stores before it answers (503). */
   readonly storeDeadlineMs: number;
+  /** How long an `Idempotency-Key` keeps its first definitive outcome, in PostgreSQL and in the Redis gate alike. */
+  readonly keyRetentionSeconds: number;
 }
 
 export type ModuleHop = 'direct' | 'json';
@@ -267,6 +270,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     logLevel,
     moduleHop: moduleHop as ModuleHop,
     storeDeadlineMs: integer('STORE_DEADLINE_MS', 10_000, 100, 120_000),
+    keyRetentionSeconds: integer('KEY_RETENTION_SECONDS', KEY_RETENTION_SECONDS, 60, 30 * 24 * 60 * 60),
     ...overrides,
   };
   const pipeline = config.redisUrl !== undefined && config.amqpUrl !== undefined;

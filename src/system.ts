@@ -168,6 +168,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     newId,
     paymentDelayMs: config.paymentDelayMs,
     storeDeadlineMs: config.storeDeadlineMs,
+    keyRetentionSeconds: config.keyRetentionSeconds,
     ...(pipeline === undefined
       ? {}
       : { publish: (order: PlacedOrder) => pipeline.publisher.publish(order), pipelineWaitMs: Math.min(config.confirmTimeoutMs, 2_000) }),

@@ -6,5 +6,5 @@
  * for longer than the moments between their writes.
  */
 
-/** 24 hours. */
+/** 24 hours: the default of `KEY_RETENTION_SECONDS`, which sets it for both. */
 export const KEY_RETENTION_SECONDS = 24 * 60 * 60;

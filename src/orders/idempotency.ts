@@ -4,7 +4,7 @@
  * answer, replay, take-over, clean-up).
  *
  * A key keeps its request's first definitive outcome (the order, or a refusal) for
- * {@link KEY_RETENTION}: a repeat of the same request gets that outcome back (`replayed`), a repeat
+ * the key retention (`KEY_RETENTION_SECONDS`, a day by default): a repeat of the same request gets that outcome back (`replayed`), a repeat
  * while the first runs gets `IDEMPOTENCY_IN_PROGRESS`, the key for another request
  * `IDEMPOTENCY_KEY_REUSED`. An outcome that says to come back (`Retry-After`) or a fault is never
  * kept, so the same key may retry.
@@ -36,8 +36,6 @@ import { GroupBatches } from '../infra/group-batches.js';
 import { KEY_RETENTION_SECONDS } from '../infra/key-retention.js';
 import type { CheckoutOutcome, Order } from './orders.client.js';
 
-/** How long a definitive outcome is replayed (as a PostgreSQL interval; the Redis gate's bindings expire after the same). */
-export const KEY_RETENTION = `${KEY_RETENTION_SECONDS} seconds`;
 /**
  * How long a claim without an outcome stands before a retry may take it over, in store deadlines:
  * a request still running past its deadline is waiting on a store, and one whose process died
@@ -149,11 +147,16 @@ export class IdempotencyKeys {
   /** A claim older than this many milliseconds without an outcome may be taken over. */
   private readonly staleClaimMs: number;
 
+  /** How long a definitive outcome is replayed, as a PostgreSQL interval. */
+  private readonly retention: string;
+
   constructor(
     private readonly sql: Sql,
     storeDeadlineMs: number,
+    retentionSeconds: number = KEY_RETENTION_SECONDS,
   ) {
     this.staleClaimMs = STALE_CLAIM_DEADLINES * storeDeadlineMs;
+    this.retention = `${retentionSeconds} seconds`;
   }
 
   /**
@@ -234,13 +237,13 @@ export class IdempotencyKeys {
 
   /** Removes keys older than the retention; returns how many. */
   async cleanup(): Promise<number> {
-    const result = await this.sql`delete from idempotency_keys where created_at < now() - ${KEY_RETENTION}::interval`;
+    const result = await this.sql`delete from idempotency_keys where created_at < now() - ${this.retention}::interval`;
     return result.count;
   }
 
   /** A row (as `k`) that may be written over: past its retention, an ended claim, or a stale claim that recorded no order. */
   takeable(): postgres.PendingQuery<postgres.Row[]> {
-    return this.sql`k.created_at < now() - ${KEY_RETENTION}::interval
+    return this.sql`k.created_at < now() - ${this.retention}::interval
       or (k.status_code is null and k.ended_at is not null)
       or (k.status_code is null and k.order_id is null and k.created_at < now() - make_interval(secs => ${this.staleClaimMs / 1000}))`;
   }

@@ -31,6 +31,8 @@ export interface OrdersOptions {
   readonly paymentDelayMs?: number;
   /** How long a purchase or payment waits for the stores before it answers `OUTCOME_UNKNOWN`. */
   readonly storeDeadlineMs: number;
+  /** How long an `Idempotency-Key` keeps its first definitive outcome (`KEY_RETENTION_SECONDS`). */
+  readonly keyRetentionSeconds?: number;
   /** Publishes a grant made outside the database to the order pipeline (set when a broker is configured). */
   readonly publish?: (order: PlacedOrder) => Promise<PublishOutcome>;
   /** How long a payment waits for an order another process placed through the pipeline. */
@@ -50,7 +52,7 @@ export class OrdersService implements OrdersClient {
 
   constructor(private readonly options: OrdersOptions) {
     this.sql = options.sql;
-    this.keys = new IdempotencyKeys(options.sql, options.storeDeadlineMs);
+    this.keys = new IdempotencyKeys(options.sql, options.storeDeadlineMs, options.keyRetentionSeconds);
     this.outbox = new Outbox(options.sql);
     const events = this.outbox.counts;
     this.placed = new PlacedOrders(options.sql, options.inventory, this.keys, events);

@@ -48,6 +48,7 @@ export class Pipeline {
     const gate = await RedisGate.open(config.redisUrl, {
       keyPrefix: config.redisKeyPrefix,
       endedHoldsKeptMs: reconcilerHorizonMs(config.confirmTimeoutMs),
+      keyRetentionSeconds: config.keyRetentionSeconds,
       ...(onRedisError ? { onError: onRedisError } : {}),
     });
     let broker: Broker;
