@@ -19,7 +19,7 @@ import { usersRoutes } from '../users/users.routes.js';
 import { requireAdmin, requireBuyer } from './auth.js';
 import { problemClientErrorHandler } from './client-errors.js';
 import { connectionTimeoutOptions, type ConnectionTimeouts } from './connection-timeouts.js';
-import { registerMetrics, type Metrics } from './metrics.js';
+import { metricsGuard, registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
 import { perBuyerRateLimit } from './rate-limit.js';
 import { signupRateLimit, type SignupRateLimitOptions } from './signup-rate-limit.js';
@@ -59,6 +59,10 @@ export interface AppDeps {
   readonly registerPipelineMetrics?: (registry: Registry) => void;
   /** Adds the outbox's figures (order events written, relayed, waiting) to `/metrics`. */
   readonly registerOutboxMetrics?: (registry: Registry) => void;
+  /** When set, `/metrics` answers only this bearer token or the admin token (`METRICS_TOKEN`). */
+  readonly metricsToken?: string;
+  /** How long `/metrics` keeps a figure it read from a store (`METRICS_CACHE_MS`); 0 when absent. */
+  readonly metricsCacheMs?: number;
 }
 
 export type App = FastifyInstance & { overload: OverloadGuard; metrics: Metrics; revokedSessions: RevokedSessions };
@@ -105,6 +109,7 @@ export function buildApp(deps: AppDeps): App {
   const metrics = registerMetrics(app, {
     products: () => deps.inventory.listProducts(),
     holdsExpired: deps.holdsExpired ?? (() => 0),
+    cacheMs: deps.metricsCacheMs ?? 0,
   });
   deps.registerPipelineMetrics?.(metrics.registry);
   deps.registerOutboxMetrics?.(metrics.registry);
@@ -160,12 +165,14 @@ export function buildApp(deps: AppDeps): App {
     scope.get(
       '/metrics',
       {
+        ...(deps.metricsToken === undefined ? {} : { onRequest: metricsGuard(deps.metricsToken, deps.adminToken) }),
         schema: {
           tags: ['operations'],
-          summary: 'Prometheus metrics',
+          summary: 'Prometheus metrics (with METRICS_TOKEN set, only for Authorization: Bearer <METRICS_TOKEN> or the admin token)',
+          ...(deps.metricsToken === undefined ? {} : { security: bearerSecurity }),
           response: responses(
             { 200: { description: 'The Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
-            [],
+            deps.metricsToken === undefined ? [] : ['UNAUTHORIZED'],
           ),
         },
       },

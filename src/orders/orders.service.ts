@@ -16,6 +16,7 @@ import { IdempotencyKeys, keyedOrderId, type HeldKey } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { CheckoutOutcome, Order, OrderEventsPage, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
 import { Outbox } from './outbox.js';
+import { EndedDebits, type EndedDebitsSweep } from './ended-debits.js';
 import { OwedRefunds, type RefundRetry } from './owed-refunds.js';
 import { Payments, type ExpirySweep } from './payments.js';
 import { PlacedOrders } from './placed-orders.js';
@@ -44,6 +45,8 @@ export class OrdersService implements OrdersClient {
   readonly outbox: Outbox;
   /** Refunds an expiry could not make (users unreachable), made by later sweeps. */
   readonly owedRefunds: OwedRefunds;
+  /** Debits of ended orders that were never refunded (a payment that debited late and never came back). */
+  readonly endedDebits: EndedDebits;
   private readonly sql: Sql;
   private readonly payments: Payments;
   private readonly checkout: Checkout;
@@ -55,6 +58,9 @@ export class OrdersService implements OrdersClient {
     const events = this.outbox.counts;
     this.placed = new PlacedOrders(options.sql, options.inventory, this.keys, events);
     this.owedRefunds = new OwedRefunds(options.sql, options.users);
+    // A payment that read an order held debits within its own run, which the store deadline
+    // bounds (its answer) and the pools' timeouts end: twice the deadline is long past it.
+    this.endedDebits = new EndedDebits(options.sql, options.users, this.owedRefunds, 2 * options.storeDeadlineMs);
     // With the pipeline on, a payment waits up to a confirm timeout's worth for an order another
     // process placed; without it, an order that is not there is not coming.
     this.payments = new Payments({
@@ -179,6 +185,11 @@ export class OrdersService implements OrdersClient {
   /** Expires held orders past their expiry (see `Payments.sweepExpired`). */
   sweepExpired(batchSize?: number): Promise<ExpirySweep> {
     return this.payments.sweepExpired(batchSize);
+  }
+
+  /** Refunds the debits of recently ended orders that were never refunded (see `EndedDebits`). */
+  refundEndedDebits(): Promise<EndedDebitsSweep> {
+    return this.endedDebits.sweep();
   }
 
   /** Makes the refunds owed (see `OwedRefunds.retry`). */
