@@ -261,7 +261,13 @@ export function buildApp(deps: AppDeps): App {
         const ids = ([] as string[]).concat(request.query.productId);
         await deps.beforeAudit?.();
         return auditProducts(
-          { auditSnapshot: (id) => deps.inventory.auditSnapshot(id), auditOrders: (id) => deps.orders.auditOrders(id) },
+          {
+            figures: (id) => deps.inventory.auditFigures(id),
+            allocations: (id, page) => deps.inventory.auditAllocations(id, page),
+            allocationStates: (id, orderIds) => deps.inventory.auditAllocationStates(id, orderIds),
+            orders: (id, page) => deps.orders.auditOrders(id, page),
+            missingOrders: (orderIds) => deps.orders.missing(orderIds),
+          },
           ids,
         );
       },
