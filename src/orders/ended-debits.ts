@@ -71,9 +71,11 @@ export class EndedDebits {
            and o.status in ('expired', 'cancelled')
          order by e.seq limit ${PAGE}`;
       const buyers = new Map(rows.map((row) => [row.order_id, row.buyer_id]));
-      const debited = await this.users.debitsNotRefunded([...buyers.keys()]);
+      const debited = buyers.size === 0 ? [] : await this.users.debitsNotRefunded([...buyers.keys()]);
       for (const orderId of debited) {
-        await this.refundOrOwe(orderId, buyers.get(orderId) ?? '');
+        const buyerId = buyers.get(orderId);
+        if (buyerId === undefined) continue;
+        await this.refundOrOwe(orderId, buyerId);
         refunded += 1;
       }
       checked += rows.length;
@@ -83,14 +85,14 @@ export class EndedDebits {
     return { checked, refunded };
   }
 
-  /** The cursor of a process's first sweep: just before the first event of the lookback (after the last, if none is that recent). */
+  /**
+   * The cursor of a process's first sweep: the last event older than the lookback (0 when every
+   * event kept is younger). Read from the newest backwards, so it walks the lookback's events only.
+   */
   private async start(): Promise<number> {
-    const [first] = await this.sql<{ seq: number }[]>`
-      select coalesce(
-        (select seq - 1 from order_events where created_at >= now() - make_interval(mins => ${LOOKBACK_MINUTES}) order by seq limit 1),
-        (select max(seq) from order_events),
-        0)::int8 as seq`;
-    return Number(first?.seq ?? 0);
+    const [last] = await this.sql<{ seq: number }[]>`
+      select seq from order_events where created_at < now() - make_interval(mins => ${LOOKBACK_MINUTES}) order by seq desc limit 1`;
+    return Number(last?.seq ?? 0);
   }
 
   private async refundOrOwe(orderId: string, buyerId: string): Promise<void> {

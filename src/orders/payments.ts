@@ -181,18 +181,24 @@ export class Payments {
     // From here the debit is made: a store failure leaves the payment half done, never "not done".
     // A retry finishes it (the debit is not taken twice); if none comes, the hold expires and the
     // sweeper refunds the debit.
-    const confirmed = await afterDebit(row.id, () => this.options.inventory.confirm(row.id)).catch((error: unknown) =>
-      this.afterFailedConfirm(row, error),
-    );
+    let confirmed: ConfirmOutcome;
+    try {
+      confirmed = await afterDebit(row.id, () => this.options.inventory.confirm(row.id));
+    } catch (error) {
+      // The confirm's outcome is unknown. If orders has ended the order meanwhile, the hold is gone
+      // for good (orders marks an order ended only once inventory has ended its hold), so the
+      // confirm cannot have sold it: refund now rather than leave the money to a retry.
+      const ended = await this.endedMeanwhile(row.id);
+      if (ended === undefined) throw error;
+      await this.refundOrOwe(row);
+      throw ended === 'expired' ? holdExpired(row.id) : cancelledRefunded(row.id);
+    }
     if (confirmed.ok) return toOrder(await afterDebit(row.id, () => this.mark(row.id, 'paid')));
     await this.refundOrOwe(row);
     switch (confirmed.reason) {
       case 'CANCELLED':
         await this.mark(row.id, 'cancelled');
-        throw new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled; the payment was refunded', {
-          orderId: row.id,
-          orderStatus: 'cancelled',
-        });
+        throw cancelledRefunded(row.id);
       case 'EXPIRED':
       case 'NOT_FOUND':
         await this.options.inventory.expire(row.id);
@@ -201,17 +207,14 @@ export class Payments {
     }
   }
 
-  /**
-   * A confirm whose outcome is unknown. If orders has ended the order meanwhile (the sweeper
-   * expired it, a cancel released it, both after inventory ended the hold), the confirm cannot
-   * have sold it: that is the confirm's answer, and the debit is refunded as for any refused
-   * confirm. Otherwise (still held, or orders cannot say) the outcome stays unknown.
-   */
-  private async afterFailedConfirm(row: OrderRow, error: unknown): Promise<ConfirmOutcome> {
-    const [current] = await this.sql<Pick<OrderRow, 'status'>[]>`select status from orders where id = ${row.id}`.catch(() => []);
-    if (current?.status === 'expired') return { ok: false, reason: 'EXPIRED' };
-    if (current?.status === 'cancelled') return { ok: false, reason: 'CANCELLED' };
-    throw error;
+  /** `expired` or `cancelled` when orders has ended the order; `undefined` when it is held, paid, or orders cannot say. */
+  private async endedMeanwhile(orderId: string): Promise<'expired' | 'cancelled' | undefined> {
+    try {
+      const [current] = await this.sql<Pick<OrderRow, 'status'>[]>`select status from orders where id = ${orderId}`;
+      return current?.status === 'expired' || current?.status === 'cancelled' ? current.status : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -406,6 +409,10 @@ async function afterDebit<T>(orderId: string, step: () => Promise<T>): Promise<T
     if (named || storeFault(error) !== undefined) throw outcomeUnknown(named ? String(error.extras['store']) : 'orders', orderId);
     throw error;
   }
+}
+
+function cancelledRefunded(orderId: string): DomainError {
+  return new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled; the payment was refunded', { orderId, orderStatus: 'cancelled' });
 }
 
 function holdExpired(orderId: string): DomainError {
