@@ -7,7 +7,6 @@ import type { AuditAllocationState, AuditAllocationsPage, AuditFigures, AuditPag
 import { transaction, type Sql, type Tx } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import type {
-  AllocationStatus,
   NewProduct,
   Product,
   ProductChange,

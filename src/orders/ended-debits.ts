@@ -28,6 +28,13 @@ const PAGE = 500;
 /** Pages per sweep at most, so one sweep after a long outage stays short; the rest wait for the next. */
 const MAX_PAGES = 20;
 
+/** An `expired` or `cancelled` event, with its order's buyer. */
+interface EndedOrderRow {
+  readonly seq: number;
+  readonly order_id: string;
+  readonly buyer_id: string;
+}
+
 export interface EndedDebitsSweep {
   /** Ended orders looked at. */
   readonly checked: number;
@@ -65,7 +72,7 @@ export class EndedDebits {
     let checked = 0;
     let refunded = 0;
     for (let page = 0; page < MAX_PAGES && this.after < horizon; page += 1) {
-      const rows = await this.sql<{ seq: number; order_id: string; buyer_id: string }[]>`
+      const rows: readonly EndedOrderRow[] = await this.sql<EndedOrderRow[]>`
         select e.seq, e.order_id, o.buyer_id from order_events e join orders o on o.id = e.order_id
          where e.seq > ${this.after} and e.seq <= ${horizon} and e.kind in ('expired', 'cancelled')
            and o.status in ('expired', 'cancelled')
