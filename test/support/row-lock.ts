@@ -15,9 +15,12 @@ export function holdProductRow(sql: Sql, productId: string): Promise<HeldRow> {
   return holding(sql, (tx) => tx`select 1 from products where id = ${productId} for update`);
 }
 
-/** Holds the row of `table` whose `id` is `id` (`for update`): writes of it wait, reads do not. */
+/**
+ * Holds the row of `table` whose `id` is `id` (`for no key update`): updates of it wait; reads,
+ * and the foreign-key checks of rows that reference it, do not.
+ */
 export function holdRow(sql: Sql, table: string, id: string): Promise<HeldRow> {
-  return holding(sql, (tx) => tx`select 1 from ${tx(table)} where id = ${id} for update`);
+  return holding(sql, (tx) => tx`select 1 from ${tx(table)} where id = ${id} for no key update`);
 }
 
 /** Holds all of `table` (`access exclusive`): every statement that reads or writes it waits. */
