@@ -137,7 +137,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
         });
   const strategies = buildStrategies({
     redisLocks: stockLocks,
-    redisLua: pipeline === undefined ? undefined : { gate: pipeline.gate, rebuilds: pipeline.rebuilds },
+    redisLua: pipeline === undefined ? undefined : { gate: pipeline.gate, rebuilds: pipeline.rebuilds, warn: (message: string) => log.warn(message) },
     inventorySql: databases.inventory,
     naiveGapMs: config.naiveGapMs,
     optimisticRetries: config.optimisticRetries,
@@ -176,7 +176,13 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   const reconciler =
     pipeline === undefined
       ? undefined
-      : new Reconciler({ gate: pipeline.gate, sql: databases.inventory, inventory, confirmTimeoutMs: config.confirmTimeoutMs });
+      : new Reconciler({
+          gate: pipeline.gate,
+          sql: databases.inventory,
+          inventory,
+          confirmTimeoutMs: config.confirmTimeoutMs,
+          rebuild: (productId) => pipeline.rebuilds.start(productId),
+        });
   // Last: nothing after it can fail and leave its connection open.
   const outboxRelay =
     config.amqpUrl === undefined || !config.outboxRelay
@@ -221,13 +227,14 @@ const AUDIT_DRAIN_WAIT_MS = 15_000;
 function pipelineDeps(system: System, pipeline: Pipeline): Pick<AppDeps, 'beforeAudit' | 'registerPipelineMetrics'> {
   const strategy = system.strategies.get('redis-lua');
   const decisions = strategy instanceof RedisLuaStrategy ? strategy.decisions : new Map<string, number>();
+  const syncsRefused = (): number => (strategy instanceof RedisLuaStrategy ? strategy.syncsRefused : 0);
   return {
     beforeAudit: async () => {
       const until = Date.now() + AUDIT_DRAIN_WAIT_MS;
       while (Date.now() < until && !(await pipeline.drained().catch(() => false))) await sleep(50);
     },
     registerPipelineMetrics: (registry) =>
-      registerPipelineMetrics(registry, { pipeline, reconciler: system.reconciler, decisions: () => decisions }),
+      registerPipelineMetrics(registry, { pipeline, reconciler: system.reconciler, decisions: () => decisions, syncsRefused }),
   };
 }
 

@@ -56,7 +56,7 @@ describe("the API's broker connection cut mid-storm, the broker unreachable for 
     const { buyers: BUYERS, stock: STOCK } = DRILL_SIZE;
     const product = await t.api.createProduct({ stock: STOCK, perBuyerLimit: 1 });
     const buyers = await t.api.createBuyers(BUYERS);
-    // Severed once half the units are confirmed: the rest are granted, or on their way, meanwhile.
+    // Severed once half the units are confirmed.
     let cutAt = 0;
     const outage = (async () => {
       await waitFor('half the units confirmed', () => pipeline.publisher.stats.confirmed >= STOCK / 2, 30_000, 1);
@@ -71,11 +71,17 @@ describe("the API's broker connection cut mid-storm, the broker unreachable for 
       await proxy.restore();
       return performance.now();
     })();
-    const runs = await storm(BUYERS, (i) =>
+    const buy = (i: number): Promise<BuyerRun> =>
       untilAnswered(() => t.api.purchase(buyers[i]?.token ?? '', product.id, 1, { 'idempotency-key': `cut-${i}` }), {
         walksAway: i % 10 === 0,
-      }),
-    );
+      });
+    // Half the stock's buyers first; the rest arrive as the broker is cut, with half the units
+    // still to sell, so the cut lands mid-storm however fast the machine (with everyone at once,
+    // a fast run could sell out before the cut and never meet it).
+    const firstWave = storm(STOCK / 2, buy);
+    await waitFor('the broker cut', () => cutAt > 0, 30_000, 1);
+    const secondWave = storm(BUYERS - STOCK / 2, (i) => buy(STOCK / 2 + i));
+    const runs = [...(await firstWave), ...(await secondWave)];
     const backAt = await outage;
 
     expectAnsweredWell(runs, NO_HANG_MS);

@@ -61,7 +61,7 @@ async function load(id: string, terms: Partial<GateLoad> = {}): Promise<void> {
     requiresFunds: false,
     ...terms,
   });
-  expect(loaded).toBe(true);
+  expect(loaded).toBe('loaded');
 }
 
 const request = (productId: string, buyerId: string = randomUUID(), quantity = 1): ReserveRequest => ({
@@ -231,13 +231,14 @@ describe('release, confirm and update on every master', () => {
 
         // Every value is absolute: the same change applied again changes nothing more.
         for (let again = 0; again < 2; again++) {
-          expect(await gate.update(id, { stocked: 8, priceCents: 100, perBuyerLimit: 1 })).toEqual({
+          expect(await gate.update(id, { stocked: 8, priceCents: 100, perBuyerLimit: 1 }, 1, 'apply')).toEqual({
             ok: true,
             remaining: 7,
             stocked: 8,
+            stale: false,
           });
         }
-        expect(await gate.update(id, { stocked: 0 })).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 7 });
+        expect(await gate.update(id, { stocked: 0 }, 2, 'check')).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 7 });
         expect(await gate.reserve(request(id, 'alice'))).toEqual({ ok: false, reason: 'LIMIT_EXCEEDED', limit: 1 });
         expect(await gate.reserve(request(id, 'bob'))).toMatchObject({ ok: true, remaining: 6, allocation: { amountCents: 100 } });
 
@@ -316,7 +317,7 @@ describe('scripts', () => {
         expect(await gate.reserve(order)).toMatchObject({ ok: true, remaining: 0 });
         expect(await gate.confirm(id, order.allocationId)).toMatchObject({ ok: true });
         expect(await gate.release(id, order.allocationId, 'cancelled', false)).toMatchObject({ ok: false, reason: 'NOT_HELD' });
-        expect(await gate.update(id, { stocked: 3 })).toEqual({ ok: true, remaining: 1, stocked: 3 });
+        expect(await gate.update(id, { stocked: 3 }, 1, 'apply')).toEqual({ ok: true, remaining: 1, stocked: 3, stale: false });
       }),
     );
     await everyScriptOnEveryMaster();

@@ -49,7 +49,7 @@ async function product(terms: Partial<GateLoad> = {}): Promise<string> {
     requiresFunds: false,
     ...terms,
   });
-  expect(loaded).toBe(true);
+  expect(loaded).toBe('loaded');
   return id;
 }
 
@@ -136,7 +136,7 @@ describe('reserve', () => {
         accountsCreatedBefore: null,
         requiresFunds: false,
       }),
-    ).toBe(true);
+    ).toBe('loaded');
     expect(await gate.reserve(request(id))).toMatchObject({ ok: true, remaining: 0 });
     expect(await gate.markAbsent(id, 60_000)).toBe(false);
   });
@@ -158,7 +158,7 @@ describe('reserve', () => {
     const id = await product({ stocked: 1 });
     const asked = request(id);
     const first = await gate.reserve(asked);
-    expect(await gate.update(id, { endedAt: new Date().toISOString() })).toMatchObject({ ok: true });
+    expect(await gate.update(id, { endedAt: new Date().toISOString() }, 1, 'apply')).toMatchObject({ ok: true });
     expect(await gate.reserve(asked)).toEqual({ ...first, remaining: 0, again: true });
   });
 });
@@ -255,7 +255,7 @@ describe('load and update', () => {
       accountsCreatedBefore: null,
       requiresFunds: false,
     });
-    expect(again).toBe(false);
+    expect(again).toBe('live');
     expect(await gate.count(id)).toMatchObject({ remaining: 6, stocked: 10, held: 4 });
     expect(await gate.reserve(request(id, 'b', 2))).toMatchObject({ ok: true, allocation: { amountCents: 500 } });
   });
@@ -268,19 +268,75 @@ describe('load and update', () => {
 
   it('applies an admin\'s change, and refuses to take away units that are held', async () => {
     const id = await product({ stocked: 3, perBuyerLimit: 1, opensAt: inAnHour() });
-    expect(await gate.update(id, { stocked: 5, opensAt: hourAgo(), perBuyerLimit: null, priceCents: 100 })).toEqual({
+    expect(await gate.update(id, { stocked: 5, opensAt: hourAgo(), perBuyerLimit: null, priceCents: 100 }, 1, 'apply')).toEqual({
       ok: true,
       remaining: 5,
       stocked: 5,
+      stale: false,
     });
     expect(await gate.reserve(request(id, 'b', 4))).toMatchObject({ ok: true, remaining: 1, allocation: { amountCents: 400 } });
-    expect(await gate.update(id, { stocked: 3 })).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 1 });
-    expect(await gate.update(id, { stocked: 4 })).toEqual({ ok: true, remaining: 0, stocked: 4 });
+    expect(await gate.update(id, { stocked: 3 }, 2, 'check')).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 1 });
+    expect(await gate.update(id, { stocked: 4 }, 2, 'check')).toEqual({ ok: true, remaining: 0, stocked: 4, stale: false });
     // Absolute: the same change again changes nothing.
-    expect(await gate.update(id, { stocked: 4 })).toEqual({ ok: true, remaining: 0, stocked: 4 });
-    expect(await gate.update(id, { endedAt: new Date().toISOString() })).toMatchObject({ ok: true });
+    expect(await gate.update(id, { stocked: 4 }, 2, 'apply')).toEqual({ ok: true, remaining: 0, stocked: 4, stale: false });
+    expect(await gate.update(id, { endedAt: new Date().toISOString() }, 3, 'apply')).toMatchObject({ ok: true });
     expect(await gate.reserve(request(id))).toEqual({ ok: false, reason: 'SALE_ENDED' });
-    expect(await gate.update(randomUUID(), { stocked: 1 })).toEqual({ ok: false, reason: 'NOT_LOADED' });
+    expect(await gate.update(randomUUID(), { stocked: 1 }, 1, 'apply')).toEqual({ ok: false, reason: 'NOT_LOADED' });
+  });
+
+  it('ends at the newest version whatever order changes arrive in', async () => {
+    const id = await product({ stocked: 10 });
+    // Version 7 (stocked 15) arrives before version 6 (stocked 12): 6 is ignored.
+    expect(await gate.update(id, { stocked: 15, priceCents: 700 }, 7, 'apply')).toMatchObject({ ok: true, stocked: 15, stale: false });
+    expect(await gate.update(id, { stocked: 12, priceCents: 600 }, 6, 'apply')).toMatchObject({ ok: true, stocked: 15, stale: true });
+    expect(await gate.reserve(request(id))).toMatchObject({ ok: true, remaining: 14, allocation: { amountCents: 700 } });
+    // The resync under the row's lock applies PostgreSQL's values whatever the gate applied.
+    expect(await gate.update(id, { stocked: 12, priceCents: 600 }, 5, 'force')).toMatchObject({ ok: true, stocked: 12, remaining: 11 });
+  });
+
+  it('applies the terms of a sync whose stock it refuses, and refuses nothing of a check', async () => {
+    const id = await product({ stocked: 2 });
+    await gate.reserve(request(id, 'b', 2));
+    expect(await gate.update(id, { stocked: 1, priceCents: 999 }, 1, 'check')).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 0 });
+    expect(await gate.reserve(request(id, 'c'))).toMatchObject({ ok: false, reason: 'SOLD_OUT' });
+    expect(await gate.update(id, { stocked: 5 }, 1, 'apply')).toMatchObject({ ok: true, remaining: 3 });
+    expect(await gate.reserve(request(id, 'c'))).toMatchObject({ ok: true, allocation: { amountCents: 250 } });
+    // Stock refused (2 free of 5; 0 stocked would take 5), price applied all the same.
+    expect(await gate.update(id, { stocked: 0, priceCents: 999 }, 2, 'apply')).toEqual({ ok: false, reason: 'INVALID_STOCK_CHANGE', remaining: 2 });
+    expect(await gate.reserve(request(id, 'd'))).toMatchObject({ ok: true, allocation: { amountCents: 999 } });
+  });
+
+  it('counts a product that lost any one key as not loaded, and loads over it only in a rebuild', async () => {
+    const redis = new Redis(REDIS_URL);
+    try {
+      for (const lost of ['terms', 'buyers', 'holds', 'expiries', 'unchecked'] as const) {
+        const id = await product({ stocked: 5, perBuyerLimit: 2 });
+        expect(await gate.reserve(request(id, 'b', 2))).toMatchObject({ ok: true });
+        await redis.del(gate.keys.product(id)[lost]);
+        expect(await gate.isLoaded(id), lost).toBe(false);
+        expect(await gate.stockFigures(id), lost).toBeNull();
+        expect(await gate.reserve(request(id, 'c')), lost).toEqual({ ok: false, reason: 'NOT_LOADED' });
+        const terms = { remaining: 5, stocked: 5, priceCents: 1, perBuyerLimit: 2, holdSeconds: 60, opensAt: hourAgo(), closesAt: null, endedAt: null, accountsCreatedBefore: null, requiresFunds: false };
+        // A first load does not write over what is left; a rebuild without the lock cannot either.
+        expect(await gate.load(id, terms), lost).toBe('partial');
+        expect(await gate.load(id, terms, 1, 'not-the-lock'), lost).toBe('lock-lost');
+        expect(await gate.rebuildBegin(id, 'not-the-lock'), lost).toBe(false);
+        // Under the lock: cleared, the holds written, then the terms.
+        expect(await gate.lockRebuild(id, 'token', 10_000)).toBe(true);
+        expect(await gate.rebuildBegin(id, 'token')).toBe(true);
+        expect(await gate.rebuildHolds(id, 'token', 10_000, [
+          { orderId: randomUUID(), buyerId: 'b', quantity: 2, amountCents: 2, expiresAt: Date.now() + 60_000, status: 'held', madeAt: Date.now() },
+        ])).toBe(true);
+        expect(await gate.isLoaded(id)).toBe(false);
+        expect(await gate.load(id, { ...terms, remaining: 3 }, 1, 'token')).toBe('loaded');
+        await gate.unlockRebuild(id, 'token');
+        expect(await gate.isLoaded(id)).toBe(true);
+        expect(await gate.reserve(request(id, 'b'))).toEqual({ ok: false, reason: 'LIMIT_EXCEEDED', limit: 2 });
+        expect(await gate.count(id)).toMatchObject({ remaining: 3, stocked: 5, held: 2, buyerUnits: { b: 2 } });
+      }
+    } finally {
+      redis.disconnect();
+    }
   });
 });
 

@@ -152,9 +152,11 @@ class Findings {
   }
 
   /** The gate's counts against PostgreSQL's, and the holds it does not count. */
-  gate({ gate, remaining, units }: AuditFigures, uncounted: readonly string[]): void {
-    if (gate && (gate.remaining !== remaining || gate.held !== units.held || gate.paid !== units.paid)) {
-      this.add('GATE_MISMATCH', `the gate counts remaining ${gate.remaining}, held ${gate.held}, paid ${gate.paid}; PostgreSQL ${remaining}, ${units.held}, ${units.paid}`, {
+  gate({ gate, stocked, remaining, units }: AuditFigures, uncounted: readonly string[]): void {
+    if (gate && (gate.remaining !== remaining || gate.held !== units.held || gate.paid !== units.paid || gate.stocked !== stocked)) {
+      this.add('GATE_MISMATCH', `the gate counts stocked ${gate.stocked}, remaining ${gate.remaining}, held ${gate.held}, paid ${gate.paid}; PostgreSQL ${stocked}, ${remaining}, ${units.held}, ${units.paid}`, {
+        gateStocked: gate.stocked,
+        stocked,
         gateRemaining: gate.remaining,
         gateHeld: gate.held,
         gatePaid: gate.paid,

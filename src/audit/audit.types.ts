@@ -27,7 +27,13 @@ export interface AuditFigures {
    * The units as a strategy that decides outside PostgreSQL counts them (the Redis gate), read
    * after the figures; absent for the others. Once the pipeline has drained they must agree.
    */
-  readonly gate?: { readonly remaining: number; readonly held: number; readonly paid: number };
+  readonly gate?: {
+    readonly remaining: number;
+    /** Units ever stocked, as the gate counts them (PostgreSQL's `stock` is the truth). */
+    readonly stocked: number;
+    readonly held: number;
+    readonly paid: number;
+  };
 }
 
 /** One page of a product's held or paid allocations, in the order of their ids. */

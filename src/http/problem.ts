@@ -141,7 +141,9 @@ export function registerProblemHandlers(app: FastifyInstance): void {
     if (clientHungUp(error, request)) {
       // Nobody is left to answer, and it is no fault of ours: at error level anyone could flood the log.
       request.log.debug('client closed the connection before its request was read');
-      return reply.status(400).send();
+      // Nothing to send it on: the reply is dropped, not answered.
+      reply.hijack();
+      return reply;
     }
     const found = classify(error);
     const status = ERROR_CODES[found.code].status;

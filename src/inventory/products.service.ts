@@ -16,7 +16,7 @@ import type {
   StockEventsPage,
 } from './inventory.types.js';
 import type { ProductStrategies } from './product-strategies.js';
-import type { StockLog } from './stock-strategy.js';
+import type { StockLog, TermsMirror } from './stock-strategy.js';
 import type { StockMemory } from './stock-memory.js';
 import type { StrategyName } from './strategy-names.js';
 
@@ -35,6 +35,8 @@ interface ProductRow {
   accounts_before: Date | null;
   requires_funds: boolean;
   created_at: Date;
+  /** Bumped by every change to the row: the order a strategy's copy applies changes in. */
+  version: number;
 }
 
 export interface ProductsOptions {
@@ -115,7 +117,7 @@ export class Products {
     const { terms } = this.strategies.named(strategy);
     // Loaded into the strategy's own copy now; if that fails, the copy is built from this row on
     // first use (the product exists: PostgreSQL is the truth).
-    await terms?.created(product).catch((error: unknown) => {
+    await terms?.created(product, row.version).catch((error: unknown) => {
       this.options.warn(`product ${row.id}: could not load it into the ${strategy} store now (${(error as Error).message}); it is loaded on first use`);
     });
     return product;
@@ -172,18 +174,6 @@ export class Products {
     const addStock = change.addStock ?? 0;
     const strategy = await this.strategies.ofProduct(id);
     const { terms } = strategy ?? {};
-    if (terms !== undefined && addStock < 0) {
-      // Units leave the strategy's copy first, where they are sold: if the database's change then
-      // fails, the copy has fewer units than the truth (undersold until caught up), never more.
-      const current = await this.getProduct(id);
-      const refused = await terms.beforeRemoving(id, current.stock + addStock);
-      if (refused) {
-        throw new DomainError('INVALID_STOCK_CHANGE', `cannot remove ${-addStock} units: only ${refused.remaining} are not held or paid`, {
-          remaining: refused.remaining,
-          stock: current.stock,
-        });
-      }
-    }
     if (change.opensAt !== undefined || change.closesAt !== undefined) {
       const current = await this.getProduct(id);
       const opensAt = change.opensAt ?? current.opensAt;
@@ -217,13 +207,17 @@ export class Products {
         requires_funds = coalesce(${change.requiresFunds ?? null}::boolean, requires_funds)
       where id = ${id} and remaining + ${addStock} >= 0
       returning *`;
-    const [row] = await this.logStock(addStock === 0 ? undefined : strategy?.log, id, addStock, update);
+    const [row] =
+      terms === undefined
+        ? await this.logStock(addStock === 0 ? undefined : strategy?.log, id, addStock, update)
+        : await this.changeMirrored(id, addStock, terms, update);
     if (row) {
       this.memory.stockChanged(id, row.remaining, addStock > 0);
       if (addStock > 0) this.strategies.named(row.strategy).unitsBack?.(id);
       const product = toProduct(row);
-      // Applied before the admin hears "done"; absolute values, so applying them again is harmless.
-      await terms?.changed(product);
+      // Applied before the admin hears "done", with the row's version: the copy ends at the
+      // newest change whatever order concurrent changes reach it in.
+      await terms?.changed(product, row.version);
       return terms === undefined ? product : this.withLiveRemaining(product);
     }
     const current = await this.getProduct(id);
@@ -234,22 +228,65 @@ export class Products {
     );
   }
 
+  /**
+   * A change of a product whose strategy keeps its own copy of the terms (redis-lua), made under
+   * the row's lock, so changes are numbered (the version) one at a time and a rebuild or resync of
+   * the copy, which takes the row's key-share lock, never reads between a change and its sync.
+   * Units taken away leave the copy first, where they are sold: if the database's change then
+   * fails, the copy has fewer units than the truth (undersold until the resync), never more.
+   * Units added reach the copy after the commit (`changed`), for the same reason.
+   */
+  private async changeMirrored(
+    id: string,
+    addStock: number,
+    terms: TermsMirror,
+    update: (db: Tx) => Promise<ProductRow[]>,
+  ): Promise<ProductRow[]> {
+    return transaction(this.sql, async (tx) => {
+      const [current] = await tx<{ stock: number; version: number }[]>`select stock, version from products where id = ${id} for update`;
+      if (!current) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId: id });
+      if (addStock < 0) {
+        const refused = await terms.beforeRemoving(id, current.stock + addStock, current.version + 1);
+        if (refused) {
+          throw new DomainError('INVALID_STOCK_CHANGE', `cannot remove ${-addStock} units: only ${refused.remaining} are not held or paid`, {
+            remaining: refused.remaining,
+            stock: current.stock,
+          });
+        }
+      }
+      return update(tx);
+    });
+  }
+
   async endSale(id: string): Promise<Product> {
-    const [row] = await this.sql<ProductRow[]>`
-      update products set ended_at = coalesce(ended_at, now()), version = version + 1 where id = ${id} returning *`;
+    // Under the row's lock, as every change of terms (see changeMirrored).
+    const row = await transaction(this.sql, async (tx) => {
+      await tx`select 1 from products where id = ${id} for update`;
+      const [updated] = await tx<ProductRow[]>`
+        update products set ended_at = coalesce(ended_at, now()), version = version + 1 where id = ${id} returning *`;
+      return updated;
+    });
     if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId: id });
     const product = toProduct(row);
     const { terms } = this.strategies.named(product.strategy);
-    await terms?.changed(product);
+    await terms?.changed(product, row.version);
     return product;
   }
 
-  /** Applies the row's terms to the strategy's own copy (absolute values; nothing if it has none). */
+  /**
+   * Applies the row's terms and stock to the strategy's own copy again (nothing if it has none),
+   * whatever version the copy has applied: under the row's key-share lock no change is under way
+   * (each holds the row's lock until it has taken units from the copy); a change committed before
+   * this read whose sync is still coming carries this version or an older one, which the copy
+   * then applies as the same values or ignores.
+   */
   async resyncTerms(id: string): Promise<void> {
-    const [row] = await this.sql<ProductRow[]>`select * from products where id = ${id}`;
-    if (!row) return;
-    const product = toProduct(row);
-    await this.strategies.named(product.strategy).terms?.changed(product);
+    await transaction(this.sql, async (tx) => {
+      const [row] = await tx<ProductRow[]>`select * from products where id = ${id} for key share`;
+      if (!row) return;
+      const product = toProduct(row);
+      await this.strategies.named(product.strategy).terms?.changed(product, row.version, true);
+    });
   }
 
   async stats(id: string): Promise<ProductStats> {
@@ -332,7 +369,7 @@ export class Products {
     const strategy = await this.strategies.ofProduct(productId);
     const gate = strategy?.terms === undefined ? null : await strategy.terms.stats(productId);
     return {
-      ...(gate === null ? {} : { gate: { remaining: gate.remaining, held: gate.held, paid: gate.paid } }),
+      ...(gate === null ? {} : { gate: { remaining: gate.remaining, stocked: gate.stocked, held: gate.held, paid: gate.paid } }),
       productId,
       takenAt: row.taken_at.toISOString(),
       stocked: row.stock,

@@ -41,12 +41,19 @@ export type ReleaseStatus = 'cancelled' | 'expired';
  * the catalogue tells it of every change, with PostgreSQL's values after the change.
  */
 export interface TermsMirror {
-  /** A product was created. A failure here leaves it to be loaded on first use. */
-  created(product: Product): Promise<void>;
-  /** Before units are taken away (`stocked` is the new total): a refusal names what remains. */
-  beforeRemoving(productId: string, stocked: number): Promise<{ readonly remaining: number } | null>;
-  /** After a change committed (terms, stock added, the sale's end): applied before the admin hears "done". */
-  changed(product: Product): Promise<void>;
+  /** A product was created (`version`: its row's). A failure here leaves it to be loaded on first use. */
+  created(product: Product, version: number): Promise<void>;
+  /**
+   * Before units are taken away, under the product row's lock (`stocked` is the new total,
+   * `version` the row's after the change): a refusal names what remains.
+   */
+  beforeRemoving(productId: string, stocked: number, version: number): Promise<{ readonly remaining: number } | null>;
+  /**
+   * The row's values at `version`: after a change committed (terms, stock added, the sale's end),
+   * applied before the admin hears "done"; or (`resync`, under the row's lock) PostgreSQL's values
+   * applied again whatever the copy has. Changes may arrive out of order: the newest version wins.
+   */
+  changed(product: Product, version: number, resync?: boolean): Promise<void>;
   /** Units free to buy now, as the strategy counts them (`null`: it cannot say now). */
   remaining(productId: string): Promise<number | null>;
   /** Units by state as the strategy counts them, ahead of the database by what is in flight (`null`: it cannot say now). */

@@ -13,6 +13,8 @@ export interface PipelineMetricsSources {
   readonly reconciler: Reconciler | undefined;
   /** The gate's reservation decisions since start, by code. */
   readonly decisions: () => ReadonlyMap<string, number>;
+  /** Syncs of PostgreSQL's stock the gate refused since start (their terms applied all the same). */
+  readonly syncsRefused: () => number;
 }
 
 /**
@@ -39,6 +41,7 @@ export function registerPipelineMetrics(registry: Registry, sources: PipelineMet
   const followReturned = follower();
   const followRejected = follower();
   const followAbandoned = follower();
+  const followSyncsRefused = follower();
   new Counter({
     name: 'flashsale_gate_decisions_total',
     help: 'Reservations the Redis gate decided, by code: OK, AGAIN (a retry of an order id), or the refusal',
@@ -150,6 +153,30 @@ export function registerPipelineMetrics(registry: Registry, sources: PipelineMet
     registers: [registry],
     collect() {
       this.set(sources.reconciler?.stats.unitsNotInPostgres ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_gate_stock_drift_units',
+    help: "At the last reconcile: units stocked in the gate and not in PostgreSQL's stock, or the reverse, summed over products (0 when they agree)",
+    registers: [registry],
+    collect() {
+      this.set(sources.reconciler?.stats.stockDrift ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'flashsale_gate_products_not_loaded',
+    help: 'At the last reconcile: redis-lua products the gate did not have whole (their rebuild was started)',
+    registers: [registry],
+    collect() {
+      this.set(sources.reconciler?.stats.notLoaded ?? 0);
+    },
+  });
+  new Counter({
+    name: 'flashsale_gate_syncs_refused_total',
+    help: "Syncs of PostgreSQL's stock to the gate that the gate refused (fewer units free than the change takes away); their terms were applied, the stock is tried again by the resync",
+    registers: [registry],
+    collect() {
+      followSyncsRefused(this, {}, sources.syncsRefused());
     },
   });
   new Gauge({

@@ -15,7 +15,9 @@
  * wrote first is not stranded, and is left alone: the id decides, once.
  *
  * It also applies PostgreSQL's terms to the gate again (absolute values: a change the gate
- * missed, say during a Redis blip, is caught up), and reports each product's drift.
+ * missed, say during a Redis blip, is caught up), reports each product's drift, and starts the
+ * rebuild of every product the gate does not have whole (a key evicted or lost with a restart),
+ * so a product nobody is buying right now is ready again when buyers come back.
  */
 import type { Sql } from '../infra/database.js';
 import type { InventoryService } from '../inventory/inventory.service.js';
@@ -33,7 +35,7 @@ export interface ProductDrift {
   readonly unitsNotInPostgres: number;
   /** The gate's `stocked` minus PostgreSQL's `stock` before the catch-up (0 when in step). */
   readonly stockDrift: number;
-  /** `false`: the gate has no keys for it (it is rebuilt on first use). */
+  /** `false`: the gate does not have the product whole (its rebuild was started). */
   readonly loaded: boolean;
 }
 
@@ -48,6 +50,8 @@ export interface ReconcilerOptions {
   readonly sql: Sql;
   readonly inventory: Pick<InventoryService, 'resyncTerms' | 'voidHolds'>;
   readonly confirmTimeoutMs: number;
+  /** Starts rebuilding a product the gate does not have whole (`GateRebuilds.start`). */
+  readonly rebuild: (productId: string) => void;
 }
 
 interface ProductRow {
@@ -57,11 +61,23 @@ interface ProductRow {
 }
 
 export class Reconciler {
-  private totals = { runs: 0, stranded: 0, returned: 0, unitsNotInPostgres: 0 };
+  private totals = { runs: 0, stranded: 0, returned: 0, unitsNotInPostgres: 0, stockDrift: 0, notLoaded: 0 };
 
   constructor(private readonly options: ReconcilerOptions) {}
 
-  get stats(): { readonly runs: number; readonly stranded: number; readonly returned: number; readonly unitsNotInPostgres: number } {
+  /**
+   * Since start, and (`unitsNotInPostgres`, `stockDrift`: units stocked in the gate and not in
+   * PostgreSQL's stock or the reverse, summed over products; `notLoaded`: products not whole in
+   * the gate) as of the last pass.
+   */
+  get stats(): {
+    readonly runs: number;
+    readonly stranded: number;
+    readonly returned: number;
+    readonly unitsNotInPostgres: number;
+    readonly stockDrift: number;
+    readonly notLoaded: number;
+  } {
     return { ...this.totals };
   }
 
@@ -81,6 +97,8 @@ export class Reconciler {
       stranded: this.totals.stranded + stranded,
       returned: this.totals.returned + returned,
       unitsNotInPostgres: report.reduce((sum, drift) => sum + drift.unitsNotInPostgres, 0),
+      stockDrift: report.reduce((sum, drift) => sum + Math.abs(drift.stockDrift), 0),
+      notLoaded: report.filter((drift) => !drift.loaded).length,
     };
     return { products: report, stranded, returned };
   }
@@ -89,6 +107,7 @@ export class Reconciler {
     const { gate, inventory } = this.options;
     const before = await gate.stockFigures(product.id);
     if (before === null) {
+      this.options.rebuild(product.id);
       return { productId: product.id, stranded: 0, returned: 0, unitsNotInPostgres: 0, stockDrift: 0, loaded: false };
     }
     let stranded = 0;

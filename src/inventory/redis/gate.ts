@@ -73,9 +73,30 @@ export type GateReleaseOutcome =
   /** Nothing to release: it is settled already, as `status`. */
   | { readonly ok: false; readonly reason: 'NOT_HELD'; readonly status: Exclude<AllocationStatus, 'held'> };
 export type GateUpdateOutcome =
-  | { readonly ok: true; readonly remaining: number; readonly stocked: number }
+  /** Applied; `stale`: the gate has applied a newer version of the product already, nothing changed. */
+  | { readonly ok: true; readonly remaining: number; readonly stocked: number; readonly stale: boolean }
   | NotLoaded
+  /** The stock change was refused (in `check` mode nothing changed; otherwise the terms were applied). */
   | { readonly ok: false; readonly reason: 'INVALID_STOCK_CHANGE'; readonly remaining: number };
+
+/**
+ * How `update` treats what it is given (update.lua): `check` is all or nothing (before units are
+ * taken away); `apply` applies the terms even when the stock change is refused, and ignores a
+ * version older than the one applied; `force` (the resync under the row's lock) applies whatever
+ * the version applied.
+ */
+export type GateUpdateMode = 'check' | 'apply' | 'force';
+
+/** What a `load` did. */
+export type GateLoadOutcome =
+  /** Written: the product is loaded now. */
+  | 'loaded'
+  /** Nothing written: the product is loaded already. */
+  | 'live'
+  /** Nothing written: the product is partly present (a key lost); clear and rebuild it. */
+  | 'partial'
+  /** Nothing written: the rebuild lock is no longer this rebuild's. */
+  | 'lock-lost';
 
 /** Units of a product by state, counted from its holds (for audits and tests). */
 export interface GateCount {
@@ -103,16 +124,32 @@ export interface GateOptions {
 /** Where the gate's Redis is: one server's URL, or the seed nodes of a Redis Cluster. */
 export type GateTarget = string | { readonly cluster: readonly { readonly host: string; readonly port: number }[] };
 
-const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update'] as const;
-/** How many keys every script takes (`GateKeys.productKeyList`). */
-const SCRIPT_KEYS = 6;
+const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'rebuild-begin', 'rebuild-holds'] as const;
+/**
+ * How many keys a script takes: the product's six (`GateKeys.productKeyList`), and for the
+ * scripts of a rebuild its lock as the seventh.
+ */
+const SCRIPT_KEYS: Readonly<Record<(typeof SCRIPTS)[number], 6 | 7>> = {
+  reserve: 6,
+  release: 6,
+  confirm: 6,
+  load: 7,
+  'mark-absent': 6,
+  update: 6,
+  'rebuild-begin': 7,
+  'rebuild-holds': 7,
+};
+/** The reply of a rebuild step whose lock is no longer its own (the scripts' -17). */
+const LOCK_LOST = -17;
 /** Holds read per HSCAN page by {@link RedisGate.count}. */
 const HOLDS_SCAN_PAGE = 5_000;
 type ScriptName = (typeof SCRIPTS)[number];
+/** The member every product key but the terms holds while the product is loaded (load.lua). */
+export const MARKER = '~';
 type Reply = readonly (string | number)[];
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 
-const commandName = (script: ScriptName): string => `flashsale_${script.replace('-', '_')}`;
+const commandName = (script: ScriptName): string => `flashsale_${script.replaceAll('-', '_')}`;
 
 function source(script: ScriptName): string {
   return readFileSync(new URL(`./scripts/${script}.lua`, import.meta.url), 'utf8');
@@ -169,7 +206,7 @@ export class RedisGate {
       const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
       for (const script of SCRIPTS) {
         const lua = source(script);
-        redis.defineCommand(commandName(script), { lua, numberOfKeys: SCRIPT_KEYS });
+        redis.defineCommand(commandName(script), { lua, numberOfKeys: SCRIPT_KEYS[script] });
         for (const server of servers) await server.script('LOAD', lua);
       }
     } catch (error) {
@@ -271,8 +308,13 @@ export class RedisGate {
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
   }
 
-  /** Loads a product only when none of its keys exist; `false`: they are live, nothing changed. */
-  async load(productId: string, terms: GateLoad): Promise<boolean> {
+  /**
+   * Writes the product's terms (and any buyers' units and holds given) and the markers that make
+   * it loaded. A first load (no `rebuildToken`) writes only when none of its keys exist; the last
+   * step of a rebuild only while the rebuild lock is still its token's. `version`: the product
+   * row's version the terms were read at.
+   */
+  async load(productId: string, terms: GateLoad, version = 0, rebuildToken = ''): Promise<GateLoadOutcome> {
     const holds = (terms.holds ?? []).map((hold) => ({
       id: hold.orderId,
       b: hold.buyerId,
@@ -295,8 +337,53 @@ export class RedisGate {
       holds.length === 0 ? '' : JSON.stringify(holds),
       msOrEmpty(terms.accountsCreatedBefore),
       terms.requiresFunds ? '1' : '',
+      version,
+      rebuildToken,
     ]);
-    return loaded === 1;
+    switch (loaded) {
+      case 1:
+        return 'loaded';
+      case 0:
+        return 'live';
+      case -1:
+        return 'partial';
+      case LOCK_LOST:
+        return 'lock-lost';
+      default:
+        throw new Error(`the load script answered the unknown code ${String(loaded)}`);
+    }
+  }
+
+  /** A rebuild's first step: clears every key of the product; `false`: the lock is not `token`'s. */
+  async rebuildBegin(productId: string, token: string): Promise<boolean> {
+    return (await this.run('rebuild-begin', productId, [token])) === 1;
+  }
+
+  /**
+   * Writes one page of a rebuild's holds and keeps the lock `lockTtlMs` longer; `false`: the lock
+   * is not `token`'s (nothing written).
+   */
+  async rebuildHolds(productId: string, token: string, lockTtlMs: number, holds: readonly GateHold[]): Promise<boolean> {
+    const page = holds.map((hold) => ({
+      id: hold.orderId,
+      b: hold.buyerId,
+      q: hold.quantity,
+      a: hold.amountCents,
+      e: hold.expiresAt,
+      s: hold.status,
+      t: hold.madeAt,
+    }));
+    return (await this.run('rebuild-holds', productId, [token, JSON.stringify(page), lockTtlMs])) !== LOCK_LOST;
+  }
+
+  /** Whether the product is loaded: its terms and every other key's marker are there. */
+  async isLoaded(productId: string): Promise<boolean> {
+    const keys = this.keys.product(productId);
+    const [terms, others] = await Promise.all([
+      this.redis.hexists(keys.terms, 'remaining'),
+      this.redis.exists(keys.buyers, keys.holds, keys.expiries, keys.unchecked),
+    ]);
+    return terms === 1 && others === 4;
   }
 
   /**
@@ -393,8 +480,8 @@ export class RedisGate {
     };
   }
 
-  /** Applies an admin's change to a loaded product. */
-  async update(productId: string, change: GateChange): Promise<GateUpdateOutcome> {
+  /** Applies PostgreSQL's values of the product, read at the row's `version`, to its loaded copy (see {@link GateUpdateMode}). */
+  async update(productId: string, change: GateChange, version: number, mode: GateUpdateMode): Promise<GateUpdateOutcome> {
     const fields: (string | number)[] = [];
     const stocked = change.stocked ?? '';
     if (change.priceCents !== undefined) fields.push('price', change.priceCents);
@@ -405,12 +492,12 @@ export class RedisGate {
     if (change.endedAt !== undefined) fields.push('ended', msOrEmpty(change.endedAt));
     if (change.accountsCreatedBefore !== undefined) fields.push('accounts', msOrEmpty(change.accountsCreatedBefore));
     if (change.requiresFunds !== undefined) fields.push('funds', change.requiresFunds ? '1' : '');
-    const reply = (await this.run('update', productId, [stocked, ...fields])) as Reply;
+    const reply = (await this.run('update', productId, [version, mode, stocked, ...fields])) as Reply;
     const code = num(reply[0]);
     if (code < 0) {
       return expectRefusal(refusalOf(code, num(reply[1])), 'update', ['NOT_LOADED', 'INVALID_STOCK_CHANGE']);
     }
-    return { ok: true, remaining: num(reply[1]), stocked: num(reply[2]) };
+    return { ok: true, remaining: num(reply[1]), stocked: num(reply[2]), stale: code === 3 };
   }
 
   /** Order ids of the product's holds past their expiry by Redis `TIME`, soonest first (for the sweeper). */
@@ -433,11 +520,13 @@ export class RedisGate {
     for await (const page of this.redis.hscanStream(keys.holds, { count: HOLDS_SCAN_PAGE })) {
       const fieldsAndValues = page as string[];
       for (let i = 1; i < fieldsAndValues.length; i += 2) {
+        // The marker that says the key is loaded is no hold.
+        if (fieldsAndValues[i - 1] === MARKER) continue;
         const hold = JSON.parse(fieldsAndValues[i] as string) as { q: number; s: keyof typeof units | 'refused' };
         if (hold.s !== 'refused') units[hold.s] += hold.q;
       }
     }
-    const buyerUnits = Object.fromEntries(Object.entries(buyers).map(([buyer, n]) => [buyer, Number(n)]));
+    const buyerUnits = Object.fromEntries(Object.entries(buyers).filter(([buyer]) => buyer !== MARKER).map(([buyer, n]) => [buyer, Number(n)]));
     return { remaining: Number(terms[0]), stocked: Number(terms[1]), ...units, buyerUnits };
   }
 
@@ -467,14 +556,19 @@ export class RedisGate {
    * read in O(1), where {@link count} reads every hold.
    */
   async stockFigures(productId: string): Promise<{ readonly remaining: number; readonly stocked: number } | null> {
-    const [remaining, stocked] = await this.redis.hmget(this.keys.product(productId).terms, 'remaining', 'stocked');
-    if (remaining === null || remaining === undefined) return null;
+    const keys = this.keys.product(productId);
+    const [[remaining, stocked], others] = await Promise.all([
+      this.redis.hmget(keys.terms, 'remaining', 'stocked'),
+      this.redis.exists(keys.buyers, keys.holds, keys.expiries, keys.unchecked),
+    ]);
+    if (remaining === null || remaining === undefined || others < 4) return null;
     return { remaining: Number(remaining), stocked: Number(stocked) };
   }
 
   private run(script: ScriptName, productId: string, args: readonly (string | number)[]): Promise<unknown> {
     const call = (this.redis as unknown as Record<string, ScriptCall | undefined>)[commandName(script)];
     if (!call) throw new Error(`the ${script} script is not defined`);
-    return call.call(this.redis, ...this.keys.productKeyList(productId), ...args);
+    const keys = SCRIPT_KEYS[script] === 7 ? [...this.keys.productKeyList(productId), this.keys.rebuildLock(productId)] : this.keys.productKeyList(productId);
+    return call.call(this.redis, ...keys, ...args);
   }
 }

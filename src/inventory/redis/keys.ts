@@ -7,7 +7,7 @@
  *
  * | key                         | type       | holds                                                          |
  * |-----------------------------|------------|----------------------------------------------------------------|
- * | `<prefix>{p:<id>}:terms`    | hash       | `remaining`, `stocked`, `price`, `limit` (`''`: none), `hold` (s), `opens`, `closes`, `ended`, `accounts` (ms; `''`: none), `funds` (`1` or `''`); or only `absent` |
+ * | `<prefix>{p:<id>}:terms`    | hash       | `remaining`, `stocked`, `price`, `limit` (`''`: none), `hold` (s), `opens`, `closes`, `ended`, `accounts` (ms; `''`: none), `funds` (`1` or `''`), `version` (the product row's, of the last change applied); or only `absent` |
  * | `<prefix>{p:<id>}:buyers`   | hash       | buyer id → units held or paid                                   |
  * | `<prefix>{p:<id>}:holds`    | hash       | order id → JSON `{b: buyer, q: quantity, a: amount cents, e: expiry ms, s: status}` |
  * | `<prefix>{p:<id>}:expiries` | sorted set | order id of each hold still `held`, scored by its expiry (ms)   |
@@ -17,7 +17,9 @@
  * | `<prefix>{p:<id>}:lock`     | string     | the `redis-lock` strategy's stock lock: its holder's token, with a TTL |
  *
  * A hold's JSON also has `t`, when it was made (ms); a keyed refusal is kept in `holds` as
- * `{s: 'refused', c: code, d: detail}`.
+ * `{s: 'refused', c: code, d: detail}`. While the product is loaded, `buyers`, `holds`, `expiries`
+ * and `unchecked` each hold the marker member `~` (load.lua), so a key lost alone is seen as such
+ * and the product rebuilt, where an empty key and a lost one would look the same.
  */
 
 import { canonicalId } from '../../infra/canonical-id.js';

@@ -1,23 +1,28 @@
 /**
- * Rebuilds a product's gate keys from PostgreSQL when they are missing (Redis restarted or was
- * flushed, or the product was never loaded), without ever overselling:
+ * Rebuilds a product's gate keys from PostgreSQL when they are missing or partly missing (Redis
+ * restarted, was flushed, or evicted one of them; or the product was never loaded), without ever
+ * overselling:
  *
  * 1. Wait until nothing granted before the loss can still reach PostgreSQL: at least the confirm
  *    timeout since the keys were found missing (a publish in flight then is confirmed or given up
  *    by now) and the order pipeline drained.
- * 2. Under a Redis lock (only to spare duplicate work), read the product, its `remaining` and every
- *    allocation from PostgreSQL, and `load` them: terms, each buyer's units, every hold by order id
- *    (so a retry of a known order id finds its hold, not a second unit). `load` writes nothing over
- *    keys that are live again, so a second process or a starting server never overwrites counters.
+ * 2. Under a Redis lock (so two processes never interleave their pages), clear whatever is left of
+ *    the product's keys, then read the product and its allocations in one repeatable-read
+ *    transaction that holds the row's key-share lock (a stock or terms change, which locks the row
+ *    for update, waits, so it is either in what is read or applied to the loaded keys after), and
+ *    write them page by page: every hold by order id (so a retry of a known order id finds its
+ *    hold, not a second unit) and each buyer's units; last the terms and the markers that make
+ *    the product loaded. Redis serves other products between pages.
+ * 3. It succeeded only when the product is loaded afterwards (by this rebuild or another).
  *
  * Until it is done, the strategy answers `STORE_UNAVAILABLE` (503 with `Retry-After`). Never from
  * configuration or a number kept in this process.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sql } from '../../infra/database.js';
+import { transaction, type Sql } from '../../infra/database.js';
 import type { AllocationStatus } from '../inventory.types.js';
-import type { GateHold, RedisGate } from './gate.js';
+import type { RedisGate } from './gate.js';
 
 export interface RebuildOptions {
   readonly gate: RedisGate;
@@ -34,7 +39,7 @@ const POLL_MS = 200;
 /** The lock lives this long if its holder dies mid-rebuild. */
 const LOCK_TTL_MS = 30_000;
 
-interface ProductDump {
+interface ProductRow {
   stock: number;
   remaining: number;
   price_cents: number;
@@ -45,8 +50,24 @@ interface ProductDump {
   ended_at: Date | null;
   accounts_before: Date | null;
   requires_funds: boolean;
-  holds: { id: string; b: string; q: number; a: number; e: number; s: AllocationStatus; t: number }[];
+  version: string;
 }
+
+interface AllocationRow {
+  id: string;
+  b: string;
+  q: number;
+  a: number;
+  e: string;
+  s: AllocationStatus;
+  t: string;
+}
+
+/** Below every UUID: where the first page starts. */
+const FIRST_ID = '00000000-0000-0000-0000-000000000000';
+
+/** Allocations read and written per page: one Lua call of this many holds keeps Redis responsive. */
+export const REBUILD_PAGE = 1_000;
 
 export class GateRebuilds {
   private readonly running = new Map<string, Promise<void>>();
@@ -87,43 +108,61 @@ export class GateRebuilds {
     }
   }
 
-  /** One attempt under the lock; `true` when the keys are there now (loaded here, or by another). */
+  /** One attempt under the lock; `true` when the product is loaded now (here, or by another process). */
   private async rebuild(productId: string): Promise<boolean> {
     const { gate, sql } = this.options;
     const token = randomUUID();
     if (!(await gate.lockRebuild(productId, token, LOCK_TTL_MS))) return false;
     try {
-      const [dump] = await sql<ProductDump[]>`
-        select p.stock, p.remaining, p.price_cents, p.per_buyer_limit, p.hold_seconds, p.opens_at, p.closes_at, p.ended_at,
-               p.accounts_before, p.requires_funds,
-               coalesce((select jsonb_agg(jsonb_build_object(
-                          'id', a.id, 'b', a.buyer_id, 'q', a.quantity, 'a', a.amount_cents,
-                          'e', (extract(epoch from a.expires_at) * 1000)::int8, 's', a.status,
-                          't', (extract(epoch from a.created_at) * 1000)::int8))
-                           from allocations a where a.product_id = p.id), '[]'::jsonb) as holds
-          from products p where p.id = ${productId}`;
-      if (!dump) return true;
-      const buyerUnits: Record<string, number> = {};
-      const holds: GateHold[] = dump.holds.map((hold) => {
-        if (hold.s === 'held' || hold.s === 'paid') buyerUnits[hold.b] = (buyerUnits[hold.b] ?? 0) + hold.q;
-        return { orderId: hold.id, buyerId: hold.b, quantity: hold.q, amountCents: hold.a, expiresAt: hold.e, status: hold.s, madeAt: hold.t };
+      const outcome = await transaction(sql, async (tx) => {
+        await tx`set transaction isolation level repeatable read`;
+        const [product] = await tx<ProductRow[]>`
+          select stock, remaining, price_cents, per_buyer_limit, hold_seconds, opens_at, closes_at, ended_at,
+                 accounts_before, requires_funds, version::text
+            from products where id = ${productId} for key share`;
+        if (!product) return 'absent' as const;
+        if (!(await gate.rebuildBegin(productId, token))) return 'lock-lost' as const;
+        let holds = 0;
+        for (let after = FIRST_ID; ; ) {
+          const page = await tx<AllocationRow[]>`
+            select id, buyer_id as b, quantity as q, amount_cents as a, status as s,
+                   (extract(epoch from expires_at) * 1000)::int8::text as e, (extract(epoch from created_at) * 1000)::int8::text as t
+              from allocations where product_id = ${productId} and id > ${after}::uuid order by id limit ${REBUILD_PAGE}`;
+          if (page.length === 0) break;
+          const written = await gate.rebuildHolds(
+            productId,
+            token,
+            LOCK_TTL_MS,
+            page.map((row) => ({ orderId: row.id, buyerId: row.b, quantity: row.q, amountCents: row.a, expiresAt: Number(row.e), status: row.s, madeAt: Number(row.t) })),
+          );
+          if (!written) return 'lock-lost' as const;
+          holds += page.length;
+          after = page[page.length - 1]?.id ?? after;
+          if (page.length < REBUILD_PAGE) break;
+        }
+        const loaded = await gate.load(
+          productId,
+          {
+            remaining: product.remaining,
+            stocked: product.stock,
+            priceCents: product.price_cents,
+            perBuyerLimit: product.per_buyer_limit,
+            holdSeconds: product.hold_seconds,
+            opensAt: product.opens_at.toISOString(),
+            closesAt: product.closes_at?.toISOString() ?? null,
+            endedAt: product.ended_at?.toISOString() ?? null,
+            accountsCreatedBefore: product.accounts_before?.toISOString() ?? null,
+            requiresFunds: product.requires_funds,
+          },
+          Number(product.version),
+          token,
+        );
+        if (loaded === 'loaded') this.options.log.info(`redis-lua: rebuilt product ${productId} from PostgreSQL (${product.remaining} remaining, ${holds} holds)`);
+        return loaded;
       });
-      const loaded = await gate.load(productId, {
-        remaining: dump.remaining,
-        stocked: dump.stock,
-        priceCents: dump.price_cents,
-        perBuyerLimit: dump.per_buyer_limit,
-        holdSeconds: dump.hold_seconds,
-        opensAt: dump.opens_at.toISOString(),
-        closesAt: dump.closes_at?.toISOString() ?? null,
-        endedAt: dump.ended_at?.toISOString() ?? null,
-        accountsCreatedBefore: dump.accounts_before?.toISOString() ?? null,
-        requiresFunds: dump.requires_funds,
-        buyerUnits,
-        holds,
-      });
-      if (loaded) this.options.log.info(`redis-lua: rebuilt product ${productId} from PostgreSQL (${dump.remaining} remaining, ${holds.length} holds)`);
-      return true;
+      if (outcome === 'absent') return true;
+      // Loaded nothing (the lock was lost to a slow page, say): success only if the product is loaded now.
+      return await gate.isLoaded(productId);
     } finally {
       await gate.unlockRebuild(productId, token).catch(() => undefined);
     }

@@ -35,7 +35,7 @@ export interface StrategyStores {
   /** The product locks of the redis-lock strategy, when Redis is configured. */
   readonly redisLocks?: StockLocks | undefined;
   /** The Redis gate and its rebuilds, when both Redis and the broker are configured (redis-lua). */
-  readonly redisLua?: { readonly gate: RedisGate; readonly rebuilds: GateRebuilds } | undefined;
+  readonly redisLua?: { readonly gate: RedisGate; readonly rebuilds: GateRebuilds; readonly warn?: (message: string) => void } | undefined;
 }
 
 export interface StrategyRegistry {
@@ -68,7 +68,7 @@ export function buildStrategies(stores: StrategyStores): StrategyRegistry {
     ['event-sourced', new EventSourcedStrategy(sql, { retries: EVENT_SOURCED_RETRIES })],
   ]);
   if (stores.redisLocks) built.set('redis-lock', new RedisLockStrategy(sql, stores.redisLocks));
-  if (stores.redisLua) built.set('redis-lua', new RedisLuaStrategy(stores.redisLua.gate, sql, stores.redisLua.rebuilds));
+  if (stores.redisLua) built.set('redis-lua', new RedisLuaStrategy(stores.redisLua.gate, sql, stores.redisLua.rebuilds, stores.redisLua.warn));
   const configured = { REDIS_URL: stores.redisUrl !== undefined, AMQP_URL: stores.amqpUrl !== undefined };
   const missing = (name: StrategyName): string => {
     const unset = (NEEDS[name] ?? []).filter((variable) => !configured[variable]);

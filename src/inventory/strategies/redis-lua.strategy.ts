@@ -44,16 +44,19 @@ export class RedisLuaStrategy implements StockStrategy {
   readonly terms: TermsMirror;
   /** The gate's reservation decisions since start, by code (`OK`, `AGAIN`, a refusal's reason), for `/metrics`. */
   readonly decisions = new Map<string, number>();
+  /** Syncs of PostgreSQL's values whose stock change the gate refused since start, for `/metrics`. */
+  syncsRefused = 0;
 
   constructor(
     private readonly gate: RedisGate,
     private readonly sql: Sql,
     private readonly rebuilds: GateRebuilds,
+    private readonly warn: (message: string) => void = () => undefined,
   ) {
     this.terms = {
-      created: (product) => this.loadNew(product),
-      beforeRemoving: (productId, stocked) => this.beforeRemoving(productId, stocked),
-      changed: (product) => this.changed(product),
+      created: (product, version) => this.loadNew(product, version),
+      beforeRemoving: (productId, stocked, version) => this.beforeRemoving(productId, stocked, version),
+      changed: (product, version, resync) => this.changed(product, version, resync === true),
       remaining: (productId) => this.remaining(productId),
       stats: async (productId) => {
         if (!this.gate.ready) return null;
@@ -148,20 +151,34 @@ export class RedisLuaStrategy implements StockStrategy {
     }
   }
 
-  private async loadNew(product: Product): Promise<void> {
-    await this.onGate(() => this.gate.load(product.id, { ...termsOf(product), remaining: product.remaining }), undefined);
+  private async loadNew(product: Product, version: number): Promise<void> {
+    const loaded = await this.onGate(() => this.gate.load(product.id, { ...termsOf(product), remaining: product.remaining }, version), undefined);
+    // Keys left from an earlier life of this id: cleared and loaded again from PostgreSQL.
+    if (loaded === 'partial') this.rebuilds.start(product.id);
   }
 
-  private async beforeRemoving(productId: string, stocked: number): Promise<{ remaining: number } | null> {
-    const outcome = await this.onGate(() => this.gate.update(productId, { stocked }), undefined);
+  private async beforeRemoving(productId: string, stocked: number, version: number): Promise<{ remaining: number } | null> {
+    const outcome = await this.onGate(() => this.gate.update(productId, { stocked }, version, 'check'), undefined);
     if (outcome.ok) return null;
     if (outcome.reason === 'INVALID_STOCK_CHANGE') return { remaining: outcome.remaining };
-    // Not loaded: the rebuild reads the change from PostgreSQL.
+    // Not loaded: the rebuild reads the change from PostgreSQL (it waits for the row's lock).
+    this.rebuilds.start(productId);
     return null;
   }
 
-  private async changed(product: Product): Promise<void> {
-    await this.onGate(() => this.gate.update(product.id, termsOf(product)), undefined);
+  private async changed(product: Product, version: number, resync: boolean): Promise<void> {
+    const outcome = await this.onGate(() => this.gate.update(product.id, termsOf(product), version, resync ? 'force' : 'apply'), undefined);
+    if (outcome.ok) return;
+    if (outcome.reason === 'NOT_LOADED') {
+      this.rebuilds.start(product.id);
+      return;
+    }
+    // The gate has fewer units free than PostgreSQL's stock change takes away: the terms were
+    // applied, the stock was not; the next resync tries again, and the audit shows the mismatch.
+    this.syncsRefused += 1;
+    this.warn(
+      `redis-lua: the gate refused PostgreSQL's stock of product ${product.id} (${product.stock} stocked; the gate has ${outcome.remaining} free); its terms were applied, the stock will be tried again`,
+    );
   }
 
   private async remaining(productId: string): Promise<number | null> {

@@ -27,7 +27,8 @@ if status ~= 'cancelled' and status ~= 'expired' then
   return redis.error_reply('release: status must be cancelled or expired, got ' .. tostring(status))
 end
 
-if redis.call('HEXISTS', KEYS[1], 'remaining') == 0 then return { -1 } end
+-- Loaded only with its terms and every other key's marker (`~`): a key lost alone means rebuild.
+if redis.call('HEXISTS', KEYS[1], 'remaining') == 0 or redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[6]) < 4 then return { -1 } end
 local raw = redis.call('HGET', KEYS[3], orderId)
 if not raw then return { -7 } end
 local hold = cjson.decode(raw)

@@ -59,6 +59,9 @@ if absent then return { -2, 0 } end
 -- Nothing is written to a product that is not loaded: a key written here would make load.lua
 -- take the product for live and never rebuild it.
 if not remaining then return { -1, 0 } end
+-- Nor to one that lost any other key (each holds a marker member `~` while loaded): its buyers'
+-- counts or its holds would be missing, and the limit or an order id's hold misjudged.
+if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[6]) < 4 then return { -1, 0 } end
 
 if keyField ~= '' then
   local bound = redis.call('HGET', KEYS[5], keyField)
