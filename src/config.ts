@@ -49,8 +49,10 @@ export interface Config {
   readonly keepAliveTimeoutMs: number;
   readonly dbPoolSize: number;
   readonly sweepIntervalMs: number;
-  /** Purchases and payments a buyer may send per second (20 by default); 0 turns the limiter off. */
+  /** Requests a buyer may send per second to the buyer routes (20 by default); 0 turns the limiter off. */
   readonly rateLimitPerSecond: number;
+  /** Requests of one buyer this process handles at once (4 by default); 0: no cap. */
+  readonly buyerMaxInFlight: number;
   /** How long this process reuses a "sold out, 0 left" answer without asking the store; 0: never. */
   readonly soldOutHintMs: number;
   /** Fewest reservations of one product this process has with the store at once (more while more units are left); 0: no limit. */
@@ -246,6 +248,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     // Above what a person clicking (or a client retrying as told) ever sends; a script holding a
     // drop for one account is slowed to it.
     rateLimitPerSecond: integer('RATE_LIMIT_PER_SECOND', 20, 0, 1_000_000),
+    // More than a storefront sends at once (a purchase, its order, the buyer's page); a script's
+    // burst of slow requests (payments of unknown orders, lock waits) is held to it.
+    buyerMaxInFlight: integer('BUYER_MAX_IN_FLIGHT', 4, 0, 10_000),
     soldOutHintMs: integer('SOLD_OUT_HINT_MS', 250, 0, 60_000),
     // As wide as the pool: near the end of the stock, more at once only queue on the product's row.
     reserveLanes: integer('RESERVE_LANES', dbPoolSize, 0, 500),

@@ -292,6 +292,7 @@ export function appFor(system: System): App {
     },
     logLevel: system.config.logLevel,
     rateLimitPerSecond: system.config.rateLimitPerSecond,
+    buyerMaxInFlight: system.config.buyerMaxInFlight,
     signupRateLimit: { perMinute: config.signupRateLimitPerMinute, trustedProxyHeader: config.trustedProxyHeader },
     holdsExpired: () => system.orders.expiredTotal,
     ...(config.metricsToken === undefined ? {} : { metricsToken: config.metricsToken }),

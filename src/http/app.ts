@@ -21,6 +21,7 @@ import { problemClientErrorHandler } from './client-errors.js';
 import { connectionTimeoutOptions, type ConnectionTimeouts } from './connection-timeouts.js';
 import { metricsGuard, registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
+import { perBuyerInFlight } from './buyer-in-flight.js';
 import { perBuyerRateLimit } from './rate-limit.js';
 import { signupRateLimit, type SignupRateLimitOptions } from './signup-rate-limit.js';
 import { problem, registerProblemHandlers, sendProblem } from './problem.js';
@@ -47,8 +48,10 @@ export interface AppDeps {
   readonly maxInFlight: number;
   readonly connectionTimeouts: ConnectionTimeouts;
   readonly logLevel: string;
-  /** Purchases and payments per buyer per second; 0: no limit. */
+  /** Requests per buyer per second to the buyer routes; 0: no limit. */
   readonly rateLimitPerSecond?: number;
+  /** Requests of one buyer handled at once; 0: no cap. */
+  readonly buyerMaxInFlight?: number;
   /** Sign-ups per client address per minute, and whose word the client address is; no limit when absent. */
   readonly signupRateLimit?: SignupRateLimitOptions;
   /** Held orders expired since start (for `/metrics`). */
@@ -125,7 +128,11 @@ export function buildApp(deps: AppDeps): App {
     revokedSessions.stop();
     done();
   });
-  const buyer = requireBuyer(deps.tokens, revokedSessions);
+  // Every buyer route runs the buyer guard, then the per-buyer limits (each counts by the id the
+  // guard sets): a buyer's requests cost what the limits allow, whichever route they go to.
+  const rateLimit = perBuyerRateLimit(deps.rateLimitPerSecond ?? 0);
+  const inFlight = perBuyerInFlight(app, deps.buyerMaxInFlight ?? 0);
+  const buyer = [requireBuyer(deps.tokens, revokedSessions), ...(rateLimit ? [rateLimit] : []), ...(inFlight ? [inFlight] : [])];
   const admin = requireAdmin(deps.adminToken, deps.tokens);
 
   // Registered as plugins so the OpenAPI hook sees every route.
@@ -315,8 +322,7 @@ export function buildApp(deps: AppDeps): App {
   const signupLimit = deps.signupRateLimit ? signupRateLimit(deps.signupRateLimit) : undefined;
   void app.register(usersRoutes(deps.users, { admin, buyer, revoked: revokedSessions, ...(signupLimit ? { signupLimit } : {}) }));
   void app.register(inventoryRoutes(deps.inventory, admin));
-  const rateLimit = perBuyerRateLimit(deps.rateLimitPerSecond ?? 0);
-  void app.register(ordersRoutes(deps.orders, { buyer, admin, ...(rateLimit ? { rateLimit } : {}) }));
+  void app.register(ordersRoutes(deps.orders, { buyer, admin }));
 
   return Object.assign(app, { overload, metrics, revokedSessions });
 }

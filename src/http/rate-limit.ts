@@ -1,6 +1,7 @@
 /**
- * The per-buyer rate limit: at most `perSecond` requests per buyer in each wall-clock second,
- * beyond which the buyer gets `429 RATE_LIMITED` with `Retry-After`. Keyed by the buyer id from the
+ * The per-buyer rate limit: at most `perSecond` requests per buyer in each wall-clock second, to
+ * the buyer routes together (purchase, pay, cancel, the buyer's reads, sign-out), beyond which the
+ * buyer gets `429 RATE_LIMITED` with `Retry-After`. Keyed by the buyer id from the
  * verified token, never by IP (a whole venue may share one address).
  *
  * @remarks A fixed one-second window in process memory: the whole map is dropped when the second

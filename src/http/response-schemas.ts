@@ -47,7 +47,7 @@ export const problemSchema = {
     },
     remaining: { type: 'integer', description: '`SOLD_OUT`, `INVALID_STOCK_CHANGE`: units left' },
     stock: { type: 'integer', description: '`INVALID_STOCK_CHANGE`: units stocked' },
-    limit: { type: 'integer', description: '`LIMIT_EXCEEDED`: units per buyer; `RATE_LIMITED`: requests per second; `SIGNUP_RATE_LIMITED`: sign-ups per minute' },
+    limit: { type: 'integer', description: '`LIMIT_EXCEEDED`: units per buyer; `RATE_LIMITED`: requests per second; `TOO_MANY_IN_FLIGHT`: requests at once; `SIGNUP_RATE_LIMITED`: sign-ups per minute' },
     opensAt: { ...dateTime, description: '`SALE_NOT_OPEN`: when the sale opens' },
     productId: uuid,
     orderId: uuid,
@@ -71,8 +71,8 @@ export function registerResponseSchemas(app: FastifyInstance): void {
 
 /** Problems of a route that takes a JSON body: malformed, too large, not JSON. */
 export const BODY_PROBLEMS = ['VALIDATION_FAILED', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE'] as const satisfies readonly ErrorCode[];
-/** Problems of a buyer's route, from its guard. */
-export const BUYER_PROBLEMS = ['UNAUTHORIZED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED'] as const satisfies readonly ErrorCode[];
+/** Problems of a buyer's route, from its guard and the per-buyer limits after it. */
+export const BUYER_PROBLEMS = ['UNAUTHORIZED', 'TOKEN_EXPIRED', 'TOKEN_REVOKED', 'RATE_LIMITED', 'TOO_MANY_IN_FLIGHT'] as const satisfies readonly ErrorCode[];
 /** Problems of an admin route, from its guard. */
 export const ADMIN_PROBLEMS = ['UNAUTHORIZED', 'FORBIDDEN'] as const satisfies readonly ErrorCode[];
 
@@ -87,6 +87,7 @@ const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set([
   'OVERLOADED',
   'NOT_READY',
   'RATE_LIMITED',
+  'TOO_MANY_IN_FLIGHT',
   'SIGNUP_RATE_LIMITED',
   'CONTENTION',
   'IDEMPOTENCY_IN_PROGRESS',
@@ -102,6 +103,7 @@ const BEFORE_THE_WORK: ReadonlySet<ErrorCode> = new Set([
   'TOKEN_REVOKED',
   'FORBIDDEN',
   'RATE_LIMITED',
+  'TOO_MANY_IN_FLIGHT',
   'IDEMPOTENCY_KEY_REUSED',
 ]);
 

@@ -11,6 +11,7 @@ import type { ConfirmOutcome, ReleasedAllocation } from './stock-strategy.js';
 import type {
   Allocation,
   NewProduct,
+  OutsideHold,
   Product,
   ProductChange,
   ProductStats,
@@ -46,6 +47,12 @@ export interface InventoryClient {
   confirm(allocationId: string): Promise<ConfirmOutcome>;
   /** The allocation made under this id (the order id), or `null`: orders reconciles with it. */
   allocation(allocationId: string): Promise<Allocation | null>;
+  /**
+   * Whether a strategy that grants outside the database holds this id for this buyer, before the
+   * order pipeline has written it (see `OutsideHold`): a payment of an order not in orders'
+   * database waits for the pipeline only when it does.
+   */
+  outsideHold(buyerId: string, allocationId: string): Promise<OutsideHold>;
   /** A product's stock, units by state and buyers over its limit, read at one instant (for the audit). Throws `PRODUCT_NOT_FOUND`. */
   auditFigures(productId: string): Promise<AuditFigures>;
   /** A page of the product's held and paid allocations, by id, with those the gate does not count (for the audit). */

@@ -4,12 +4,14 @@
  * remembers about stock. It is also the in-process `InventoryClient`.
  */
 import type { AuditAllocationState, AuditAllocationsPage, AuditFigures, AuditPage } from '../audit/audit.types.js';
+import { canonicalId } from '../infra/canonical-id.js';
 import { onStore } from '../infra/store-errors.js';
 import type { Sql } from '../infra/database.js';
 import type { InventoryClient } from './inventory.client.js';
 import type {
   Allocation,
   NewProduct,
+  OutsideHold,
   Product,
   ProductChange,
   ProductStats,
@@ -17,6 +19,7 @@ import type {
   ReserveRequest,
   StockEventsPage,
 } from './inventory.types.js';
+import { OutsideHolds } from './outside-holds.js';
 import { ProductStrategies } from './product-strategies.js';
 import { PendingHolds, type PendingHold, type RecordedHold } from './pending-holds.js';
 import { Products } from './products.service.js';
@@ -52,6 +55,7 @@ export class InventoryService implements InventoryClient {
   private readonly products: Products;
   private readonly reservations: Reservations;
   private readonly pending: PendingHolds;
+  private readonly outside: OutsideHolds;
 
   constructor(options: InventoryOptions) {
     const strategies = new ProductStrategies(options.sql, options.strategies);
@@ -59,6 +63,7 @@ export class InventoryService implements InventoryClient {
     this.products = new Products({ ...options, strategies, memory });
     this.reservations = new Reservations(options.sql, strategies, memory);
     this.pending = new PendingHolds(options.sql);
+    this.outside = new OutsideHolds(options.sql, strategies);
   }
 
   recordHolds(holds: readonly PendingHold[]): Promise<RecordedHold[]> {
@@ -144,6 +149,10 @@ export class InventoryService implements InventoryClient {
 
   allocation(allocationId: string): Promise<Allocation | null> {
     return onStore(STORE, () => this.reservations.allocation(allocationId), undefined, false);
+  }
+
+  outsideHold(buyerId: string, allocationId: string): Promise<OutsideHold> {
+    return onStore(STORE, () => this.outside.of(canonicalId(buyerId, 'buyerId'), canonicalId(allocationId, 'orderId')), undefined, false);
   }
 
   /** Returns expired holds' units to stock (see `Reservations.sweepExpired`). */

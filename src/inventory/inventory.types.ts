@@ -83,6 +83,15 @@ export interface StockEventsPage {
 
 export type AllocationStatus = 'held' | 'paid' | 'expired' | 'cancelled';
 
+/**
+ * What inventory knows of an order id beyond its database, where a strategy that grants outside it
+ * (redis-lua) keeps holds the order pipeline has not written yet: `held` for this buyer (the
+ * order is on its way), `settled` for this buyer (paid, cancelled or expired there), `none` (no
+ * hold of this buyer under the id in any such strategy), `unreachable` (a store that may have it
+ * did not answer).
+ */
+export type OutsideHold = 'held' | 'settled' | 'none' | 'unreachable';
+
 export interface Allocation {
   /** The order id. */
   readonly id: string;

@@ -2,7 +2,7 @@
 import { canonicalId } from '../infra/canonical-id.js';
 import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
-import type { StockStrategy } from './stock-strategy.js';
+import type { StockStrategy, TermsMirror } from './stock-strategy.js';
 import type { StrategyRegistry } from './strategies/index.js';
 import type { StrategyName } from './strategy-names.js';
 
@@ -24,6 +24,14 @@ export class ProductStrategies {
     const strategy = this.registry.get(name);
     if ('unavailable' in strategy) throw new DomainError('STRATEGY_UNAVAILABLE', strategy.unavailable, { strategy: name });
     return strategy;
+  }
+
+  /** The strategies this process runs that decide outside PostgreSQL (those with their own copy of the terms). */
+  outsideDatabase(): readonly { readonly name: StrategyName; readonly terms: TermsMirror }[] {
+    return this.registry.available().flatMap((name) => {
+      const strategy = this.registry.get(name);
+      return 'terms' in strategy && strategy.terms !== undefined ? [{ name, terms: strategy.terms }] : [];
+    });
   }
 
   /** A product was created (here) with this strategy. */

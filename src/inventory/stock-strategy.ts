@@ -22,7 +22,7 @@
  */
 import type { Tx } from '../infra/database.js';
 import type { StrategyName } from './strategy-names.js';
-import type { Allocation, Product, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
+import type { Allocation, AllocationStatus, Product, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
 
 export interface ReleasedAllocation {
   readonly productId: string;
@@ -64,6 +64,12 @@ export interface TermsMirror {
    * may sell again.
    */
   uncounted(productId: string, allocationIds: readonly string[]): Promise<readonly string[] | null>;
+  /**
+   * The buyer and status of the hold under this id in the strategy's copy (`null`: none), read
+   * by the id alone (one field, never a scan). For a hold the database may not have yet; throws
+   * `STORE_UNAVAILABLE` when the copy cannot be read now.
+   */
+  hold(productId: string, allocationId: string): Promise<{ readonly buyerId: string; readonly status: AllocationStatus } | null>;
 }
 
 /**

@@ -69,20 +69,18 @@ function sendOutcome(request: FastifyRequest, reply: FastifyReply, outcome: Chec
 }
 
 export interface OrdersRouteGuards {
-  readonly buyer: onRequestHookHandler;
+  /** The buyer guard, then the per-buyer limits (rate and requests in flight), on every buyer route. */
+  readonly buyer: onRequestHookHandler[];
   readonly admin: onRequestHookHandler;
-  /** Per-buyer rate limit on purchase and pay; absent when the limiter is off. */
-  readonly rateLimit?: onRequestHookHandler;
 }
 
 export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
   const { buyer, admin } = guards;
-  const limited = guards.rateLimit ? [buyer, guards.rateLimit] : [buyer];
   return (app: FastifyInstance): void => {
     app.post<{ Body: PurchaseRequest }>(
       '/v1/purchases',
       {
-        onRequest: limited,
+        onRequest: buyer,
         schema: {
           tags: ['purchases'],
           summary: 'Reserve units: 201 with a held order (or, with "pay": true, a paid one), or a problem naming the refusal',
@@ -94,7 +92,6 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
             [
               ...BODY_PROBLEMS,
               ...BUYER_PROBLEMS,
-              'RATE_LIMITED',
               'PRODUCT_NOT_FOUND',
               'STRATEGY_UNAVAILABLE',
               'SOLD_OUT',
@@ -122,7 +119,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
     app.post<{ Params: { id: string } }>(
       '/v1/orders/:id/pay',
       {
-        onRequest: limited,
+        onRequest: buyer,
         schema: {
           tags: ['orders'],
           summary: 'Pay a held order: debit the balance, confirm the hold → paid',
@@ -134,7 +131,6 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
             [
               ...BODY_PROBLEMS,
               ...BUYER_PROBLEMS,
-              'RATE_LIMITED',
               'ORDER_NOT_FOUND',
               'USER_NOT_FOUND',
               'INSUFFICIENT_FUNDS',

@@ -62,7 +62,8 @@ export class OrdersService implements OrdersClient {
     // bounds (its answer) and the pools' timeouts end: twice the deadline is long past it.
     this.endedDebits = new EndedDebits(options.sql, options.users, this.owedRefunds, 2 * options.storeDeadlineMs);
     // With the pipeline on, a payment waits up to a confirm timeout's worth for an order another
-    // process placed; without it, an order that is not there is not coming.
+    // process placed, once the gate says it holds it for the buyer; without the pipeline, an order
+    // that is not there is not coming.
     this.payments = new Payments({
       ...options,
       placed: this.placed,

@@ -27,6 +27,7 @@ import { DomainError } from '../infra/errors.js';
 import { isStoreFailure, outcomeUnknown, storeFault } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
 import type { ConfirmOutcome } from '../inventory/stock-strategy.js';
+import type { OutsideHold } from '../inventory/inventory.types.js';
 import type { UsersClient } from '../users/users.client.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { EventCounts } from './outbox.js';
@@ -48,7 +49,8 @@ export interface PaymentsOptions {
   readonly owed: OwedRefunds;
   /**
    * With the order pipeline on, how long a payment or cancel waits for an order another process
-   * placed and the consumer has not written yet (it is written within milliseconds, normally).
+   * placed and the consumer has not written yet (it is written within milliseconds, normally),
+   * once inventory has said it holds that order for the buyer.
    */
   readonly pipelineWaitMs?: number;
 }
@@ -100,7 +102,7 @@ export class Payments {
   async pay(buyerId: string, orderId: string): Promise<Order> {
     const find = () => this.sql<(OrderRow & { lapsed: boolean })[]>`
       select *, expires_at <= now() as lapsed from orders where id = ${orderId} and buyer_id = ${buyerId}`;
-    const [row] = await this.orPlacedHere(orderId, find);
+    const [row] = await this.orPlacedHere(buyerId, orderId, find);
     if (!row) throw await this.notFound(buyerId, orderId);
     let current: OrderRow = row;
     if (row.status === 'held' && row.lapsed) {
@@ -126,7 +128,7 @@ export class Payments {
   }
 
   async cancel(buyerId: string, orderId: string): Promise<Order> {
-    const [row] = await this.orPlacedHere(orderId, () => this.sql<OrderRow[]>`select * from orders where id = ${orderId} and buyer_id = ${buyerId}`);
+    const [row] = await this.orPlacedHere(buyerId, orderId, () => this.sql<OrderRow[]>`select * from orders where id = ${orderId} and buyer_id = ${buyerId}`);
     if (!row) throw new DomainError('ORDER_NOT_FOUND', undefined, { orderId });
     const after = row.status === 'held' ? await this.cancelHeld(row) : row;
     if (after.status === 'cancelled') return toOrder(after);
@@ -134,16 +136,29 @@ export class Payments {
   }
 
   /**
-   * Reads the order; if it is not there but this process placed it through the pipeline (the
-   * consumer has not written it yet), writes it now and reads again.
+   * Reads the order; if it is not there but this process placed it through the pipeline for this
+   * buyer (the consumer has not written it yet), writes it now and reads again. If another process
+   * placed it, inventory's gate holds it for the buyer: then the consumer writes it shortly, and
+   * this waits for it. Any other id is answered at once: an id nobody placed, or another buyer's,
+   * costs one read, not a wait.
    */
-  private async orPlacedHere<Row>(orderId: string, find: () => Promise<Row[]>): Promise<Row[]> {
+  private async orPlacedHere<Row>(buyerId: string, orderId: string, find: () => Promise<Row[]>): Promise<Row[]> {
     let rows = await find();
-    if (rows.length > 0 || this.options.placed === undefined) return rows;
-    // Read again whether or not it was placed here: the consumer may have written it just now.
-    if (await this.options.placed.writeIfPlacedHere(orderId)) return find();
-    // Placed by another process, maybe: the consumer writes it shortly.
-    const until = Date.now() + (this.options.pipelineWaitMs ?? 0);
+    const waitMs = this.options.pipelineWaitMs ?? 0;
+    if (rows.length > 0 || this.options.placed === undefined || waitMs <= 0) return rows;
+    // Read again once written: the consumer may have written it just now, first.
+    if (await this.options.placed.writeIfPlacedHere(buyerId, orderId)) return find();
+    const known = await this.options.inventory.outsideHold(buyerId, orderId).catch((error: unknown): OutsideHold => {
+      if (isStoreFailure(error)) return 'unreachable';
+      throw error;
+    });
+    if (known === 'none') return rows;
+    // Paid or ended in the gate: a payment writes the order before it confirms, so the first read
+    // raced that write; an order that was never written is not coming.
+    if (known === 'settled') return find();
+    // Held for this buyer (on its way), or the gate cannot say now: wait for it, as long as the
+    // pipeline takes, the per-buyer limits bounding how many such waits a buyer has at once.
+    const until = Date.now() + waitMs;
     do {
       rows = await find();
       if (rows.length > 0) return rows;

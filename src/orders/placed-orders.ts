@@ -50,10 +50,13 @@ export class PlacedOrders {
     return this.byBuyer.get(buyerId) ?? new Map<string, number>();
   }
 
-  /** Writes the order now if this process placed it and it may not be written yet; `false` if unknown here. */
-  async writeIfPlacedHere(orderId: string): Promise<boolean> {
+  /**
+   * Writes the order now if this process placed it for this buyer and it may not be written yet;
+   * `false` if unknown here (another buyer's order is unknown to this buyer).
+   */
+  async writeIfPlacedHere(buyerId: string, orderId: string): Promise<boolean> {
     const entry = this.placed.get(canonicalId(orderId, 'orderId'));
-    if (!entry) return false;
+    if (!entry || entry.order.buyerId !== buyerId) return false;
     try {
       await this.record([entry.order]);
     } catch (error) {

@@ -15,7 +15,8 @@ export const MAX_USERS_PER_CALL = 20_000;
 
 export interface UsersRouteGuards {
   readonly admin: onRequestHookHandler;
-  readonly buyer: onRequestHookHandler;
+  /** The buyer guard, then the per-buyer limits. */
+  readonly buyer: onRequestHookHandler[];
   /** The sign-up rate limit per client address, when it is on. */
   readonly signupLimit?: onRequestHookHandler;
   /** This process's view of ended sessions: a session ended here is refused here at once. */

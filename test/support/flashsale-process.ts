@@ -50,6 +50,7 @@ export function envOf(config: Config, extra: Record<string, string> = {}): Recor
     LOG_LEVEL: 'warn',
     // As the test servers: storms send many requests per buyer.
     RATE_LIMIT_PER_SECOND: '0',
+    BUYER_MAX_IN_FLIGHT: '0',
     ...extra,
   };
 }

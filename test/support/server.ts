@@ -66,8 +66,9 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       port: 0,
       // Every module call crosses JSON, as it would between processes: the contracts carry plain data.
       moduleHop: 'json',
-      // Storms send many requests per buyer: the limiter is on only in the tests about it.
+      // Storms send many requests per buyer, many at once: the limits are on only in the tests about them.
       rateLimitPerSecond: 0,
+      buyerMaxInFlight: 0,
       // Tests sign up many users from 127.0.0.1; the tests of the limit turn it on.
       signupRateLimitPerMinute: 0,
       // Tests read a figure right after the change it shows; the test of the cache turns it on.

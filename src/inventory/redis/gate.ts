@@ -531,6 +531,18 @@ export class RedisGate {
   }
 
   /**
+   * The buyer and status of the hold under the order id (`null`: none, or a kept refusal), by one
+   * field of the product's holds (HGET): what a payment of an order the consumer has not written
+   * yet asks, without a scan.
+   */
+  async hold(productId: string, orderId: string): Promise<{ readonly buyerId: string; readonly status: AllocationStatus } | null> {
+    const raw = await this.redis.hget(this.keys.product(productId).holds, orderId);
+    if (raw === null) return null;
+    const hold = JSON.parse(raw) as { b?: string; s: AllocationStatus | 'refused' };
+    return hold.s === 'refused' || hold.b === undefined ? null : { buyerId: hold.b, status: hold.s };
+  }
+
+  /**
    * Of these order ids (holds PostgreSQL has held or paid), those the gate does not count against
    * the product's stock: no hold under the id, or one it has ended or refused. Read a page of ids
    * at a time (for the audit, not the hot path).

@@ -1,7 +1,11 @@
 /**
- * `redis-lock`: a Redis lock per product around a read-modify-write in PostgreSQL. The buyer takes
+ * `redis-lock`: a Redis lock per product around a read-modify-write in PostgreSQL. First the checks
+ * that need no lock, on a plain read of the product and the buyer's units (no such product, the
+ * window, the sale's end, the account's age, a limit the buyer's units already leave no room in,
+ * stock and funds as they are now): a request they refuse never takes the lock nor writes the row,
+ * so refused buyers cannot keep the ones who would be sold to waiting. Then the buyer takes
  * the product's lock (`SET NX PX` with a random token; waiting at most `waitMs`, else `CONTENTION`
- * with `Retry-After`), then:
+ * with `Retry-After`), and:
  *
  * 1. claims a fencing token: the next number of PostgreSQL's `stock_fence` sequence, written on the
  *    product row, and reads the row in the same statement;
@@ -17,7 +21,7 @@
  */
 import type { Sql } from '../../infra/database.js';
 import { storeUnavailable } from '../../infra/store-errors.js';
-import type { ReserveOutcome, ReserveRequest } from '../inventory.types.js';
+import type { ReserveOutcome, ReserveRefusal, ReserveRequest } from '../inventory.types.js';
 import type { StockLocks } from '../redis/stock-locks.js';
 import type { StockStrategy } from '../stock-strategy.js';
 import {
@@ -63,6 +67,8 @@ export class RedisLockStrategy extends PostgresStockSteps implements StockStrate
   private readonly retryAfterSeconds: number;
 
   async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
+    const refused = await this.refusedWithoutLock(request);
+    if (refused) return refused;
     if (!this.locks.ready) throw storeUnavailable('redis');
     const token = await this.locks.acquire(request.productId).catch(() => {
       throw storeUnavailable('redis');
@@ -79,6 +85,26 @@ export class RedisLockStrategy extends PostgresStockSteps implements StockStrate
       // expires by its TTL.
       await this.locks.release(request.productId, token).catch(() => false);
     }
+  }
+
+  /**
+   * The refusal a plain read already decides (`null`: go on to the lock). Every check is made
+   * again under the lock: what this read saw may change before then, never in the buyer's favour
+   * unchecked.
+   */
+  private async refusedWithoutLock(request: ReserveRequest): Promise<ReserveRefusal | null> {
+    const [row] = await this.sql<(ProductFactsRow & { units: number })[]>`
+      select ${productFactsColumns(this.sql, request.buyerId)},
+             coalesce((select b.units from buyer_units b where b.product_id = p.id and b.buyer_id = ${request.buyerId}), 0) as units
+        from products p where p.id = ${request.productId}`;
+    if (!row) return NOT_FOUND;
+    const product = toProductFacts(row);
+    const refused = checkProduct(product, request);
+    if (refused) return refused;
+    if (product.perBuyerLimit !== null && row.units + request.quantity > product.perBuyerLimit) {
+      return refusal('LIMIT_EXCEEDED', factsOf(product));
+    }
+    return null;
   }
 
   private async readModifyWrite(request: ReserveRequest): Promise<ReserveOutcome | typeof MOVED> {

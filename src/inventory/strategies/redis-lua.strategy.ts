@@ -69,6 +69,7 @@ export class RedisLuaStrategy implements StockStrategy {
         if (!this.gate.ready) return null;
         return this.gate.holdsNotCounted(productId, allocationIds).catch(() => null);
       },
+      hold: (productId, allocationId) => this.onGate(() => this.gate.hold(productId, allocationId), undefined),
     };
   }
 
