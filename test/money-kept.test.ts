@@ -214,3 +214,28 @@ describe('a debit that lands after its order ended, from a payment that never co
     expect((await endedDebits.sweep(now + 2 * grace)).refunded).toBe(0);
   });
 });
+
+describe("the sweeper's step for the debits of ended orders", () => {
+  it('runs on its own: a debit that lands after the order expired is refunded one grace later', async () => {
+    // A short deadline, so its grace (twice the deadline) passes within the test.
+    const quick = await startTestServer({ storeDeadlineMs: 2_000, sweepIntervalMs: 100 });
+    try {
+      const [buyer] = await quick.api.createBuyers(1, BALANCE);
+      if (!buyer) throw new Error('no buyer');
+      const product = await quick.api.createProduct({ priceCents: PRICE, stock: 1, holdSeconds: 1 });
+      const bought = await quick.api.purchase(buyer.token, product.id);
+      expect(bought.status).toBe(201);
+      const orderId = (bought.body['order'] as { id: string }).id;
+      const { orders, users } = quick.server.system;
+      const ordersDb = quick.server.system.stores.databases.orders;
+      await waitFor('the sweeper to expire the order', async () => (await ordersDb<{ status: string }[]>`select status from orders where id = ${orderId}`)[0]?.status === 'expired');
+      // The debit of a payment that read the order held just before, and whose process died after it.
+      await users.debit({ userId: buyer.id, orderId, amountCents: PRICE });
+      expect((await users.getUser(buyer.id)).balanceCents).toBe(BALANCE - PRICE);
+      await waitFor('the sweeper to refund the debit', async () => (await users.getUser(buyer.id)).balanceCents === BALANCE);
+      expect(orders.owedRefunds.count).toBe(0);
+    } finally {
+      await quick.stop();
+    }
+  });
+});
