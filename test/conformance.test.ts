@@ -1,6 +1,6 @@
 /**
  * The stock-strategy conformance suite: the same storms over every database strategy, each ending
- * in the audit. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,event-sourced,redis-lock,redis-lua;
+ * in the audit, and the same Idempotency-Key contract across two products. Choose strategies with `STRATEGIES=a,b` (default: naive,pessimistic,optimistic,atomic,queue,event-sourced,redis-lock,redis-lua;
  * redis-lua runs against the 127.0.0.1 Redis and RabbitMQ, under names of its own).
  *
  * The safe strategies must pass the audit after every storm. `naive` runs the very same storms and
@@ -252,6 +252,35 @@ describe.each(STRATEGIES)('the %s strategy', (strategy) => {
       await expectInvariant(t.api, id, answers);
     },
   );
+
+  it('binds one Idempotency-Key to one request across two products: the other product is refused 422 and nothing changes, a retry gets the first answer', async () => {
+    const [a, b] = [await product({ stock: 5, priceCents: 1_000 }), await product({ stock: 5, priceCents: 1_000 })];
+    const [me] = await t.api.createBuyers(1, 10_000);
+    if (!me) throw new Error('no buyer');
+    const headers = { 'idempotency-key': randomUUID() };
+    const buy = (productId: string): Promise<Answer> =>
+      t.api.call('POST', '/v1/purchases', { token: me.token, body: { productId, quantity: 1, pay: true }, headers });
+
+    const first = await buy(a.id);
+    expect(first.status).toBe(201);
+    expect(first.body['order']).toMatchObject({ productId: a.id, status: 'paid' });
+    const other = await buy(b.id);
+    expect(other.status, JSON.stringify(other.body)).toBe(422);
+    expect(other.body['code']).toBe('IDEMPOTENCY_KEY_REUSED');
+    const retry = await buy(a.id);
+    expect(retry.status).toBe(201);
+    expect(retry.body['order']).toMatchObject({ id: orderOf(first).id, productId: a.id, status: 'paid' });
+
+    const balance = await t.api.call<{ balanceCents: number }>('GET', '/v1/me', { token: me.token });
+    expect(balance.body.balanceCents).toBe(10_000 - 1_000);
+    await expectInvariant(t.api, a.id, [first, retry]);
+    await expectInvariant(t.api, b.id, []);
+    const ordersOf = async (productId: string): Promise<unknown[]> =>
+      (await t.api.admin<{ orders: unknown[] }>('GET', `/v1/admin/products/${productId}/orders?limit=10`)).body.orders;
+    expect(await ordersOf(a.id)).toHaveLength(1);
+    expect(await ordersOf(b.id)).toEqual([]);
+    expect(await stats(b.id)).toMatchObject({ held: 0, paid: 0, remaining: 5 });
+  });
 
   it('names every refusal and is idempotent on the allocation id', async () => {
     const chosen = t.server.system.strategies.get(strategy);

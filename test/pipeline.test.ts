@@ -1,12 +1,15 @@
 /**
  * The redis-lua strategy's production path against real Redis, RabbitMQ and PostgreSQL: keys
- * bound in the gate, a payment before the consumer, an expiry racing a payment, the consumer
+ * bound in the gate (and an instant purchase refused by PostgreSQL's key row once Redis lost the
+ * binding), what the gate keeps for keyed refusals, a payment before the consumer, an expiry racing a payment, the consumer
  * stopped mid-storm, Redis flushed mid-storm, stranded holds reconciled, admin changes reaching the
  * gate. The server runs on a private `redis-server` (this file flushes it) and queues of its own.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KEY_RETENTION_SECONDS } from '../src/infra/key-retention.js';
 import { Broker } from '../src/pipeline/broker.js';
 import { OrderConsumer } from '../src/pipeline/consumer.js';
 import type { Pipeline } from '../src/pipeline/pipeline.js';
@@ -101,6 +104,99 @@ describe('Idempotency-Key on the pipeline', () => {
     expect(orderIdOf(later)).toBe(orderIdOf(bought));
     expect(await ordersInPostgres(product.id)).toHaveLength(2);
     await expectInvariant(t.api, product.id, [bought, retried]);
+  });
+});
+
+describe('Idempotency-Key after Redis lost its binding', () => {
+  it('refuses an instant purchase under a key PostgreSQL has for another request: paid once, its order cancelled, its unit back', async () => {
+    const [a, b] = [await t.api.createProduct({ stock: 2, priceCents: PRICE }), await t.api.createProduct({ stock: 2, priceCents: PRICE })];
+    const [buyer] = await t.api.createBuyers(1, BALANCE);
+    if (!buyer) throw new Error('no buyer');
+    const key = randomUUID();
+    const buy = (productId: string): Promise<Answer> =>
+      t.api.call('POST', '/v1/purchases', { token: buyer.token, body: { productId, quantity: 1, pay: true }, headers: { 'idempotency-key': key } });
+    expect((await buy(a.id)).status).toBe(201);
+    await drained();
+    // Redis loses the key's binding (as a restart without persistence would); the products' keys stay.
+    const look = new Redis(redis.url);
+    try {
+      expect(await look.del(pipeline.gate.keys.keyBinding(buyer.id, key))).toBe(1);
+    } finally {
+      look.disconnect();
+    }
+    const other = await buy(b.id);
+    expect(other.status).toBe(422);
+    expect(other.body['code']).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(await balanceOf(buyer.token)).toBe(BALANCE - PRICE);
+    await drained();
+    expect(await ordersInPostgres(b.id)).toEqual([expect.objectContaining({ status: 'cancelled' })]);
+    expect((await t.api.call('GET', `/v1/products/${b.id}`)).body['remaining']).toBe(2);
+    await expectInvariant(t.api, b.id, []);
+  });
+});
+
+describe('what the gate keeps', () => {
+  it('keeps nothing that grows without an expiry when one buyer sends 200 keyed purchases of a sold-out product', async () => {
+    const product = await t.api.createProduct({ stock: 1 });
+    const [winner, loser] = await t.api.createBuyers(2);
+    if (!winner || !loser) throw new Error('no buyers');
+    const bought = await t.api.purchase(winner.token, product.id, 1, { 'idempotency-key': randomUUID() });
+    expect(bought.status).toBe(201);
+    const refused = await storm(200, (i) => t.api.purchase(loser.token, product.id, 1, { 'idempotency-key': `refused-${i}` }));
+    expect(tally(refused)).toEqual({ '409 SOLD_OUT': 200 });
+
+    const look = new Redis(redis.url);
+    try {
+      const { gate } = pipeline;
+      const keys = gate.keys.product(product.id);
+      // The product keeps its one hold (and the key's marker `~`); no hash of keys, no refusals among its holds.
+      expect(await look.hlen(keys.holds)).toBe(1 + 1);
+      expect(await look.exists(`${gate.keys.productTag(product.id)}:keys`)).toBe(0);
+      // Every key the refusals made is one binding under the loser's own tag, expiring with the retention.
+      const made: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, found] = await look.scan(cursor, 'MATCH', `${t.config.redisKeyPrefix}{b:${loser.id}}:*`, 'COUNT', 1000);
+        made.push(...found);
+        cursor = next;
+      } while (cursor !== '0');
+      expect(made).toHaveLength(200);
+      for (const key of made) {
+        const ttl = await look.ttl(key);
+        expect(ttl).toBeGreaterThan(KEY_RETENTION_SECONDS - 60);
+        expect(ttl).toBeLessThanOrEqual(KEY_RETENTION_SECONDS);
+      }
+    } finally {
+      look.disconnect();
+    }
+    await expectInvariant(t.api, product.id, [bought, ...refused]);
+  });
+
+  it('lets an ended hold leave the gate after the horizon, and PostgreSQL follows a cancel that finds it gone', async () => {
+    const product = await t.api.createProduct({ stock: 3 });
+    const [buyer] = await t.api.createBuyers(1);
+    if (!buyer) throw new Error('no buyer');
+    const bought = await t.api.purchase(buyer.token, product.id);
+    expect(bought.status).toBe(201);
+    await drained();
+    const { gate } = pipeline;
+    // The gate ends the hold and PostgreSQL does not follow (its store away at that moment).
+    expect(await gate.release(product.id, orderIdOf(bought), 'cancelled', false)).toMatchObject({ ok: true });
+    await sleep(2 * CONFIRM_TIMEOUT_MS + 100);
+    // The next scripts on the product prune it.
+    const other = { allocationId: randomUUID(), productId: product.id, buyerId: buyer.id, quantity: 1 };
+    expect(await gate.reserve(other)).toMatchObject({ ok: true });
+    expect(await gate.release(product.id, other.allocationId, 'cancelled', false)).toMatchObject({ ok: true });
+    const look = new Redis(redis.url);
+    try {
+      expect(await look.hexists(gate.keys.product(product.id).holds, orderIdOf(bought))).toBe(0);
+    } finally {
+      look.disconnect();
+    }
+    const cancelled = await t.api.call('POST', `/v1/orders/${orderIdOf(bought)}/cancel`, { token: buyer.token });
+    expect(cancelled.status).toBe(200);
+    await expectInvariant(t.api, product.id, []);
+    expect((await t.api.call('GET', `/v1/products/${product.id}`)).body['remaining']).toBe(3);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * The redis-lua gate, unchanged, on a real three-master Redis Cluster started for this file
  * (test/support/redis-cluster.ts): a product's keys share its hash tag's slot and live on the
- * one master serving it, products spread over every master, a storm over products on three
+ * one master serving it, a buyer's key bindings on its own tag's master and one key bound across
+ * products on three masters, products spread over every master, a storm over products on three
  * different masters holds exactly the stock within each buyer's limit, and release, confirm,
  * update, expiry by Redis TIME and a lost script cache work on every master.
  */
@@ -14,7 +15,7 @@ import { RedisGate, type GateLoad, type GateReserveOutcome } from '../src/invent
 import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
 
 const PREFIX = `test:cluster:${randomUUID().slice(0, 8)}:`;
-const SCRIPT_NAMES = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update'] as const;
+const SCRIPT_NAMES = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'claim-key', 'keep-refusal'] as const;
 
 /** A direct connection to one master: what that node itself holds, not what the cluster routes. */
 interface Master {
@@ -83,14 +84,14 @@ async function slotOwners(): Promise<(slot: number) => number> {
 
 const slotOf = (key: string): Promise<number> => anyMaster().cluster('KEYSLOT', key);
 
-/** Product ids, one on each master (by the slot of their hash tag), in master order. */
-async function onePerMaster(): Promise<string[]> {
+/** Ids, one on each master by the slot of their hash tag (`p:` a product's, `b:` a buyer's), in master order. */
+async function onePerMaster(tag = 'p'): Promise<string[]> {
   const ownerOf = await slotOwners();
   const byPort = new Map<number, string>();
   for (let tries = 0; byPort.size < masters.length; tries++) {
-    if (tries > 1_000) throw new Error('no product id landed on some master');
+    if (tries > 1_000) throw new Error(`no ${tag}: id landed on some master`);
     const id = randomUUID();
-    const port = ownerOf(await slotOf(`p:${id}`));
+    const port = ownerOf(await slotOf(`${tag}:${id}`));
     if (!byPort.has(port)) byPort.set(port, id);
   }
   return ports().map((port) => byPort.get(port) as string);
@@ -117,12 +118,17 @@ async function keysByMaster(): Promise<Map<string, number>> {
 describe('key placement', () => {
   it("keeps every key of a product in its tag's slot on one master, and spreads products over all three", async () => {
     const ids = Array.from({ length: 30 }, () => randomUUID());
-    // A load writes only the terms; one reserve under an Idempotency-Key writes every other key.
+    const buyer = randomUUID();
+    // A load writes only the terms; a keyed reserve and a cancelled hold write every other key of
+    // the product, and the key's binding under the buyer's own tag.
     await Promise.all(
       ids.map(async (id) => {
         await load(id);
-        expect(await gate.reserve(request(id, 'b'), 'key-1')).toMatchObject({ ok: true, remaining: 9 });
-        expect(await gate.reserve(request(id, 'b'), 'key-1')).toEqual({ ok: false, reason: 'KEY_REUSED' });
+        expect(await gate.reserve({ ...request(id, buyer), idempotencyKey: `key-${id}` })).toMatchObject({ ok: true, remaining: 9 });
+        expect(await gate.reserve({ ...request(id, buyer), idempotencyKey: `key-${id}` })).toEqual({ ok: false, reason: 'KEY_REUSED' });
+        const cancelled = request(id);
+        expect(await gate.reserve(cancelled)).toMatchObject({ ok: true, remaining: 8 });
+        expect(await gate.release(id, cancelled.allocationId, 'cancelled', false)).toMatchObject({ ok: true });
       }),
     );
 
@@ -139,8 +145,28 @@ describe('key placement', () => {
       const owner = ownerOf(tagSlot);
       expect(keys.map((key) => where.get(key))).toEqual(keys.map(() => owner));
       productsPerMaster.set(owner, (productsPerMaster.get(owner) ?? 0) + 1);
+      // The binding is in the buyer's tag's slot, on the master serving it.
+      const binding = gate.keys.keyBinding(buyer, `key-${id}`);
+      const buyerSlot = await slotOf(`b:${buyer}`);
+      expect(await slotOf(binding)).toBe(buyerSlot);
+      expect(where.get(binding)).toBe(ownerOf(buyerSlot));
     }
     expect([...productsPerMaster.keys()].sort((a, b) => a - b)).toEqual(ports());
+  });
+
+  it('binds one Idempotency-Key across products on three masters: another request under it is refused on each', async () => {
+    const ids = await onePerMaster();
+    await Promise.all(ids.map((id) => load(id, { stocked: 2 })));
+    const buyer = randomUUID();
+    const first = { ...request(ids[0] ?? '', buyer), idempotencyKey: 'one-key' };
+    const bought = await gate.reserve(first);
+    expect(bought).toMatchObject({ ok: true, remaining: 1 });
+    for (const id of ids) {
+      expect(await gate.reserve({ ...request(id, buyer), idempotencyKey: 'one-key' })).toEqual({ ok: false, reason: 'KEY_REUSED' });
+    }
+    expect(await gate.reserve(first)).toEqual({ ...bought, again: true });
+    const counts = await Promise.all(ids.map((id) => gate.count(id)));
+    expect(counts.map((count) => count?.held)).toEqual([1, 0, 0]);
   });
 });
 
@@ -308,8 +334,10 @@ describe('scripts', () => {
     // As after a restart: EVALSHA answers NOSCRIPT, and the gate sends the script again by EVAL.
     await flushEveryMaster();
     const ids = await onePerMaster();
+    // Buyers whose key bindings are on each master, so the binding scripts run on every one too.
+    const buyers = await onePerMaster('b');
     await Promise.all(
-      ids.map(async (id) => {
+      ids.map(async (id, i) => {
         expect(await gate.markAbsent(id, 60_000)).toBe(true);
         expect(await gate.reserve(request(id))).toEqual({ ok: false, reason: 'PRODUCT_NOT_FOUND' });
         await load(id, { stocked: 2 });
@@ -318,6 +346,10 @@ describe('scripts', () => {
         expect(await gate.confirm(id, order.allocationId)).toMatchObject({ ok: true });
         expect(await gate.release(id, order.allocationId, 'cancelled', false)).toMatchObject({ ok: false, reason: 'NOT_HELD' });
         expect(await gate.update(id, { stocked: 3 }, 1, 'apply')).toEqual({ ok: true, remaining: 1, stocked: 3, stale: false });
+        // claim-key, then reserve refuses and keep-refusal keeps it, on the buyer's master.
+        const keyed = { ...request(id, buyers[i] as string, 2), idempotencyKey: 'flushed' };
+        expect(await gate.reserve(keyed)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 1 });
+        expect(await gate.reserve(keyed)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 1, again: true });
       }),
     );
     await everyScriptOnEveryMaster();

@@ -1,23 +1,30 @@
 /**
  * The redis-lua gate against a real Redis (127.0.0.1:6379, or TEST_REDIS_URL): every refusal,
  * idempotency by order id, release and expiry judged by Redis TIME, confirm, loads that never
- * overwrite live counters, and a 2,000-buyer storm. Keys live under a random prefix, deleted after.
+ * overwrite live counters, an Idempotency-Key bound across products with its kept refusal
+ * expiring, ended holds pruned after the horizon, and a 2,000-buyer storm. Keys live under a
+ * random prefix, deleted after.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReserveRequest } from '../src/inventory/inventory.types.js';
-import { RedisGate, type GateLoad } from '../src/inventory/redis/gate.js';
+import { KEY_RETENTION_SECONDS } from '../src/infra/key-retention.js';
+import { RedisGate, type GateHold, type GateLoad } from '../src/inventory/redis/gate.js';
 
 const REDIS_URL = process.env['TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const PREFIX = `test:gate:${randomUUID().slice(0, 8)}:`;
 
 let gate: RedisGate;
+/** A plain connection, to look at what the gate stores. */
+let look: Redis;
 beforeAll(async () => {
   gate = await RedisGate.open(REDIS_URL, { keyPrefix: PREFIX });
+  look = new Redis(REDIS_URL);
 });
 afterAll(async () => {
   await gate?.close();
+  await look?.quit();
   const redis = new Redis(REDIS_URL);
   let cursor = '0';
   do {
@@ -337,6 +344,190 @@ describe('load and update', () => {
     } finally {
       redis.disconnect();
     }
+  });
+});
+
+describe('Idempotency-Key', () => {
+  const keyed = (productId: string, buyerId: string, key: string, quantity = 1): ReserveRequest => ({
+    ...request(productId, buyerId, quantity),
+    idempotencyKey: key,
+  });
+
+  it('binds a key to one request across products: another request under it is refused on any product, nothing taken', async () => {
+    const [a, b] = [await product({ stocked: 3 }), await product({ stocked: 3 })];
+    const buyer = randomUUID();
+    const first = keyed(a, buyer, 'k');
+    const bought = await gate.reserve(first);
+    expect(bought).toMatchObject({ ok: true, remaining: 2 });
+    // Another request (another order id) under the key: on the other product, and on the same.
+    expect(await gate.reserve(keyed(b, buyer, 'k'))).toEqual({ ok: false, reason: 'KEY_REUSED' });
+    expect(await gate.reserve(keyed(a, buyer, 'k', 2))).toEqual({ ok: false, reason: 'KEY_REUSED' });
+    // The same request finds its hold; another buyer's key of the same name is another key.
+    expect(await gate.reserve(first)).toEqual({ ...bought, again: true });
+    expect(await gate.reserve(keyed(b, randomUUID(), 'k'))).toMatchObject({ ok: true, remaining: 2 });
+    expect(await gate.count(a)).toMatchObject({ remaining: 2, held: 1 });
+    expect(await gate.count(b)).toMatchObject({ remaining: 2, held: 1 });
+    // One string under the buyer's own tag, expiring with PostgreSQL's key retention.
+    const binding = gate.keys.keyBinding(buyer, 'k');
+    expect(binding).toContain(`{b:${buyer}}`);
+    const ttl = await look.ttl(binding);
+    expect(ttl).toBeGreaterThan(KEY_RETENTION_SECONDS - 60);
+    expect(ttl).toBeLessThanOrEqual(KEY_RETENTION_SECONDS);
+  });
+
+  it('keeps a keyed refusal on the binding, not in the product, until the key retention ends', async () => {
+    const short = await RedisGate.open(REDIS_URL, { keyPrefix: PREFIX, keyRetentionSeconds: 1 });
+    try {
+      const id = await product({ stocked: 1 });
+      expect(await short.reserve(request(id))).toMatchObject({ ok: true, remaining: 0 });
+      const buyer = randomUUID();
+      const refused = keyed(id, buyer, 'late');
+      expect(await short.reserve(refused)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 0 });
+      const { holds, terms } = short.keys.product(id);
+      // One hold, and the marker that says the key is loaded.
+      expect(await look.hlen(holds)).toBe(1 + 1);
+      expect(await look.exists(`${short.keys.productTag(id)}:keys`)).toBe(0);
+      // A unit comes back: the refused request is refused the same way, its first answer stands
+      // (marked as given before: its figure is of that moment, no hint may be learnt from it).
+      expect(await short.update(id, { stocked: 2 }, 1, 'apply')).toMatchObject({ ok: true, remaining: 1 });
+      expect(await short.reserve(refused)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 0, again: true });
+      expect(await look.hget(terms, 'remaining')).toBe('1');
+      // Past the retention the binding is gone, and the key buys as a new one.
+      await sleep(1_100);
+      expect(await look.exists(short.keys.keyBinding(buyer, 'late'))).toBe(0);
+      expect(await short.reserve(refused)).toMatchObject({ ok: true, remaining: 0 });
+    } finally {
+      await short.close();
+    }
+  });
+
+  it('answers a keyed request of a product known sold out from its binding alone, but gives a key that bought its hold', async () => {
+    const soldOut = { ok: false, reason: 'SOLD_OUT', remaining: 0 } as const;
+    const buyer = randomUUID();
+    // A product with no keys at all: had its script run, it would answer NOT_LOADED.
+    const nowhere = randomUUID();
+    expect(await gate.reserve(request(nowhere), soldOut)).toEqual(soldOut);
+    const late = keyed(nowhere, buyer, 'late');
+    expect(await gate.reserve(late, soldOut)).toEqual(soldOut);
+    // Kept on the binding: the request hears the same without the hint, still without the script.
+    expect(await gate.reserve(late)).toEqual({ ...soldOut, again: true });
+    expect(await look.exists(...gate.keys.productKeyList(nowhere))).toBe(0);
+
+    // A key that bought gets its hold; another request under it is refused.
+    const id = await product({ stocked: 1 });
+    const winner = keyed(id, buyer, 'won');
+    const won = await gate.reserve(winner);
+    expect(won).toMatchObject({ ok: true, remaining: 0 });
+    expect(await gate.reserve(winner, soldOut)).toEqual({ ...won, again: true });
+    expect(await gate.reserve(keyed(id, buyer, 'won', 2), soldOut)).toEqual({ ok: false, reason: 'KEY_REUSED' });
+    expect(await gate.count(id)).toMatchObject({ remaining: 0, held: 1 });
+  });
+});
+
+describe('ended holds', () => {
+  it('leave holds once past the horizon, a few per call, counted still; a keyed one stays for the key retention', async () => {
+    const HORIZON_MS = 300;
+    const pruning = await RedisGate.open(REDIS_URL, { keyPrefix: PREFIX, endedHoldsKeptMs: HORIZON_MS });
+    try {
+      const id = await product({ stocked: 100 });
+      const { holds, ended } = pruning.keys.product(id);
+      const cycle = async (status: 'cancelled' | 'expired', key?: string): Promise<ReserveRequest> => {
+        const asked = { ...request(id), ...(key === undefined ? {} : { idempotencyKey: key }) };
+        expect(await pruning.reserve(asked)).toMatchObject({ ok: true });
+        expect(await pruning.release(id, asked.allocationId, status, false)).toMatchObject({ ok: true });
+        return asked;
+      };
+      const keyedOne = await cycle('cancelled', 'mine');
+      for (let i = 0; i < 30; i++) await cycle(i % 2 === 0 ? 'cancelled' : 'expired');
+      const paid = request(id);
+      await pruning.reserve(paid);
+      await pruning.confirm(id, paid.allocationId);
+      // With the marker of each key (`~`).
+      expect(await look.hlen(holds)).toBe(32 + 1);
+      expect(await look.zcard(ended)).toBe(31 + 1);
+
+      await sleep(HORIZON_MS + 100);
+      // Five more cycles prune up to 8 each per script: the 30 unkeyed holds past the horizon go.
+      for (let i = 0; i < 5; i++) await cycle('cancelled');
+      expect(await look.hlen(holds)).toBe(1 + 1 + 5 + 1);
+      expect(await look.hexists(holds, keyedOne.allocationId)).toBe(1);
+      expect(await look.hexists(holds, paid.allocationId)).toBe(1);
+      expect(await look.zcard(ended)).toBe(1 + 5 + 1);
+      expect(await pruning.count(id)).toMatchObject({ stocked: 100, remaining: 99, held: 0, paid: 1, cancelled: 21, expired: 15 });
+      // The keyed hold is still there for its key's retry: it learns how it ended, nothing taken.
+      expect(await pruning.reserve(keyedOne)).toMatchObject({ ok: true, again: true, allocation: { status: 'cancelled' } });
+    } finally {
+      await pruning.close();
+    }
+  });
+
+  it('loaded by a rebuild leave holds the key retention after they were made', async () => {
+    const short = await RedisGate.open(REDIS_URL, { keyPrefix: PREFIX, keyRetentionSeconds: 2 });
+    try {
+      const id = randomUUID();
+      const now = Date.now();
+      const hold = (status: 'cancelled' | 'expired' | 'paid', madeAt: number): GateHold => ({
+        orderId: randomUUID(),
+        buyerId: randomUUID(),
+        quantity: 1,
+        amountCents: 250,
+        expiresAt: madeAt + 60_000,
+        status,
+        madeAt,
+      });
+      const old = hold('cancelled', now - 60_000);
+      const recent = hold('expired', now);
+      const sold = hold('paid', now - 60_000);
+      expect(
+        await short.load(id, {
+          remaining: 4,
+          stocked: 5,
+          priceCents: 250,
+          perBuyerLimit: null,
+          holdSeconds: 300,
+          opensAt: hourAgo(),
+          closesAt: null,
+          endedAt: null,
+          accountsCreatedBefore: null,
+          requiresFunds: false,
+          buyerUnits: { [sold.buyerId]: 1 },
+          holds: [old, recent, sold],
+        }),
+      ).toBe('loaded');
+      const { holds } = short.keys.product(id);
+      expect(await short.reserve(request(id))).toMatchObject({ ok: true, remaining: 3 });
+      expect(await look.hexists(holds, old.orderId)).toBe(0);
+      expect(await look.hexists(holds, recent.orderId)).toBe(1);
+      expect(await look.hexists(holds, sold.orderId)).toBe(1);
+      expect(await short.count(id)).toMatchObject({ cancelled: 1, expired: 1, paid: 1, held: 1 });
+    } finally {
+      await short.close();
+    }
+  });
+
+  it('are told from a keyed refusal an older version kept among them: it is answered as it was, and counts no units', async () => {
+    const id = await product({ stocked: 2 });
+    const old = request(id);
+    await look.hset(gate.keys.product(id).holds, old.allocationId, JSON.stringify({ s: 'refused', c: -6, d: 0 }));
+    expect(await gate.reserve(old)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 0 });
+    expect(await gate.confirm(id, old.allocationId)).toEqual({ ok: false, reason: 'NOT_FOUND' });
+    expect(await gate.release(id, old.allocationId, 'cancelled', false)).toEqual({ ok: false, reason: 'NOT_FOUND' });
+    expect(await gate.count(id)).toEqual({ remaining: 2, stocked: 2, held: 0, paid: 0, expired: 0, cancelled: 0, buyerUnits: {} });
+  });
+
+  it('skip the marker member ~ of every hash and sorted set', async () => {
+    const id = await product({ stocked: 5, holdSeconds: 1 });
+    const keys = gate.keys.product(id);
+    await look.hset(keys.holds, '~', '1');
+    await look.hset(keys.buyers, '~', '1');
+    for (const set of [keys.expiries, keys.ended, keys.unchecked]) await look.zadd(set, 0, '~');
+    const asked = request(id, 'b');
+    expect(await gate.reserve(asked)).toMatchObject({ ok: true, remaining: 4 });
+    expect(await gate.release(id, asked.allocationId, 'cancelled', false)).toMatchObject({ ok: true });
+    expect(await gate.count(id)).toEqual({ remaining: 5, stocked: 5, held: 0, paid: 0, expired: 0, cancelled: 1, buyerUnits: {} });
+    expect(await gate.expiredHolds(id, 10)).toEqual([]);
+    expect((await gate.uncheckedBefore(id, Date.now() + 60_000, 10)).ids).toEqual([asked.allocationId]);
+    expect(await look.zscore(keys.ended, '~')).toBe('0');
   });
 });
 

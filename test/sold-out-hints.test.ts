@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { SoldOutHints } from '../src/inventory/sold-out-hints.js';
-import { startTestServer } from './support/server.js';
+import { Redis } from 'ioredis';
+import { KEY_RETENTION_SECONDS } from '../src/infra/key-retention.js';
+import { startTestServer, withPipeline } from './support/server.js';
+import { storm, tally } from './support/storm.js';
 
 /** Product ids in their one spelling (the lanes and hints refuse any other). */
 const P = '01900000-0000-7000-8000-0000000000a1';
@@ -79,6 +82,41 @@ describe('sold-out hints', () => {
       const stats = await t.api.admin('GET', `/v1/admin/products/${product.id}/stats`);
       expect(stats.body).toMatchObject({ held: 1, remaining: 0 });
     } finally {
+      await t.stop();
+    }
+  });
+
+  it('refuse keyed buyers of a sold-out redis-lua product without its script, each refusal kept on its own key for the key retention', async () => {
+    const t = await startTestServer({ ...withPipeline(), soldOutHintMs: 60_000 });
+    const redis = new Redis(t.config.redisUrl ?? '');
+    try {
+      const product = await t.api.createProduct({ stock: 1, strategy: 'redis-lua' });
+      const [winner, loser] = await t.api.createBuyers(2);
+      if (!winner || !loser) throw new Error('no buyers');
+      const keyed = (key: string): Record<string, string> => ({ 'idempotency-key': key });
+      const won = await t.api.purchase(winner.token, product.id, 1, keyed('buy'));
+      expect(won.status).toBe(201);
+      // The gate said "0 left": from here this process knows the product is sold out. Its terms
+      // go (as an evicting Redis would drop them): a request that reached the product's script
+      // now would be answered 503 while it is rebuilt.
+      const gate = t.server.system.pipeline?.gate;
+      if (!gate) throw new Error('no gate');
+      expect(await redis.del(gate.keys.product(product.id).terms)).toBe(1);
+
+      const answers = await storm(100, (i) => t.api.purchase(loser.token, product.id, 1, keyed(`late-${i}`)));
+      expect(tally(answers)).toEqual({ '409 SOLD_OUT': 100 });
+      // Each refusal is kept on the loser's key, and only there, expiring with the key retention.
+      for (let i = 0; i < 100; i++) {
+        const ttl = await redis.ttl(gate.keys.keyBinding(loser.id, `late-${i}`));
+        expect(ttl).toBeGreaterThan(KEY_RETENTION_SECONDS - 60);
+        expect(ttl).toBeLessThanOrEqual(KEY_RETENTION_SECONDS);
+      }
+      // The one hold, and the key's marker (`~`).
+      expect(await redis.hlen(gate.keys.product(product.id).holds)).toBe(1 + 1);
+      // The key that bought, sent for another body, is refused as reused, not as sold out.
+      expect((await t.api.purchase(winner.token, product.id, 2, keyed('buy'))).body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
+    } finally {
+      redis.disconnect();
       await t.stop();
     }
   });

@@ -111,8 +111,9 @@ export interface ReserveRequest {
   readonly quantity: number;
   /**
    * The buyer's `Idempotency-Key`, when they sent one. A strategy that decides outside the
-   * database (redis-lua) binds it to the order id in the same step as the hold, and keeps a
-   * refusal under it; the others ignore it (orders writes the key with the order).
+   * database (redis-lua) binds it to the order id, on every product, before it reserves, and keeps
+   * a definitive refusal with the binding; the others ignore it (orders writes the key with the
+   * order).
    */
   readonly idempotencyKey?: string;
   /**
@@ -125,7 +126,16 @@ export interface ReserveRequest {
 
 /** Why a reservation was refused. Every strategy names one; never an opaque "0 rows". */
 export type ReserveRefusal =
-  | { readonly ok: false; readonly reason: 'SOLD_OUT'; readonly remaining: number }
+  | {
+      readonly ok: false;
+      readonly reason: 'SOLD_OUT';
+      readonly remaining: number;
+      /**
+       * The refusal was given earlier to this request's `Idempotency-Key` and kept (this is a
+       * retry): `remaining` is of that moment, not now (redis-lua, which keeps keyed refusals itself).
+       */
+      readonly again?: boolean;
+    }
   | { readonly ok: false; readonly reason: 'PRODUCT_NOT_FOUND' }
   | { readonly ok: false; readonly reason: 'SALE_NOT_OPEN'; readonly opensAt: string }
   | { readonly ok: false; readonly reason: 'SALE_ENDED' }

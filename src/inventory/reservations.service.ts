@@ -24,11 +24,15 @@ export class Reservations {
     canonicalId(request.buyerId, 'buyerId');
     const strategy = await this.strategies.ofProduct(request.productId);
     if (!strategy) return { ok: false, reason: 'PRODUCT_NOT_FOUND' };
-    // A strategy with its own copy of the terms (redis-lua) answers in microseconds and keeps a
-    // keyed refusal under the order id itself: memory would only answer for it without keeping it.
-    if (strategy.terms !== undefined) return strategy.reserve(request);
     // Refused from memory before the store: most buyers of a drop end here.
     const known = this.memory.refusal(request.productId);
+    // A strategy with its own copy of the terms (redis-lua) answers in microseconds, with no lanes
+    // in front, and keeps a keyed answer itself: a keyed request it answers even when memory knows
+    // the product is sold out (the key may have an answer of its own), without its product's step.
+    if (strategy.terms !== undefined) {
+      if (known) return request.idempotencyKey === undefined ? known : strategy.reserve(request, known);
+      return this.memory.learnFrom(request.productId, () => strategy.reserve(request));
+    }
     if (known) return known;
     const ask = (): Promise<ReserveOutcome> => strategy.reserve(request);
     const outcome = await (strategy.ordersItsOwnLine === true ? this.memory.learnFrom(request.productId, ask) : this.memory.reserve(request.productId, ask));

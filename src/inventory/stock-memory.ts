@@ -5,12 +5,21 @@
  * refuse early and a lane only orders work; the strategy's atomic step still decides every sale.
  * It stays inside inventory: no client ever sees it.
  */
-import type { ReserveOutcome, ReserveRefusal } from './inventory.types.js';
+import type { ReserveOutcome } from './inventory.types.js';
 import { ReserveLanes } from './reserve-lanes.js';
 import { SoldOutHints } from './sold-out-hints.js';
-import type { ReleasedAllocation } from './stock-strategy.js';
+import type { ReleasedAllocation, SoldOutRefusal } from './stock-strategy.js';
 
-const SOLD_OUT: ReserveRefusal = Object.freeze({ ok: false, reason: 'SOLD_OUT', remaining: 0 });
+const SOLD_OUT: SoldOutRefusal = Object.freeze({ ok: false, reason: 'SOLD_OUT', remaining: 0 });
+
+/**
+ * Units left as the store's answer says they are now; `undefined` when it does not say (a refusal
+ * of another kind, or a kept refusal replayed, whose figure is of its own moment).
+ */
+function remainingNow(outcome: ReserveOutcome): number | undefined {
+  if (outcome.ok) return outcome.remaining;
+  return outcome.reason === 'SOLD_OUT' && outcome.again !== true ? outcome.remaining : undefined;
+}
 
 export class StockMemory {
   private readonly soldOut: SoldOutHints;
@@ -23,7 +32,7 @@ export class StockMemory {
   }
 
   /** The refusal memory alone can give (sold out a moment ago), or `undefined`: ask the store. */
-  refusal(productId: string): ReserveRefusal | undefined {
+  refusal(productId: string): SoldOutRefusal | undefined {
     return this.soldOut.isSoldOut(productId) ? SOLD_OUT : undefined;
   }
 
@@ -37,7 +46,7 @@ export class StockMemory {
       if (learned) return learned;
       const seen = this.soldOut.returnsSoFar(productId);
       const outcome = await askStore();
-      const remaining = outcome.ok || outcome.reason === 'SOLD_OUT' ? outcome.remaining : undefined;
+      const remaining = remainingNow(outcome);
       if (remaining !== undefined) {
         this.lanes.noteRemaining(productId, remaining);
         // The last unit just went (or had gone): the buyers in line need not ask the store.
@@ -47,12 +56,14 @@ export class StockMemory {
     });
   }
 
-  /** Asks the store with no lane (a strategy that lines requests up itself), and learns from its answer. */
+  /**
+   * Asks the store with no lane (a strategy that lines requests up itself, or one that answers in
+   * microseconds), and learns from its answer.
+   */
   async learnFrom(productId: string, askStore: () => Promise<ReserveOutcome>): Promise<ReserveOutcome> {
     const seen = this.soldOut.returnsSoFar(productId);
     const outcome = await askStore();
-    const remaining = outcome.ok || outcome.reason === 'SOLD_OUT' ? outcome.remaining : undefined;
-    if (remaining === 0) this.soldOut.noteSoldOut(productId, seen);
+    if (remainingNow(outcome) === 0) this.soldOut.noteSoldOut(productId, seen);
     return outcome;
   }
 

@@ -22,7 +22,10 @@
  */
 import type { Tx } from '../infra/database.js';
 import type { StrategyName } from './strategy-names.js';
-import type { Allocation, AllocationStatus, Product, ProductStats, ReserveOutcome, ReserveRequest } from './inventory.types.js';
+import type { Allocation, AllocationStatus, Product, ProductStats, ReserveOutcome, ReserveRefusal, ReserveRequest } from './inventory.types.js';
+
+/** The refusal a sold-out hint gives (see `StockStrategy.reserve`). */
+export type SoldOutRefusal = Extract<ReserveRefusal, { reason: 'SOLD_OUT' }>;
 
 export interface ReleasedAllocation {
   readonly productId: string;
@@ -94,8 +97,13 @@ export interface StockStrategy {
   unitsBack?(productId: string): void;
   /** Set by a strategy that logs every change of stock (see `StockLog`). */
   readonly log?: StockLog;
-  /** Takes `quantity` units for the buyer under `allocationId`, or says why not. */
-  reserve(request: ReserveRequest): Promise<ReserveOutcome>;
+  /**
+   * Takes `quantity` units for the buyer under `allocationId`, or says why not. `soldOut` is given
+   * only to a strategy with `terms` (which keeps keyed answers itself) when this process knows the
+   * product has nothing left: it answers with it without its store, except to a request whose
+   * `Idempotency-Key` has an answer already, which gets that answer.
+   */
+  reserve(request: ReserveRequest, soldOut?: SoldOutRefusal): Promise<ReserveOutcome>;
   /**
    * Ends a held allocation and returns its units to stock and to the buyer's limit.
    * With `onlyIfExpired`, only when its expiry has passed by the store's clock.

@@ -3,9 +3,11 @@
  * `Idempotency-Key`, in one statement) → with `pay`, pay it at once. An allocation whose order was
  * never recorded (a crash in between) simply expires back to stock: no buyer was told "yes" for it.
  *
- * @remarks The key is written after the reservation, with the purchase's outcome, never before:
- * a refused buyer (nearly every buyer of a drop) writes key and refusal in one statement, batched
- * with the others refused at that moment, and a winner writes key and order in one. A keyed
+ * @remarks The key is written to PostgreSQL after the reservation, with the purchase's outcome,
+ * never before: a refused buyer (nearly every buyer of a drop) writes key and refusal in one
+ * statement, batched with the others refused at that moment, and a winner writes key and order in
+ * one. A grant of the Redis gate is answered before its order reaches PostgreSQL, so the gate binds
+ * the key to the request itself before it reserves (`KEY_REUSED` for another request). A keyed
  * purchase's order id is derived from its key (`keyedOrderId`), so every attempt with the key
  * reserves and records under the same id: an attempt that failed around a step whose outcome is
  * unknown is finished, or found finished, by the retry, never doubled.
@@ -231,7 +233,27 @@ export class Checkout {
     }
     const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${placed.orderId}`;
     if (!row) return refused(refusal('HOLD_EXPIRED', 'the hold was given up before it was recorded; buy again with a new key', { orderId: placed.orderId, orderStatus: 'expired' }));
+    if (held !== undefined) {
+      const other = await this.keyOfAnotherRequest(row, held);
+      if (other !== undefined) return other;
+    }
     return this.payAtOnce(row, held, 'complete');
+  }
+
+  /**
+   * The gate binds a key to its request before it reserves, but a Redis that lost its bindings
+   * (restarted empty, flushed) binds the key again for whatever request comes: the key's row in
+   * PostgreSQL, written with the order just now unless another request has it, is what still
+   * knows. An instant purchase under another request's key pays nothing: its order is cancelled
+   * (its unit back) and it is refused as reused, as on every other strategy.
+   */
+  private async keyOfAnotherRequest(row: OrderRow, held: HeldKey): Promise<CheckoutOutcome | undefined> {
+    const kept = await this.options.keys.outcomeOf(held);
+    if (kept.ok || kept.refusal.code !== 'IDEMPOTENCY_KEY_REUSED') return undefined;
+    await this.options.payments.cancelHeld(row).catch((cancelError: unknown) => {
+      this.options.log.error({ err: cancelError, orderId: row.id }, 'could not cancel the order of a reused Idempotency-Key');
+    });
+    return kept;
   }
 
   private async withdraw(allocation: Allocation): Promise<void> {

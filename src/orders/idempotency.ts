@@ -33,10 +33,11 @@ import type postgres from 'postgres';
 import type { Sql } from '../infra/database.js';
 import { ERROR_CODES, refusal, type Refusal } from '../infra/errors.js';
 import { GroupBatches } from '../infra/group-batches.js';
+import { KEY_RETENTION_SECONDS } from '../infra/key-retention.js';
 import type { CheckoutOutcome, Order } from './orders.client.js';
 
-/** How long a definitive outcome is replayed. */
-export const KEY_RETENTION = '24 hours';
+/** How long a definitive outcome is replayed (as a PostgreSQL interval; the Redis gate's bindings expire after the same). */
+export const KEY_RETENTION = `${KEY_RETENTION_SECONDS} seconds`;
 /**
  * How long a claim without an outcome stands before a retry may take it over, in store deadlines:
  * a request still running past its deadline is waiting on a store, and one whose process died

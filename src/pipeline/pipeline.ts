@@ -13,6 +13,7 @@ import { DrainAsks } from './drain-barrier.js';
 import type { MessageSigner } from './message-signature.js';
 import { readPlacedMessage, type DeliveredMessage, type PlacedOrder, type PlacedOrders, type RejectedMessage } from './order-events.js';
 import { OrderPublisher } from './publisher.js';
+import { reconcilerHorizonMs } from './reconciler.js';
 
 export interface PipelineLog extends BrokerLog {
   error(object: unknown, message: string): void;
@@ -44,7 +45,11 @@ export class Pipeline {
     onRedisError?: (error: Error) => void,
   ): Promise<Pipeline | undefined> {
     if (config.redisUrl === undefined || config.amqpUrl === undefined) return undefined;
-    const gate = await RedisGate.open(config.redisUrl, { keyPrefix: config.redisKeyPrefix, ...(onRedisError ? { onError: onRedisError } : {}) });
+    const gate = await RedisGate.open(config.redisUrl, {
+      keyPrefix: config.redisKeyPrefix,
+      endedHoldsKeptMs: reconcilerHorizonMs(config.confirmTimeoutMs),
+      ...(onRedisError ? { onError: onRedisError } : {}),
+    });
     let broker: Broker;
     try {
       broker = await Broker.open(config.amqpUrl, queueNames(config.queuePrefix), log);

@@ -26,6 +26,14 @@ import type { RedisGate } from '../inventory/redis/gate.js';
 /** Holds looked up in PostgreSQL per statement. */
 const RECONCILE_BATCH = 1000;
 
+/**
+ * How old a hold is when the reconciler looks it up: twice the confirm timeout. The gate keeps an
+ * ended hold in `holds` that long after it ended, too (`GateOptions.endedHoldsKeptMs`).
+ */
+export function reconcilerHorizonMs(confirmTimeoutMs: number): number {
+  return 2 * confirmTimeoutMs;
+}
+
 export interface ProductDrift {
   readonly productId: string;
   /** Holds found stranded, and how many of them were voided and returned now. */
@@ -88,7 +96,7 @@ export class Reconciler {
              coalesce((select sum(a.quantity) from allocations a where a.product_id = p.id and a.status in ('held', 'paid')), 0)::int as allocated
         from products p where p.strategy = 'redis-lua' order by p.created_at`;
     const report: ProductDrift[] = [];
-    const cutoff = (await gate.now()) - 2 * this.options.confirmTimeoutMs;
+    const cutoff = (await gate.now()) - reconcilerHorizonMs(this.options.confirmTimeoutMs);
     for (const product of products) report.push(await this.product(product, cutoff));
     const stranded = report.reduce((sum, drift) => sum + drift.stranded, 0);
     const returned = report.reduce((sum, drift) => sum + drift.returned, 0);

@@ -67,8 +67,6 @@ export class AnswerLog {
     const route = request.routeOptions.url;
     // No route (404 NOT_FOUND) or one left out of the document on purpose (/docs itself).
     if (route === undefined || request.routeOptions.schema?.hide === true) return;
-    // The empty answer to a client that hung up mid-request (src/http/problem.ts) reaches nobody.
-    if ((payload === undefined || payload === '') && request.raw.socket.destroyed) return;
     const status = reply.statusCode;
     const code = status < 400 ? undefined : ((typeof payload === 'string' ? PROBLEM_CODE.exec(payload)?.[1] : undefined) ?? '?');
     this.seen.add(`${request.method.toLowerCase()} ${openApiPath(route)} ${status}${code === undefined ? '' : ` ${code}`}`);

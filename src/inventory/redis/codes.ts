@@ -43,7 +43,7 @@ export type GateRefusal =
   | { readonly ok: false; readonly reason: 'NOT_HELD' }
   /** release with only-if-expired: its expiry has not passed by Redis TIME. */
   | { readonly ok: false; readonly reason: 'NOT_EXPIRED' }
-  /** reserve: the Idempotency-Key is bound to another order id, i.e. another request. */
+  /** claim-key: the Idempotency-Key is bound to another order id, i.e. another request. */
   | { readonly ok: false; readonly reason: 'KEY_REUSED' }
   /** update: fewer units remain unallocated than the change takes away. */
   | { readonly ok: false; readonly reason: 'INVALID_STOCK_CHANGE'; readonly remaining: number };

@@ -1,7 +1,8 @@
 /**
  * The redis-lua gate: one Redis connection and the Lua scripts that decide, atomically and in
  * microseconds, who gets a unit of a product. Every step is one script on the product's keys
- * (`keys.ts`), idempotent by order id, with expiry judged by Redis `TIME`.
+ * (`keys.ts`), idempotent by order id, with expiry judged by Redis `TIME`; a keyed reserve first
+ * binds the buyer's `Idempotency-Key` to the request under the buyer's own key (see `reserve`).
  *
  * Not yet a `StockStrategy`: the strategy wraps it once the RabbitMQ pipeline makes its grants
  * durable (DESIGN.md, "Durability contract"). Unlike the strategy interface, `release` and
@@ -16,9 +17,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { KEY_RETENTION_SECONDS } from '../../infra/key-retention.js';
 import type { AllocationStatus, ProductChange, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
-import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus } from '../stock-strategy.js';
-import { expectRefusal, refusalOf, SCRIPT_CODES, type NotLoaded } from './codes.js';
+import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus, SoldOutRefusal } from '../stock-strategy.js';
+import { expectRefusal, refusalOf, SCRIPT_CODES, type GateRefusalReason, type NotLoaded } from './codes.js';
 import { GateKeys } from './keys.js';
 
 /** A product's terms as the gate keeps them (loaded from PostgreSQL, the truth). */
@@ -119,17 +121,26 @@ export interface GateOptions {
   readonly cluster?: ClusterOptions;
   /** Told of each connection error (the client reconnects by itself meanwhile). */
   readonly onError?: (error: Error) => void;
+  /**
+   * How long an ended (cancelled or expired) hold stays in the product's `holds` after it ended,
+   * in ms: the reconciler's horizon (`reconcilerHorizonMs`; default that of the default
+   * `CONFIRM_TIMEOUT_MS`). A keyed hold stays at least the key retention after it was made.
+   */
+  readonly endedHoldsKeptMs?: number;
+  /** How long a key's binding and kept refusal last, in seconds (default: PostgreSQL's key retention). */
+  readonly keyRetentionSeconds?: number;
 }
 
 /** Where the gate's Redis is: one server's URL, or the seed nodes of a Redis Cluster. */
 export type GateTarget = string | { readonly cluster: readonly { readonly host: string; readonly port: number }[] };
 
-const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'rebuild-begin', 'rebuild-holds'] as const;
+const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'rebuild-begin', 'rebuild-holds', 'claim-key', 'keep-refusal'] as const;
 /**
- * How many keys a script takes: the product's six (`GateKeys.productKeyList`), and for the
- * scripts of a rebuild its lock as the seventh.
+ * How many keys a script takes: a product's script the product's six (`GateKeys.productKeyList`),
+ * and the scripts of a rebuild its lock as the seventh; a script on a buyer's key binding
+ * (`GateKeys.keyBinding`) that one key.
  */
-const SCRIPT_KEYS: Readonly<Record<(typeof SCRIPTS)[number], 6 | 7>> = {
+const SCRIPT_KEYS: Readonly<Record<(typeof SCRIPTS)[number], 1 | 6 | 7>> = {
   reserve: 6,
   release: 6,
   confirm: 6,
@@ -138,13 +149,41 @@ const SCRIPT_KEYS: Readonly<Record<(typeof SCRIPTS)[number], 6 | 7>> = {
   update: 6,
   'rebuild-begin': 7,
   'rebuild-holds': 7,
+  'claim-key': 1,
+  'keep-refusal': 1,
 };
 /** The reply of a rebuild step whose lock is no longer its own (the scripts' -17). */
 const LOCK_LOST = -17;
+/** 2 × the default `CONFIRM_TIMEOUT_MS`: the reconciler's horizon when the caller names none. */
+const DEFAULT_ENDED_HOLDS_KEPT_MS = 10_000;
+/**
+ * The reserve refusals kept on a key's binding, so a retry of the request hears the same: the
+ * definitive ones. Not the funds refusals (a top-up undoes them), nor not-loaded or not-found
+ * (the product's keys are being rebuilt, or it has none: nothing was decided).
+ */
+const KEPT_REFUSALS: ReadonlySet<number> = new Set([
+  SCRIPT_CODES.SALE_NOT_OPEN,
+  SCRIPT_CODES.SALE_ENDED,
+  SCRIPT_CODES.LIMIT_EXCEEDED,
+  SCRIPT_CODES.SOLD_OUT,
+  SCRIPT_CODES.ACCOUNT_TOO_NEW,
+]);
+/** What reserve.lua may refuse with; claim-key.lua answers the kept ones too. */
+const RESERVE_REFUSALS = [
+  'NOT_LOADED',
+  'PRODUCT_NOT_FOUND',
+  'SALE_NOT_OPEN',
+  'SALE_ENDED',
+  'ACCOUNT_TOO_NEW',
+  'LIMIT_EXCEEDED',
+  'SOLD_OUT',
+  'FUNDS_UNKNOWN',
+] as const satisfies readonly GateRefusalReason[];
+const CLAIM_REFUSALS = ['SALE_NOT_OPEN', 'SALE_ENDED', 'ACCOUNT_TOO_NEW', 'LIMIT_EXCEEDED', 'SOLD_OUT', 'KEY_REUSED'] as const satisfies readonly GateRefusalReason[];
 /** Holds read per HSCAN page by {@link RedisGate.count}. */
 const HOLDS_SCAN_PAGE = 5_000;
 type ScriptName = (typeof SCRIPTS)[number];
-/** The member every product key but the terms holds while the product is loaded (load.lua). */
+/** A member of a product's hash or sorted set that marks the key as loaded (load.lua): no order, no buyer. */
 export const MARKER = '~';
 type Reply = readonly (string | number)[];
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
@@ -165,10 +204,17 @@ const num = (value: string | number | undefined): number => Number(value);
 const str = (value: string | number | undefined): string => String(value);
 
 export class RedisGate {
+  private readonly endedHoldsKeptMs: number;
+  private readonly keyRetentionSeconds: number;
+
   private constructor(
     private readonly redis: Redis | Cluster,
     readonly keys: GateKeys,
-  ) {}
+    options: GateOptions,
+  ) {
+    this.endedHoldsKeptMs = options.endedHoldsKeptMs ?? DEFAULT_ENDED_HOLDS_KEPT_MS;
+    this.keyRetentionSeconds = options.keyRetentionSeconds ?? KEY_RETENTION_SECONDS;
+  }
 
   /**
    * Connects, defines the scripts and loads each into Redis once (a script that does not compile
@@ -213,7 +259,7 @@ export class RedisGate {
       redis.disconnect();
       throw error;
     }
-    return new RedisGate(redis, new GateKeys(options.keyPrefix));
+    return new RedisGate(redis, new GateKeys(options.keyPrefix), options);
   }
 
   /** Whether the connection is up now: a call made while it is not would wait or fail, so 503 at once. */
@@ -260,13 +306,16 @@ export class RedisGate {
     max: number,
   ): Promise<{ readonly ids: readonly string[]; readonly held: readonly { readonly orderId: string; readonly hold: GateHold }[] }> {
     const keys = this.keys.product(productId);
-    const ids = await this.redis.zrangebyscore(keys.unchecked, '-inf', `(${beforeMs}`, 'LIMIT', 0, max);
+    // The marker member '~' is no hold.
+    const ids = (await this.redis.zrangebyscore(keys.unchecked, '-inf', `(${beforeMs}`, 'LIMIT', 0, max + 1))
+      .filter((id) => id !== MARKER)
+      .slice(0, max);
     if (ids.length === 0) return { ids, held: [] };
     const raws = await this.redis.hmget(keys.holds, ...ids);
     const held: { orderId: string; hold: GateHold }[] = [];
     ids.forEach((orderId, index) => {
       const raw = raws[index];
-      // Gone (the keys were rebuilt from PostgreSQL) or ended in the gate: nothing to return.
+      // Gone (ended and pruned, or the keys were rebuilt from PostgreSQL) or ended in the gate: nothing to return.
       if (raw === null || raw === undefined) return;
       const h = JSON.parse(raw) as { b: string; q: number; a: number; e: number; s: string; t?: number };
       if (h.s !== 'held') return;
@@ -339,6 +388,7 @@ export class RedisGate {
       terms.requiresFunds ? '1' : '',
       version,
       rebuildToken,
+      this.keyRetentionSeconds * 1000,
     ]);
     switch (loaded) {
       case 1:
@@ -373,7 +423,7 @@ export class RedisGate {
       s: hold.status,
       t: hold.madeAt,
     }));
-    return (await this.run('rebuild-holds', productId, [token, JSON.stringify(page), lockTtlMs])) !== LOCK_LOST;
+    return (await this.run('rebuild-holds', productId, [token, JSON.stringify(page), lockTtlMs, this.keyRetentionSeconds * 1000])) !== LOCK_LOST;
   }
 
   /** Whether the product is loaded: its terms and every other key's marker are there. */
@@ -381,9 +431,9 @@ export class RedisGate {
     const keys = this.keys.product(productId);
     const [terms, others] = await Promise.all([
       this.redis.hexists(keys.terms, 'remaining'),
-      this.redis.exists(keys.buyers, keys.holds, keys.expiries, keys.unchecked),
+      this.redis.exists(keys.buyers, keys.holds, keys.expiries, keys.ended, keys.unchecked),
     ]);
-    return terms === 1 && others === 4;
+    return terms === 1 && others === 5;
   }
 
   /**
@@ -396,33 +446,66 @@ export class RedisGate {
 
   /**
    * Takes the units under the order id, or says why not (`NOT_LOADED`: rebuild, answer 503).
-   * With the request's `Idempotency-Key`, binds it to the order id in the same step, refuses it
-   * (`KEY_REUSED`) when it is bound to another, and keeps a refusal under the order id.
+   * With the request's `Idempotency-Key`, first binds the key to the request (the order id) on
+   * every product: a key bound to another request is refused (`KEY_REUSED`, nothing changed), a
+   * key with a kept refusal gets it again, and a definitive refusal of the product is kept on the
+   * binding. `soldOut`: this process knows the product has nothing left; an unkeyed request is
+   * refused with it at once, and a keyed one is answered by its binding (bound now with the
+   * refusal, if it was not bound), never by the product's script, unless the key's request was
+   * granted before (then its hold is the answer).
+   *
+   * @remarks The binding lives under the buyer's hash tag and the product's keys under the
+   * product's, so in Redis Cluster they are two calls to two shards: bind first, then reserve,
+   * then keep a refusal. A crash after the binding leaves a key bound to a request that took
+   * nothing: its retry reserves under the same order id, and any other request is refused, so
+   * nothing is sold twice and no unit is lost. A crash after the reserve leaves the grant under
+   * the bound order id (the retry finds it; the reconciler returns it if it never reaches
+   * PostgreSQL). Reserving first would let a crash leave a hold whose key another request could
+   * then bind and buy with. A crash before a refusal is kept left no one told it: the retry
+   * decides again.
    */
-  async reserve(request: ReserveRequest, idempotencyKey?: string): Promise<GateReserveOutcome> {
-    const reply = (await this.run('reserve', request.productId, [
+  async reserve(request: ReserveRequest, soldOut?: SoldOutRefusal): Promise<GateReserveOutcome> {
+    const key = request.idempotencyKey;
+    if (key === undefined) return soldOut ?? this.reserveOutcome(request, await this.reserveReply(request, false));
+    const binding = this.keys.keyBinding(request.buyerId, key);
+    const claimed = (await this.runOn('claim-key', [binding], [
+      request.allocationId,
+      this.keyRetentionSeconds,
+      soldOut === undefined ? '' : SCRIPT_CODES.SOLD_OUT,
+      soldOut?.remaining ?? 0,
+    ])) as Reply;
+    const claim = num(claimed[0]);
+    if (claim < 0) {
+      const refused = expectRefusal(refusalOf(claim, num(claimed[1])), 'claim-key', CLAIM_REFUSALS);
+      // Kept earlier: not the product's word now, so no sold-out hint may be learnt from it.
+      return refused.reason === 'SOLD_OUT' && claimed[2] !== undefined ? { ...refused, again: true } : refused;
+    }
+    const reply = await this.reserveReply(request, true);
+    const code = num(reply[0]);
+    if (KEPT_REFUSALS.has(code)) {
+      await this.runOn('keep-refusal', [binding], [request.allocationId, code, num(reply[1]), this.keyRetentionSeconds]);
+    }
+    return this.reserveOutcome(request, reply);
+  }
+
+  private async reserveReply(request: ReserveRequest, keyed: boolean): Promise<Reply> {
+    return (await this.run('reserve', request.productId, [
       request.allocationId,
       request.buyerId,
       request.quantity,
-      idempotencyKey === undefined ? '' : `${request.buyerId}\n${idempotencyKey}`,
+      keyed ? '1' : '',
       request.spendableCents ?? '',
     ])) as Reply;
+  }
+
+  /** reserve.lua's reply as the outcome. */
+  private reserveOutcome(request: ReserveRequest, reply: Reply): GateReserveOutcome {
     const code = num(reply[0]);
     if (code < 0) {
       if (code === SCRIPT_CODES.INSUFFICIENT_FUNDS) {
         return { ok: false, reason: 'INSUFFICIENT_FUNDS', amountCents: num(reply[1]), spendableCents: request.spendableCents ?? 0 };
       }
-      return expectRefusal(refusalOf(code, num(reply[1])), 'reserve', [
-        'NOT_LOADED',
-        'PRODUCT_NOT_FOUND',
-        'SALE_NOT_OPEN',
-        'SALE_ENDED',
-        'ACCOUNT_TOO_NEW',
-        'LIMIT_EXCEEDED',
-        'SOLD_OUT',
-        'FUNDS_UNKNOWN',
-        'KEY_REUSED',
-      ]);
+      return expectRefusal(refusalOf(code, num(reply[1])), 'reserve', RESERVE_REFUSALS);
     }
     const [, remaining, amount, expires, status, buyer, quantity] = reply;
     return {
@@ -451,7 +534,13 @@ export class RedisGate {
     status: ReleaseStatus,
     onlyIfExpired: boolean,
   ): Promise<GateReleaseOutcome> {
-    const reply = (await this.run('release', productId, [allocationId, status, onlyIfExpired ? '1' : '0'])) as Reply;
+    const reply = (await this.run('release', productId, [
+      allocationId,
+      status,
+      onlyIfExpired ? '1' : '0',
+      this.endedHoldsKeptMs,
+      this.keyRetentionSeconds * 1000,
+    ])) as Reply;
     const code = num(reply[0]);
     if (code === SCRIPT_CODES.NOT_HELD) return { ok: false, reason: 'NOT_HELD', status: str(reply[1]) as Exclude<AllocationStatus, 'held'> };
     if (code < 0) return expectRefusal(refusalOf(code, 0), 'release', ['NOT_LOADED', 'NOT_FOUND', 'NOT_EXPIRED']);
@@ -503,30 +592,38 @@ export class RedisGate {
   /** Order ids of the product's holds past their expiry by Redis `TIME`, soonest first (for the sweeper). */
   async expiredHolds(productId: string, max: number): Promise<string[]> {
     const now = await this.now();
-    return this.redis.zrangebyscore(this.keys.product(productId).expiries, '-inf', now, 'LIMIT', 0, max);
+    const due = await this.redis.zrangebyscore(this.keys.product(productId).expiries, '-inf', now, 'LIMIT', 0, max + 1);
+    return due.filter((id) => id !== MARKER).slice(0, max);
   }
 
   /**
    * Counts the product's units by state from its holds (O(holds): for audits and tests, not for
-   * the hot path). `null`: not loaded.
+   * the hot path), with the units of ended holds pruned from them. `null`: not loaded.
    */
   async count(productId: string): Promise<GateCount | null> {
     const keys = this.keys.product(productId);
-    const [terms, buyers] = await Promise.all([this.redis.hmget(keys.terms, 'remaining', 'stocked'), this.redis.hgetall(keys.buyers)]);
+    const [terms, buyers] = await Promise.all([
+      this.redis.hmget(keys.terms, 'remaining', 'stocked', 'pruned_cancelled', 'pruned_expired'),
+      this.redis.hgetall(keys.buyers),
+    ]);
     if (terms[0] === null || terms[0] === undefined) return null;
-    const units = { held: 0, paid: 0, expired: 0, cancelled: 0 };
-    // Scanned a few thousand at a time: a product that sold for an hour has millions of holds,
-    // and one reply with all of them would stall Redis and this process.
+    const units: Record<AllocationStatus, number> = { held: 0, paid: 0, expired: Number(terms[3] ?? 0), cancelled: Number(terms[2] ?? 0) };
+    // Scanned a few thousand at a time: a product with many live holds (a big stock) and the
+    // holds of the last horizon would make one reply that stalls Redis and this process.
     for await (const page of this.redis.hscanStream(keys.holds, { count: HOLDS_SCAN_PAGE })) {
       const fieldsAndValues = page as string[];
-      for (let i = 1; i < fieldsAndValues.length; i += 2) {
-        // The marker that says the key is loaded is no hold.
-        if (fieldsAndValues[i - 1] === MARKER) continue;
-        const hold = JSON.parse(fieldsAndValues[i] as string) as { q: number; s: keyof typeof units | 'refused' };
+      for (let i = 0; i + 1 < fieldsAndValues.length; i += 2) {
+        if (fieldsAndValues[i] === MARKER) continue;
+        const hold = JSON.parse(fieldsAndValues[i + 1] as string) as { q: number; s: AllocationStatus | 'refused' };
+        // 'refused': a keyed refusal an older version kept among the holds, no units.
         if (hold.s !== 'refused') units[hold.s] += hold.q;
       }
     }
-    const buyerUnits = Object.fromEntries(Object.entries(buyers).filter(([buyer]) => buyer !== MARKER).map(([buyer, n]) => [buyer, Number(n)]));
+    const buyerUnits = Object.fromEntries(
+      Object.entries(buyers)
+        .filter(([buyer]) => buyer !== MARKER)
+        .map(([buyer, n]) => [buyer, Number(n)]),
+    );
     return { remaining: Number(terms[0]), stocked: Number(terms[1]), ...units, buyerUnits };
   }
 
@@ -544,7 +641,7 @@ export class RedisGate {
 
   /**
    * Of these order ids (holds PostgreSQL has held or paid), those the gate does not count against
-   * the product's stock: no hold under the id, or one it has ended or refused. Read a page of ids
+   * the product's stock: no hold under the id, or one it has ended. Read a page of ids
    * at a time (for the audit, not the hot path).
    */
   async holdsNotCounted(productId: string, orderIds: readonly string[]): Promise<string[]> {
@@ -571,16 +668,21 @@ export class RedisGate {
     const keys = this.keys.product(productId);
     const [[remaining, stocked], others] = await Promise.all([
       this.redis.hmget(keys.terms, 'remaining', 'stocked'),
-      this.redis.exists(keys.buyers, keys.holds, keys.expiries, keys.unchecked),
+      this.redis.exists(keys.buyers, keys.holds, keys.expiries, keys.ended, keys.unchecked),
     ]);
-    if (remaining === null || remaining === undefined || others < 4) return null;
+    if (remaining === null || remaining === undefined || others < 5) return null;
     return { remaining: Number(remaining), stocked: Number(stocked) };
   }
 
+  /** Runs a product's script on the product's keys (and, for a rebuild's, its lock). */
   private run(script: ScriptName, productId: string, args: readonly (string | number)[]): Promise<unknown> {
+    const keys = this.keys.productKeyList(productId);
+    return this.runOn(script, SCRIPT_KEYS[script] === 7 ? [...keys, this.keys.rebuildLock(productId)] : keys, args);
+  }
+
+  private runOn(script: ScriptName, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     const call = (this.redis as unknown as Record<string, ScriptCall | undefined>)[commandName(script)];
     if (!call) throw new Error(`the ${script} script is not defined`);
-    const keys = SCRIPT_KEYS[script] === 7 ? [...this.keys.productKeyList(productId), this.keys.rebuildLock(productId)] : this.keys.productKeyList(productId);
     return call.call(this.redis, ...keys, ...args);
   }
 }

@@ -2,26 +2,31 @@
  * Every Redis key name the redis-lua gate uses, built here and nowhere else.
  *
  * All keys of one product share the hash tag `{p:<productId>}`, so Redis Cluster puts them on one
- * shard and a script may touch them all in one atomic call. A prefix in front of the tag separates
- * installs and test files sharing one Redis (it never contains `{` or `}`, so it cannot move the tag).
+ * shard and a script may touch them all in one atomic call. A buyer's `Idempotency-Key` bindings
+ * are under the buyer's own tag `{b:<buyerId>}`: a key binds across every product, so it cannot
+ * live with any one product's keys (the gate calls the two slots one after the other; see
+ * `RedisGate.reserve`). A prefix in front of the tag separates installs and test files sharing one
+ * Redis (it never contains `{` or `}`, so it cannot move the tag).
  *
  * | key                         | type       | holds                                                          |
  * |-----------------------------|------------|----------------------------------------------------------------|
- * | `<prefix>{p:<id>}:terms`    | hash       | `remaining`, `stocked`, `price`, `limit` (`''`: none), `hold` (s), `opens`, `closes`, `ended`, `accounts` (ms; `''`: none), `funds` (`1` or `''`), `version` (the product row's, of the last change applied); or only `absent` |
+ * | `<prefix>{p:<id>}:terms`    | hash       | `remaining`, `stocked`, `price`, `limit` (`''`: none), `hold` (s), `opens`, `closes`, `ended`, `accounts` (ms; `''`: none), `funds` (`1` or `''`), `version` (the product row's, of the last change applied), `pruned_cancelled`, `pruned_expired` (units of ended holds pruned from `holds`); or only `absent` |
  * | `<prefix>{p:<id>}:buyers`   | hash       | buyer id → units held or paid                                   |
- * | `<prefix>{p:<id>}:holds`    | hash       | order id → JSON `{b: buyer, q: quantity, a: amount cents, e: expiry ms, s: status}` |
+ * | `<prefix>{p:<id>}:holds`    | hash       | order id → JSON `{b: buyer, q: quantity, a: amount cents, e: expiry ms, s: status, t: made ms, k: 1 if keyed}` |
  * | `<prefix>{p:<id>}:expiries` | sorted set | order id of each hold still `held`, scored by its expiry (ms)   |
- * | `<prefix>{p:<id>}:keys`     | hash       | buyer id `\n` Idempotency-Key → the order id it is bound to   |
+ * | `<prefix>{p:<id>}:ended`    | sorted set | order id of each cancelled or expired hold, scored by when it may leave `holds` (ms) |
  * | `<prefix>{p:<id>}:unchecked` | sorted set | order id of each hold granted here that the reconciler has not yet looked up in PostgreSQL, scored by when it was made (ms) |
  * | `<prefix>{p:<id>}:rebuild`  | string     | the token of the process rebuilding the product's keys (a lock, with a TTL) |
  * | `<prefix>{p:<id>}:lock`     | string     | the `redis-lock` strategy's stock lock: its holder's token, with a TTL |
+ * | `<prefix>{b:<id>}:key:<sha256 of the key>` | string | JSON `{o: order id}`, or `{o, c: code, d: detail}` with the kept refusal; expires with the key retention |
  *
- * A hold's JSON also has `t`, when it was made (ms); a keyed refusal is kept in `holds` as
- * `{s: 'refused', c: code, d: detail}`. While the product is loaded, `buyers`, `holds`, `expiries`
- * and `unchecked` each hold the marker member `~` (load.lua), so a key lost alone is seen as such
- * and the product rebuilt, where an empty key and a lost one would look the same.
+ * While the product is loaded, `buyers`, `holds`, `expiries`, `ended` and `unchecked` each hold
+ * the marker member `~` (load.lua), not an order or a buyer: every script and count skips it, and a
+ * key lost alone is seen as such and the product rebuilt, where an empty key and a lost one would
+ * look the same.
  */
 
+import { hash } from 'node:crypto';
 import { canonicalId } from '../../infra/canonical-id.js';
 
 /** The default prefix of every key of an install. */
@@ -33,7 +38,7 @@ export interface ProductKeys {
   readonly buyers: string;
   readonly holds: string;
   readonly expiries: string;
-  readonly keys: string;
+  readonly ended: string;
   readonly unchecked: string;
 }
 
@@ -59,15 +64,23 @@ export class GateKeys {
       buyers: `${tag}:buyers`,
       holds: `${tag}:holds`,
       expiries: `${tag}:expiries`,
-      keys: `${tag}:keys`,
+      ended: `${tag}:ended`,
       unchecked: `${tag}:unchecked`,
     };
   }
 
-  /** The product's keys as `KEYS[1..6]` of every script: terms, buyers, holds, expiries, keys, unchecked. */
+  /** The product's keys as `KEYS[1..6]` of every product script: terms, buyers, holds, expiries, ended, unchecked. */
   productKeyList(productId: string): readonly [string, string, string, string, string, string] {
     const k = this.product(productId);
-    return [k.terms, k.buyers, k.holds, k.expiries, k.keys, k.unchecked];
+    return [k.terms, k.buyers, k.holds, k.expiries, k.ended, k.unchecked];
+  }
+
+  /**
+   * Where the buyer's `Idempotency-Key` is bound to its request, on every product. The key is
+   * hashed: 64 characters in the name whatever the client sent (up to 200), none of them its own.
+   */
+  keyBinding(buyerId: string, idempotencyKey: string): string {
+    return `${this.prefix}{b:${canonicalId(buyerId, 'buyerId')}}:key:${hash('sha256', idempotencyKey, 'hex')}`;
   }
 
   /** The `redis-lock` strategy's lock of the product's stock. */

@@ -16,7 +16,7 @@ import { outcomeUnknown, storeUnavailable } from '../../infra/store-errors.js';
 import type { Product, ReserveOutcome, ReserveRequest } from '../inventory.types.js';
 import type { GateRebuilds } from '../redis/rebuild.js';
 import type { GateChange, RedisGate } from '../redis/gate.js';
-import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus, StockStrategy, TermsMirror } from '../stock-strategy.js';
+import type { ConfirmOutcome, ReleasedAllocation, ReleaseStatus, SoldOutRefusal, StockStrategy, TermsMirror } from '../stock-strategy.js';
 
 /** The store name buyers see in `STORE_UNAVAILABLE` / `OUTCOME_UNKNOWN`. */
 const STORE = 'redis';
@@ -73,8 +73,8 @@ export class RedisLuaStrategy implements StockStrategy {
     };
   }
 
-  async reserve(request: ReserveRequest): Promise<ReserveOutcome> {
-    const outcome = await this.onGate(() => this.gate.reserve(request, request.idempotencyKey), request.allocationId);
+  async reserve(request: ReserveRequest, soldOut?: SoldOutRefusal): Promise<ReserveOutcome> {
+    const outcome = await this.onGate(() => this.gate.reserve(request, soldOut), request.allocationId);
     const code = outcome.ok ? (outcome.again === true ? 'AGAIN' : 'OK') : outcome.reason;
     this.decisions.set(code, (this.decisions.get(code) ?? 0) + 1);
     if (!outcome.ok && outcome.reason === 'NOT_LOADED') {
@@ -107,6 +107,11 @@ export class RedisLuaStrategy implements StockStrategy {
         await this.mirror(allocationId, outcome.status);
         return null;
       case 'NOT_FOUND':
+        // No hold under the id: it ended (its units back in the gate then) and left `holds` once
+        // past the reconciler's horizon, before PostgreSQL followed it (its store was down that
+        // long). PostgreSQL follows now; an id PostgreSQL does not hold is left as it is.
+        await this.mirror(allocationId, status, onlyIfExpired);
+        return null;
       case 'NOT_EXPIRED':
         return null;
     }
@@ -122,15 +127,19 @@ export class RedisLuaStrategy implements StockStrategy {
     return outcome;
   }
 
-  /** Brings the allocation's row to the gate's status; a row no longer held is left as it is. */
-  private async mirror(allocationId: string, status: 'paid' | 'cancelled' | 'expired'): Promise<void> {
+  /**
+   * Brings the allocation's row to the gate's status; a row no longer held is left as it is.
+   * `onlyIfExpired`: only once its expiry has passed by PostgreSQL's clock (the gate's hold is gone,
+   * so the gate cannot say).
+   */
+  private async mirror(allocationId: string, status: 'paid' | 'cancelled' | 'expired', onlyIfExpired = false): Promise<void> {
     if (status === 'paid') {
       await this.sql`update allocations set status = 'paid', settled_at = now() where id = ${allocationId} and status = 'held'`;
       return;
     }
-    // The units go back to `remaining` with the status, as for every strategy (not on the clock:
-    // the gate has decided).
-    await this.sql`select 1 from release_allocation(${allocationId}, ${status}, false)`;
+    // The units go back to `remaining` with the status, as for every strategy (not on the clock
+    // when the gate has decided).
+    await this.sql`select 1 from release_allocation(${allocationId}, ${status}, ${onlyIfExpired})`;
   }
 
   private notLoaded(productId: string): DomainError {

@@ -15,7 +15,7 @@
   KEYS[2] buyers    hash: buyer id -> units held or paid; marker `~`
   KEYS[3] holds     hash: order id -> JSON hold; marker `~`
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms); marker `~` (+inf)
-  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
+  KEYS[5] ended     sorted set: order id of each cancelled or expired hold, scored by when it may leave holds (ms); marker `~` (+inf)
   KEYS[6] unchecked sorted set: order ids the reconciler has not yet looked up; marker `~` (+inf)
   KEYS[7] rebuild   string: the token of the rebuild under way
 
@@ -33,6 +33,10 @@
   ARGV[12] funds: '1' when a hold must be covered by the buyer's spendable balance ('' : not)
   ARGV[13] the product row's version in PostgreSQL these terms were read at (update.lua's order)
   ARGV[14] the rebuild lock's token ('' : a first load)
+  ARGV[15] the key retention (ms). PostgreSQL does not say which holds were keyed, so every hold
+           loaded is marked keyed (k = 1): once ended it stays in holds until the key retention
+           has passed since it was made (a cancelled or expired one loaded is listed in ended so),
+           since a key may bring its order id back until then (release.lua)
 
   Returns:
     1  loaded
@@ -42,12 +46,12 @@
 ]]
 local absent = redis.call('HEXISTS', KEYS[1], 'absent') == 1
 local termsThere = not absent and redis.call('HEXISTS', KEYS[1], 'remaining') == 1
-local others = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[6])
-if termsThere and others == 4 then return 0 end
+local others = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+if termsThere and others == 5 then return 0 end
 
 local token = ARGV[14] or ''
 if token == '' then
-  if termsThere or (not absent and redis.call('EXISTS', KEYS[1]) == 1) or others > 0 or redis.call('EXISTS', KEYS[5]) == 1 then
+  if termsThere or (not absent and redis.call('EXISTS', KEYS[1]) == 1) or others > 0 then
     return -1
   end
 elseif redis.call('GET', KEYS[7]) ~= token then
@@ -67,12 +71,15 @@ if ARGV[10] and ARGV[10] ~= '' then
   for _, hold in ipairs(cjson.decode(ARGV[10])) do
     local id = hold.id
     hold.id = nil
+    hold.k = 1
     redis.call('HSET', KEYS[3], id, cjson.encode(hold))
     if hold.s == 'held' then redis.call('ZADD', KEYS[4], hold.e, id) end
+    if hold.s == 'cancelled' or hold.s == 'expired' then redis.call('ZADD', KEYS[5], (hold.t or 0) + (tonumber(ARGV[15]) or 0), id) end
   end
 end
 redis.call('HSET', KEYS[2], '~', '0')
 redis.call('HSET', KEYS[3], '~', '{}')
 redis.call('ZADD', KEYS[4], '+inf', '~')
+redis.call('ZADD', KEYS[5], '+inf', '~')
 redis.call('ZADD', KEYS[6], '+inf', '~')
 return 1

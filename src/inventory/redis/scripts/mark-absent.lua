@@ -7,7 +7,7 @@
   KEYS[2] buyers    hash: buyer id -> units held or paid
   KEYS[3] holds     hash: order id -> JSON hold
   KEYS[4] expiries  sorted set: order id of each held hold, scored by expiry (ms)
-  KEYS[5] keys      hash: buyer id "\n" Idempotency-Key -> order id
+  KEYS[5] ended     sorted set: order id of each cancelled or expired hold, scored by when it may leave holds (ms)
   KEYS[6] unchecked sorted set: order ids the reconciler has not yet looked up (not changed)
 
   ARGV[1] how long the mark lasts (ms, at least 1)

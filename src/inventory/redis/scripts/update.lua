@@ -40,7 +40,7 @@ end
 
 local terms = redis.call('HMGET', KEYS[1], 'remaining', 'stocked', 'version')
 local remaining, stocked, applied = tonumber(terms[1]), tonumber(terms[2]), tonumber(terms[3]) or 0
-if not remaining or redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[6]) < 4 then return { -1, 0 } end
+if not remaining or redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]) < 5 then return { -1, 0 } end
 if mode ~= 'force' and version < applied then return { 3, remaining, stocked } end
 
 local add = 0
