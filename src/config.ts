@@ -98,6 +98,10 @@ export interface Config {
   readonly storeDeadlineMs: number;
   /** How long an `Idempotency-Key` keeps its first definitive outcome, in PostgreSQL and in the Redis gate alike. */
   readonly keyRetentionSeconds: number;
+  /** When set, `/metrics` answers only `Authorization: Bearer <this>` (or the admin token). */
+  readonly metricsToken: string | undefined;
+  /** How long `/metrics` keeps the figures it reads from a store (the products' stock, the outbox's backlog); 0: read at every scrape. */
+  readonly metricsCacheMs: number;
 }
 
 export type ModuleHop = 'direct' | 'json';
@@ -157,6 +161,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   const adminToken = text('ADMIN_TOKEN');
   if (adminToken !== undefined && adminToken.length < ADMIN_TOKEN.minLength) {
     problems.push(`ADMIN_TOKEN must be at least ${ADMIN_TOKEN.minLength} characters`);
+  }
+  const metricsToken = text('METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < ADMIN_TOKEN.minLength) {
+    problems.push(`METRICS_TOKEN must be at least ${ADMIN_TOKEN.minLength} characters`);
   }
   const tokenSecret = text('TOKEN_SECRET');
   if (tokenSecret !== undefined && tokenSecret.length < TOKEN_SECRET.minLength) {
@@ -271,6 +279,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     moduleHop: moduleHop as ModuleHop,
     storeDeadlineMs: integer('STORE_DEADLINE_MS', 10_000, 100, 120_000),
     keyRetentionSeconds: integer('KEY_RETENTION_SECONDS', KEY_RETENTION_SECONDS, 60, 30 * 24 * 60 * 60),
+    metricsToken,
+    // A scraper every second or two, or many of them, costs the stores one read per figure per period.
+    metricsCacheMs: integer('METRICS_CACHE_MS', 5_000, 0, 300_000),
     ...overrides,
   };
   const pipeline = config.redisUrl !== undefined && config.amqpUrl !== undefined;

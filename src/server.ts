@@ -145,8 +145,10 @@ interface SweepStep {
  * each run whatever the others did: a store that is down or a fault in one step never keeps the
  * others from running. Orders sweeps first (it asks inventory to expire each held order's
  * allocation and marks the order `expired`, recording the refund owed when users cannot be
- * reached); then the refunds owed are made; then inventory's own sweep returns holds that have no
- * order (a crash before it was recorded); then, once a minute, the clean-ups.
+ * reached); then the debits of recently ended orders that were never refunded (a payment that
+ * debited after its order ended and never came back) are refunded; then the refunds owed are
+ * made; then inventory's own sweep returns holds that have no order (a crash before it was
+ * recorded); then, once a minute, the clean-ups.
  */
 function startSweeper(system: System, app: App): { stop(): Promise<void> } {
   const log = app.log;
@@ -165,6 +167,13 @@ function startSweeper(system: System, app: App): { stop(): Promise<void> } {
           log.warn({ refunds: sweep.refundsOwed, err: messageOf(sweep.refundFailure) }, 'refunds of expired orders could not be made: recorded owed');
         }
         report('skipped orders', skippedOrders(sweep.failed), (line) => log.error(line, 'expiry sweep skipped orders it could not expire'));
+      },
+    },
+    {
+      name: 'debits of ended orders',
+      run: async () => {
+        const found = await orders.refundEndedDebits();
+        if (found.refunded > 0) log.warn({ refunds: found.refunded }, 'debits of ended orders refunded (a payment debited after its order ended)');
       },
     },
     {

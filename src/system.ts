@@ -282,7 +282,7 @@ export function appFor(system: System): App {
     },
     ...(system.pipeline === undefined ? {} : pipelineDeps(system, system.pipeline)),
     registerOutboxMetrics: (registry) => {
-      registerOutboxMetrics(registry, { outbox: system.orders.outbox, relay: system.outboxRelay });
+      registerOutboxMetrics(registry, { outbox: system.orders.outbox, relay: system.outboxRelay, cacheMs: config.metricsCacheMs });
       registerOwedRefundMetrics(registry, system.orders.owedRefunds);
     },
     maxInFlight: system.config.maxInFlight,
@@ -296,5 +296,7 @@ export function appFor(system: System): App {
     buyerMaxInFlight: system.config.buyerMaxInFlight,
     signupRateLimit: { perMinute: config.signupRateLimitPerMinute, trustedProxyHeader: config.trustedProxyHeader },
     holdsExpired: () => system.orders.expiredTotal,
+    ...(config.metricsToken === undefined ? {} : { metricsToken: config.metricsToken }),
+    metricsCacheMs: config.metricsCacheMs,
   });
 }

@@ -1,8 +1,9 @@
 /**
  * The audit while a sale is on: read continuously during a storm (purchases, payments and cancels
- * at once), it never reports a violation on a safe strategy, because it reads inventory in one
- * snapshot and then orders, and leaves orders newer than that snapshot to the next read. It still
- * catches `naive`'s oversell.
+ * at once), it never reports a violation on a safe strategy, because it reads inventory's figures
+ * in one statement, then the allocations and the orders page by page (an order's allocation read
+ * after the order), and leaves orders newer than the figures to the next read. It still catches
+ * `naive`'s oversell.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StrategyName } from '../src/inventory/strategy-names.js';

@@ -342,16 +342,17 @@ describe('admin', () => {
     if (!firstBuyer) throw new Error('no buyer');
     expect((await t.api.call('POST', `/v1/orders/${ids[0]}/pay`, { token: firstBuyer.token })).status).toBe(200);
 
-    type Page = { orders: OrderBody[]; total: number; nextOffset: number | null };
+    type Page = { orders: OrderBody[]; nextAfter: string | null };
     const first = await t.api.admin<Page>('GET', `/v1/admin/products/${product.id}/orders?limit=2`);
     expect(first.status).toBe(200);
-    expect(first.body.total).toBe(5);
-    expect(first.body.nextOffset).toBe(2);
-    const rest = await t.api.admin<Page>('GET', `/v1/admin/products/${product.id}/orders?limit=2&offset=2`);
-    const last = await t.api.admin<Page>('GET', `/v1/admin/products/${product.id}/orders?limit=2&offset=4`);
-    expect(last.body.nextOffset).toBeNull();
+    expect(first.body.nextAfter).toBe(first.body.orders[1]?.id);
+    const rest = await t.api.admin<Page>('GET', `/v1/admin/products/${product.id}/orders?limit=2&after=${first.body.nextAfter}`);
+    const last = await t.api.admin<Page>('GET', `/v1/admin/products/${product.id}/orders?limit=2&after=${rest.body.nextAfter}`);
+    expect(last.body.orders).toHaveLength(1);
+    expect(last.body.nextAfter).toBeNull();
+    // Newest first, each order once.
     const seen = [...first.body.orders, ...rest.body.orders, ...last.body.orders].map((o) => o.id);
-    expect(seen.sort()).toEqual([...ids].sort());
+    expect(seen).toEqual([...ids].reverse());
     const paid = await t.api.admin<Page>('GET', `/v1/admin/products/${product.id}/orders?status=paid`);
     expect(paid.body.orders.map((o) => o.id)).toEqual([ids[0]]);
   });

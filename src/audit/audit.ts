@@ -11,127 +11,164 @@
  * - a product sold through the Redis gate: the gate's counts equal PostgreSQL's (the audit route
  *   waits for the order pipeline to drain first), and the gate counts every hold PostgreSQL has
  *   held or paid (`GATE_DRIFT` names each one it does not).
+ *
+ * @remarks However large the product, each step holds one page: the figures (stock, units by
+ * state, buyers over the limit) are counted by PostgreSQL in one statement, so at one instant;
+ * then the held and paid allocations are read `AUDIT_PAGE` at a time, each page with the orders it
+ * should have; then the orders the same way, each page with its allocations. An order is recorded
+ * after its units and an allocation is never deleted, so an order's allocation, read after the
+ * order, is there; an order changed after the figures were read is left to the next audit, as a
+ * hold still inside its window may be waiting for its order.
  */
-import type { AuditOrder, AuditReport, AuditSnapshot, ProductAudit, Violation } from './audit.types.js';
+import type {
+  AuditAllocationState,
+  AuditAllocationsPage,
+  AuditFigures,
+  AuditOrder,
+  AuditOrdersPage,
+  AuditPage,
+  AuditReport,
+  ProductAudit,
+  Violation,
+} from './audit.types.js';
 
+/** Rows an audit reads per step (and order ids it asks the other module about at once). */
+export const AUDIT_PAGE = 1_000;
+
+/** What the audit reads, from inventory and from orders (their clients' audit calls). */
 export interface AuditSources {
-  auditSnapshot(productId: string): Promise<AuditSnapshot>;
-  auditOrders(productId: string): Promise<readonly AuditOrder[]>;
+  figures(productId: string): Promise<AuditFigures>;
+  allocations(productId: string, page: AuditPage): Promise<AuditAllocationsPage>;
+  allocationStates(productId: string, ids: readonly string[]): Promise<readonly AuditAllocationState[]>;
+  orders(productId: string, page: AuditPage): Promise<AuditOrdersPage>;
+  /** Which of `ids` have no order. */
+  missingOrders(ids: readonly string[]): Promise<readonly string[]>;
 }
 
-export async function auditProducts(sources: AuditSources, productIds: readonly string[]): Promise<AuditReport> {
+export async function auditProducts(sources: AuditSources, productIds: readonly string[], pageSize = AUDIT_PAGE): Promise<AuditReport> {
   const products: ProductAudit[] = [];
   const violations: Violation[] = [];
   for (const productId of productIds) {
-    // Inventory first, then orders: an order is recorded after its units, so every order older
-    // than the inventory snapshot has its units in it (newer ones are left to the next audit).
-    const snapshot = await sources.auditSnapshot(productId);
-    const orders = await sources.auditOrders(productId);
-    const result = auditProduct(snapshot, orders);
+    const result = await auditProduct(sources, productId, pageSize);
     products.push(result.product);
     violations.push(...result.violations);
   }
   return { ok: violations.length === 0, products, violations };
 }
 
-/** The checks for one product, on facts already read (pure, so it is tested on its own). */
-export function auditProduct(
-  snapshot: AuditSnapshot,
-  orders: readonly AuditOrder[],
-): { product: ProductAudit; violations: Violation[] } {
-  const { productId, stocked, remaining } = snapshot;
-  const violations: Violation[] = [];
-  const add = (kind: Violation['kind'], detail: string, facts: Violation['facts']): void => {
-    violations.push({ productId, kind, detail, facts });
-  };
+/** One product's audit, a page at a time; its violations in the order the checks are listed above. */
+export async function auditProduct(
+  sources: AuditSources,
+  productId: string,
+  pageSize = AUDIT_PAGE,
+): Promise<{ product: ProductAudit; violations: Violation[] }> {
+  // Inventory first, then orders: an order is recorded after its units.
+  const figures = await sources.figures(productId);
+  const found = new Findings(productId);
+  found.figures(figures);
 
-  const units = { held: 0, paid: 0, expired: 0, cancelled: 0 };
-  const perBuyer = new Map<string, number>();
-  for (const allocation of snapshot.allocations) {
-    units[allocation.status] += allocation.quantity;
-    if (allocation.status === 'held' || allocation.status === 'paid') {
-      perBuyer.set(allocation.buyerId, (perBuyer.get(allocation.buyerId) ?? 0) + allocation.quantity);
+  const uncounted: string[] = [];
+  for (let after: string | null = null; ; ) {
+    const page: AuditAllocationsPage = await sources.allocations(productId, { after, limit: pageSize });
+    const missing = new Set(await sources.missingOrders(page.allocations.map((allocation) => allocation.id)));
+    for (const allocation of page.allocations) {
+      if (!missing.has(allocation.id) || (allocation.status === 'held' && allocation.insideHold)) continue;
+      found.add('ALLOCATION_WITHOUT_ORDER', `allocation ${allocation.id} is ${allocation.status} but has no order`, {
+        allocationId: allocation.id,
+        quantity: allocation.quantity,
+      });
+    }
+    uncounted.push(...page.uncounted);
+    if (page.nextAfter === null) break;
+    after = page.nextAfter;
+  }
+
+  const takenAt = Date.parse(figures.takenAt);
+  let orders = 0;
+  for (let after: string | null = null; ; ) {
+    const page: AuditOrdersPage = await sources.orders(productId, { after, limit: pageSize });
+    orders += page.orders.length;
+    // Recorded or paid after the figures: its units (or their sale) may be newer than them.
+    const live = page.orders.filter((order) => (order.status === 'held' || order.status === 'paid') && Date.parse(order.changedAt) < takenAt);
+    const states = await sources.allocationStates(productId, live.map((order) => order.id));
+    found.orders(live, new Map(states.map((state) => [state.id, state.status])));
+    if (page.nextAfter === null) break;
+    after = page.nextAfter;
+  }
+
+  found.gate(figures, uncounted);
+  const { stocked, remaining, units } = figures;
+  const oversold = Math.max(0, units.held + units.paid - stocked);
+  return { product: { productId, stocked, remaining, ...units, orders, oversold }, violations: found.violations };
+}
+
+/** The violations of one product, as the checks find them. */
+class Findings {
+  readonly violations: Violation[] = [];
+
+  constructor(private readonly productId: string) {}
+
+  add(kind: Violation['kind'], detail: string, facts: Violation['facts']): void {
+    this.violations.push({ productId: this.productId, kind, detail, facts });
+  }
+
+  /** The checks on the figures alone: the stock adds up, nothing oversold, no buyer over the limit. */
+  figures({ stocked, remaining, units, perBuyerLimit, buyersOverLimit }: AuditFigures): void {
+    const allocated = units.held + units.paid;
+    const oversold = Math.max(0, allocated - stocked);
+    if (oversold > 0) {
+      this.add('OVERSOLD', `${allocated} units held or paid but only ${stocked} stocked`, { oversold, allocated, stocked });
+    }
+    if (remaining < 0) this.add('NEGATIVE_REMAINING', `remaining is ${remaining}`, { remaining });
+    if (stocked !== allocated + remaining) {
+      this.add('STOCK_MISMATCH', `stocked ${stocked} ≠ held ${units.held} + paid ${units.paid} + remaining ${remaining}`, {
+        stocked,
+        held: units.held,
+        paid: units.paid,
+        remaining,
+        difference: stocked - allocated - remaining,
+      });
+    }
+    if (perBuyerLimit === null) return;
+    for (const { buyerId, units: count } of buyersOverLimit) {
+      this.add('BUYER_OVER_LIMIT', `buyer ${buyerId} has ${count} units, limit ${perBuyerLimit}`, { buyerId, units: count, limit: perBuyerLimit });
     }
   }
-  const allocated = units.held + units.paid;
-  const oversold = Math.max(0, allocated - stocked);
 
-  if (oversold > 0) {
-    add('OVERSOLD', `${allocated} units held or paid but only ${stocked} stocked`, { oversold, allocated, stocked });
-  }
-  if (remaining < 0) add('NEGATIVE_REMAINING', `remaining is ${remaining}`, { remaining });
-  if (stocked !== allocated + remaining) {
-    add('STOCK_MISMATCH', `stocked ${stocked} ≠ held ${units.held} + paid ${units.paid} + remaining ${remaining}`, {
-      stocked,
-      held: units.held,
-      paid: units.paid,
-      remaining,
-      difference: stocked - allocated - remaining,
-    });
-  }
-  if (snapshot.perBuyerLimit !== null) {
-    for (const [buyerId, count] of perBuyer) {
-      if (count > snapshot.perBuyerLimit) {
-        add('BUYER_OVER_LIMIT', `buyer ${buyerId} has ${count} units, limit ${snapshot.perBuyerLimit}`, {
-          buyerId,
-          units: count,
-          limit: snapshot.perBuyerLimit,
+  /** Held and paid orders (older than the figures) against their allocations' states. */
+  orders(orders: readonly AuditOrder[], allocations: ReadonlyMap<string, AuditAllocationState['status']>): void {
+    for (const order of orders) {
+      const allocation = allocations.get(order.id);
+      if (allocation === undefined) {
+        this.add('ORDER_WITHOUT_ALLOCATION', `order ${order.id} is ${order.status} but no units were allocated for it`, {
+          orderId: order.id,
+          quantity: order.quantity,
         });
+      }
+      if (order.status === 'paid' && allocation !== undefined && allocation !== 'paid') {
+        this.add('PAID_WITHOUT_SALE', `order ${order.id} is paid but its allocation is ${allocation}`, { orderId: order.id });
       }
     }
   }
 
-  const ordersById = new Map(orders.map((order) => [order.id, order]));
-  const allocationsById = new Map(snapshot.allocations.map((allocation) => [allocation.id, allocation]));
-  for (const allocation of snapshot.allocations) {
-    const live = allocation.status === 'held' || allocation.status === 'paid';
-    if (!live || ordersById.has(allocation.id)) continue;
-    if (allocation.status === 'held' && allocation.insideHold) continue;
-    add('ALLOCATION_WITHOUT_ORDER', `allocation ${allocation.id} is ${allocation.status} but has no order`, {
-      allocationId: allocation.id,
-      quantity: allocation.quantity,
-    });
-  }
-  const takenAt = Date.parse(snapshot.takenAt);
-  for (const order of orders) {
-    // Recorded or paid after the inventory snapshot: its units (or their sale) may be newer than it.
-    if (Date.parse(order.changedAt) >= takenAt) continue;
-    const allocation = allocationsById.get(order.id);
-    if ((order.status === 'held' || order.status === 'paid') && !allocation) {
-      add('ORDER_WITHOUT_ALLOCATION', `order ${order.id} is ${order.status} but no units were allocated for it`, {
-        orderId: order.id,
-        quantity: order.quantity,
+  /** The gate's counts against PostgreSQL's, and the holds it does not count. */
+  gate({ gate, stocked, remaining, units }: AuditFigures, uncounted: readonly string[]): void {
+    if (gate && (gate.remaining !== remaining || gate.held !== units.held || gate.paid !== units.paid || gate.stocked !== stocked)) {
+      this.add('GATE_MISMATCH', `the gate counts stocked ${gate.stocked}, remaining ${gate.remaining}, held ${gate.held}, paid ${gate.paid}; PostgreSQL ${stocked}, ${remaining}, ${units.held}, ${units.paid}`, {
+        gateStocked: gate.stocked,
+        stocked,
+        gateRemaining: gate.remaining,
+        gateHeld: gate.held,
+        gatePaid: gate.paid,
+        remaining,
+        held: units.held,
+        paid: units.paid,
       });
     }
-    if (order.status === 'paid' && allocation && allocation.status !== 'paid') {
-      add('PAID_WITHOUT_SALE', `order ${order.id} is paid but its allocation is ${allocation.status}`, {
-        orderId: order.id,
+    for (const allocationId of uncounted) {
+      this.add('GATE_DRIFT', `allocation ${allocationId} is held or paid in PostgreSQL but the gate does not count it: the gate may sell its units again`, {
+        allocationId,
       });
     }
   }
-
-  const { gate } = snapshot;
-  if (gate && (gate.remaining !== remaining || gate.held !== units.held || gate.paid !== units.paid || gate.stocked !== stocked)) {
-    add('GATE_MISMATCH', `the gate counts stocked ${gate.stocked}, remaining ${gate.remaining}, held ${gate.held}, paid ${gate.paid}; PostgreSQL ${stocked}, ${remaining}, ${units.held}, ${units.paid}`, {
-      gateStocked: gate.stocked,
-      stocked,
-      gateRemaining: gate.remaining,
-      gateHeld: gate.held,
-      gatePaid: gate.paid,
-      remaining,
-      held: units.held,
-      paid: units.paid,
-    });
-  }
-
-  for (const allocationId of gate?.uncounted ?? []) {
-    add('GATE_DRIFT', `allocation ${allocationId} is held or paid in PostgreSQL but the gate does not count it: the gate may sell its units again`, {
-      allocationId,
-    });
-  }
-
-  return {
-    product: { productId, stocked, remaining, ...units, orders: orders.length, oversold },
-    violations,
-  };
 }

@@ -224,9 +224,13 @@ export class AdminApi {
     return (text.length > 0 ? JSON.parse(text) : undefined) as T;
   }
 
-  /** A GET whose answer is text, not JSON (`/metrics`). */
+  /** A GET whose answer is text, not JSON (`/metrics`, which also takes the admin token when `METRICS_TOKEN` guards it). */
   async text(path: string): Promise<string> {
-    const response = await request(`${this.baseUrl}${path}`, { method: 'GET', dispatcher: this.agent });
+    const response = await request(`${this.baseUrl}${path}`, {
+      method: 'GET',
+      headers: { authorization: `Bearer ${this.adminToken}` },
+      dispatcher: this.agent,
+    });
     const text = await response.body.text();
     if (response.statusCode !== 200) throw new Error(`GET ${path}: ${response.statusCode} ${text.slice(0, 500)}`);
     return text;

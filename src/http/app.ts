@@ -19,7 +19,7 @@ import { usersRoutes } from '../users/users.routes.js';
 import { requireAdmin, requireBuyer } from './auth.js';
 import { problemClientErrorHandler } from './client-errors.js';
 import { connectionTimeoutOptions, type ConnectionTimeouts } from './connection-timeouts.js';
-import { registerMetrics, type Metrics } from './metrics.js';
+import { metricsGuard, registerMetrics, type Metrics } from './metrics.js';
 import { registerOverloadGuard, type OverloadGuard } from './overload.js';
 import { perBuyerInFlight } from './buyer-in-flight.js';
 import { perBuyerRateLimit } from './rate-limit.js';
@@ -62,6 +62,10 @@ export interface AppDeps {
   readonly registerPipelineMetrics?: (registry: Registry) => void;
   /** Adds the outbox's figures (order events written, relayed, waiting) to `/metrics`. */
   readonly registerOutboxMetrics?: (registry: Registry) => void;
+  /** When set, `/metrics` answers only this bearer token or the admin token (`METRICS_TOKEN`). */
+  readonly metricsToken?: string;
+  /** How long `/metrics` keeps a figure it read from a store (`METRICS_CACHE_MS`); 0 when absent. */
+  readonly metricsCacheMs?: number;
 }
 
 export type App = FastifyInstance & { overload: OverloadGuard; metrics: Metrics; revokedSessions: RevokedSessions };
@@ -108,6 +112,7 @@ export function buildApp(deps: AppDeps): App {
   const metrics = registerMetrics(app, {
     products: () => deps.inventory.listProducts(),
     holdsExpired: deps.holdsExpired ?? (() => 0),
+    cacheMs: deps.metricsCacheMs ?? 0,
   });
   deps.registerPipelineMetrics?.(metrics.registry);
   deps.registerOutboxMetrics?.(metrics.registry);
@@ -167,12 +172,14 @@ export function buildApp(deps: AppDeps): App {
     scope.get(
       '/metrics',
       {
+        ...(deps.metricsToken === undefined ? {} : { onRequest: metricsGuard(deps.metricsToken, deps.adminToken) }),
         schema: {
           tags: ['operations'],
-          summary: 'Prometheus metrics',
+          summary: 'Prometheus metrics (with METRICS_TOKEN set, only for Authorization: Bearer <METRICS_TOKEN> or the admin token)',
+          ...(deps.metricsToken === undefined ? {} : { security: bearerSecurity }),
           response: responses(
             { 200: { description: 'The Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
-            [],
+            deps.metricsToken === undefined ? [] : ['UNAUTHORIZED'],
           ),
         },
       },
@@ -261,7 +268,13 @@ export function buildApp(deps: AppDeps): App {
         const ids = ([] as string[]).concat(request.query.productId);
         await deps.beforeAudit?.();
         return auditProducts(
-          { auditSnapshot: (id) => deps.inventory.auditSnapshot(id), auditOrders: (id) => deps.orders.auditOrders(id) },
+          {
+            figures: (id) => deps.inventory.auditFigures(id),
+            allocations: (id, page) => deps.inventory.auditAllocations(id, page),
+            allocationStates: (id, orderIds) => deps.inventory.auditAllocationStates(id, orderIds),
+            orders: (id, page) => deps.orders.auditOrders(id, page),
+            missingOrders: (orderIds) => deps.orders.missing(orderIds),
+          },
           ids,
         );
       },

@@ -1,19 +1,28 @@
 /**
  * Prometheus metrics at `/metrics`: purchases by outcome, request latency, remaining stock per
- * product (read from inventory at scrape time) and holds expired, beside prom-client's default
- * process metrics (`flashsale_process_resident_memory_bytes`, `flashsale_process_open_fds`, …,
- * which bench's soak reads). Each app has its own registry, so several apps in one process (the
- * tests) do not collide.
+ * product and holds expired, beside prom-client's default process metrics
+ * (`flashsale_process_resident_memory_bytes`, `flashsale_process_open_fds`, …, which bench's soak
+ * reads). Each app has its own registry, so several apps in one process (the tests) do not collide.
+ *
+ * @remarks A scrape costs the stores at most one read per figure per `METRICS_CACHE_MS`: the
+ * product list is read from inventory then and kept (`cachedReading`), and every other figure of
+ * this file is kept in memory as it changes. With `METRICS_TOKEN` set, only a scraper that sends
+ * it (or the admin token) is answered (`metricsGuard`).
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { cachedReading } from '../infra/cached-reading.js';
+import { DomainError } from '../infra/errors.js';
+import { sameSecret } from '../infra/tokens.js';
 import type { Product } from '../inventory/inventory.types.js';
 
 export interface MetricsSources {
-  /** Products with their live `remaining` (read on each scrape). */
+  /** Products with their live `remaining` (read at most once per `cacheMs`). */
   readonly products: () => Promise<readonly Product[]>;
   /** Holds expired since start (a running total kept by orders). */
   readonly holdsExpired: () => number;
+  /** How long a figure read from a store is kept (`METRICS_CACHE_MS`). */
+  readonly cacheMs: number;
 }
 
 export interface Metrics {
@@ -52,14 +61,18 @@ export function registerMetrics(app: FastifyInstance, sources: MetricsSources): 
       expiredSeen = total;
     },
   });
+  const products = cachedReading(sources.products, sources.cacheMs);
   new Gauge({
     name: 'flashsale_remaining_stock',
-    help: 'Units free to reserve, per product',
+    help: 'Units free to reserve, per product (read at most once per METRICS_CACHE_MS)',
     labelNames: ['product_id', 'strategy'] as const,
     registers: [registry],
     async collect() {
+      const listed = await products();
+      // Inventory down and never read: no figures rather than zeros.
+      if (listed === undefined) return;
       this.reset();
-      for (const product of await sources.products()) {
+      for (const product of listed) {
         this.set({ product_id: product.id, strategy: product.strategy }, product.remaining);
       }
     },
@@ -81,4 +94,20 @@ export function registerMetrics(app: FastifyInstance, sources: MetricsSources): 
   });
 
   return { registry, purchases };
+}
+
+/**
+ * Guards `/metrics` when `METRICS_TOKEN` is set: `Authorization: Bearer <METRICS_TOKEN>` (or the
+ * admin token, which bench sends) is answered, anything else is `401 UNAUTHORIZED`. The figures
+ * name products and their stock, and each scrape costs the process a little: a public endpoint
+ * should not give either to anyone who asks.
+ */
+export function metricsGuard(metricsToken: string, adminToken: string): onRequestHookHandler {
+  return (request: FastifyRequest, _reply: FastifyReply, done) => {
+    const match = /^Bearer +(\S+)$/i.exec(request.headers.authorization ?? '');
+    const token = match?.[1];
+    if (token === undefined) throw new DomainError('UNAUTHORIZED', '/metrics needs Authorization: Bearer <METRICS_TOKEN>');
+    if (!sameSecret(token, metricsToken) && !sameSecret(token, adminToken)) throw new DomainError('UNAUTHORIZED', 'the token is not valid for /metrics');
+    done();
+  };
 }

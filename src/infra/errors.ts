@@ -26,7 +26,7 @@ export const ERROR_CODES = {
   ORDER_ALREADY_PAID: { status: 409, title: 'Order already paid', meaning: 'The order is already paid (a retry with the same `Idempotency-Key` gets the first answer instead).' },
   ORDER_NOT_CANCELLABLE: { status: 409, title: 'Order not cancellable', meaning: 'Only a held order can be cancelled; this one is paid or expired (`orderStatus` says which).' },
   INSUFFICIENT_FUNDS: { status: 402, title: 'Insufficient funds', meaning: 'The balance does not cover the order: at pay, nothing was debited and the hold stays until it expires; at purchase, on a product that `requiresFunds`, the balance less the buyer\'s other held orders does not cover the hold and nothing was reserved (not kept under the `Idempotency-Key`: top up and retry).' },
-  HOLD_EXPIRED: { status: 410, title: 'Hold expired', meaning: 'The hold expired before it was paid; the unit is back in stock and any debit was refunded.' },
+  HOLD_EXPIRED: { status: 410, title: 'Hold expired', meaning: 'The hold expired before it was paid; the unit is back in stock and any debit was refunded (or, while users is unreachable, recorded owed for the sweeper to refund).' },
   IDEMPOTENCY_IN_PROGRESS: { status: 409, title: 'Idempotency key in progress', meaning: 'A request with this `Idempotency-Key` is still being handled; retry shortly to get its answer.' },
   IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency key reused', meaning: 'This `Idempotency-Key` was used for a different request (another body, route or order).' },
   RATE_LIMITED: { status: 429, title: 'Rate limited', meaning: 'This buyer sent more requests per second to the buyer routes than `RATE_LIMIT_PER_SECOND` allows; retry after `Retry-After` seconds.' },

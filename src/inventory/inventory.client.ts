@@ -5,7 +5,7 @@
  * come back as values (`ReserveOutcome`), not exceptions; what inventory keeps in memory to answer
  * faster (sold-out hints, reserve lanes) stays behind `reserve`.
  */
-import type { AuditSnapshot } from '../audit/audit.types.js';
+import type { AuditAllocationState, AuditAllocationsPage, AuditFigures, AuditPage } from '../audit/audit.types.js';
 import type { PendingHold, RecordedHold } from './pending-holds.js';
 import type { ConfirmOutcome, ReleasedAllocation } from './stock-strategy.js';
 import type {
@@ -53,8 +53,12 @@ export interface InventoryClient {
    * database waits for the pipeline only when it does.
    */
   outsideHold(buyerId: string, allocationId: string): Promise<OutsideHold>;
-  /** Everything the audit needs to know about one product's stock. */
-  auditSnapshot(productId: string): Promise<AuditSnapshot>;
+  /** A product's stock, units by state and buyers over its limit, read at one instant (for the audit). Throws `PRODUCT_NOT_FOUND`. */
+  auditFigures(productId: string): Promise<AuditFigures>;
+  /** A page of the product's held and paid allocations, by id, with those the gate does not count (for the audit). */
+  auditAllocations(productId: string, page: AuditPage): Promise<AuditAllocationsPage>;
+  /** The states of these allocations of the product; an id with no allocation is left out (for the audit). */
+  auditAllocationStates(productId: string, ids: readonly string[]): Promise<AuditAllocationState[]>;
   /**
    * The order pipeline writes holds a strategy granted outside the database (redis-lua); returns
    * each id's row as it now is (voided: the reconciler got there first, record no order).

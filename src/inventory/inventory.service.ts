@@ -3,7 +3,7 @@
  * (`reservations.service.ts`), sharing the strategy of each product and what this process
  * remembers about stock. It is also the in-process `InventoryClient`.
  */
-import type { AuditSnapshot } from '../audit/audit.types.js';
+import type { AuditAllocationState, AuditAllocationsPage, AuditFigures, AuditPage } from '../audit/audit.types.js';
 import { canonicalId } from '../infra/canonical-id.js';
 import { onStore } from '../infra/store-errors.js';
 import type { Sql } from '../infra/database.js';
@@ -119,8 +119,16 @@ export class InventoryService implements InventoryClient {
     return onStore(STORE, () => this.products.events(productId, page), undefined, false);
   }
 
-  auditSnapshot(productId: string): Promise<AuditSnapshot> {
-    return onStore(STORE, () => this.products.auditSnapshot(productId), undefined, false);
+  auditFigures(productId: string): Promise<AuditFigures> {
+    return onStore(STORE, () => this.products.auditFigures(productId), undefined, false);
+  }
+
+  auditAllocations(productId: string, page: AuditPage): Promise<AuditAllocationsPage> {
+    return onStore(STORE, () => this.products.auditAllocations(productId, page), undefined, false);
+  }
+
+  auditAllocationStates(productId: string, ids: readonly string[]): Promise<AuditAllocationState[]> {
+    return onStore(STORE, () => this.products.auditAllocationStates(productId, ids), undefined, false);
   }
 
   reserve(request: ReserveRequest): Promise<ReserveOutcome> {

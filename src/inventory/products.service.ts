@@ -3,11 +3,10 @@
  * the strategy's stock log too, when it keeps one), a product's stock events, and the audit's view
  * of a product's stock (read from the allocations, the truth, not from counters).
  */
-import type { AuditSnapshot } from '../audit/audit.types.js';
+import type { AuditAllocationState, AuditAllocationsPage, AuditFigures, AuditPage } from '../audit/audit.types.js';
 import { transaction, type Sql, type Tx } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import type {
-  AllocationStatus,
   NewProduct,
   Product,
   ProductChange,
@@ -74,6 +73,9 @@ function toProduct(row: ProductRow): Product {
 class NothingWritten extends Error {
   override readonly name = 'NothingWritten';
 }
+
+/** Buyers over the limit an audit names at most (each is a violation: a few already say what went wrong). */
+const OVER_LIMIT_NAMED = 1_000;
 
 export class Products {
   private readonly sql: Sql;
@@ -332,43 +334,73 @@ export class Products {
   }
 
   /**
-   * The product and its allocations in one statement, so in one snapshot: read in two, a sale
-   * between them showed a stock mismatch that was never there.
+   * The product's figures in one statement, so at one instant: read in two, a sale between them
+   * showed a stock mismatch that was never there. PostgreSQL counts the units and the buyers over
+   * the limit, so the answer is the same size however many allocations the product has.
    */
-  async auditSnapshot(productId: string): Promise<AuditSnapshot> {
+  async auditFigures(productId: string): Promise<AuditFigures> {
     const [row] = await this.sql<
       {
         stock: number;
         remaining: number;
         per_buyer_limit: number | null;
         taken_at: Date;
-        allocations: { id: string; buyer_id: string; quantity: number; status: AllocationStatus; inside_hold: boolean }[];
+        held: number;
+        paid: number;
+        expired: number;
+        cancelled: number;
+        over_limit: { buyer_id: string; units: number }[];
       }[]
     >`
-      select p.stock, p.remaining, p.per_buyer_limit, now() as taken_at,
-             coalesce((select jsonb_agg(jsonb_build_object('id', a.id, 'buyer_id', a.buyer_id, 'quantity', a.quantity,
-                                                           'status', a.status, 'inside_hold', a.expires_at > now()))
-                         from allocations a where a.product_id = p.id), '[]'::jsonb) as allocations
-        from products p where p.id = ${productId}`;
+      select p.stock, p.remaining, p.per_buyer_limit, now() as taken_at, units.held, units.paid, units.expired, units.cancelled,
+             coalesce((select jsonb_agg(jsonb_build_object('buyer_id', over.buyer_id, 'units', over.units) order by over.buyer_id)
+                         from (select a.buyer_id, sum(a.quantity)::int8 as units from allocations a
+                                where a.product_id = p.id and a.status in ('held', 'paid')
+                                group by a.buyer_id having sum(a.quantity) > p.per_buyer_limit
+                                order by a.buyer_id limit ${OVER_LIMIT_NAMED}) as over), '[]'::jsonb) as over_limit
+        from products p,
+             lateral (select coalesce(sum(a.quantity) filter (where a.status = 'held'), 0)::int8 as held,
+                             coalesce(sum(a.quantity) filter (where a.status = 'paid'), 0)::int8 as paid,
+                             coalesce(sum(a.quantity) filter (where a.status = 'expired'), 0)::int8 as expired,
+                             coalesce(sum(a.quantity) filter (where a.status = 'cancelled'), 0)::int8 as cancelled
+                        from allocations a where a.product_id = p.id) as units
+       where p.id = ${productId}`;
     if (!row) throw new DomainError('PRODUCT_NOT_FOUND', undefined, { productId });
     const strategy = await this.strategies.ofProduct(productId);
-    const live = row.allocations.filter((allocation) => allocation.status === 'held' || allocation.status === 'paid').map((allocation) => allocation.id);
-    const [gate, uncounted] =
-      strategy?.terms === undefined ? [null, null] : await Promise.all([strategy.terms.stats(productId), strategy.terms.uncounted(productId, live)]);
+    const gate = strategy?.terms === undefined ? null : await strategy.terms.stats(productId);
     return {
-      ...(gate === null ? {} : { gate: { remaining: gate.remaining, stocked: gate.stocked, held: gate.held, paid: gate.paid, uncounted: uncounted ?? [] } }),
+      ...(gate === null ? {} : { gate: { remaining: gate.remaining, stocked: gate.stocked, held: gate.held, paid: gate.paid } }),
       productId,
       takenAt: row.taken_at.toISOString(),
       stocked: row.stock,
       remaining: row.remaining,
       perBuyerLimit: row.per_buyer_limit,
-      allocations: row.allocations.map((allocation) => ({
-        id: allocation.id,
-        buyerId: allocation.buyer_id,
-        quantity: allocation.quantity,
-        status: allocation.status,
-        insideHold: allocation.inside_hold,
-      })),
+      units: { held: Number(row.held), paid: Number(row.paid), expired: Number(row.expired), cancelled: Number(row.cancelled) },
+      buyersOverLimit: row.over_limit.map((over) => ({ buyerId: over.buyer_id, units: Number(over.units) })),
     };
+  }
+
+  /** A page of the product's held and paid allocations after `page.after`, by id, with those the gate does not count. */
+  async auditAllocations(productId: string, page: AuditPage): Promise<AuditAllocationsPage> {
+    const rows = await this.sql<{ id: string; quantity: number; status: 'held' | 'paid'; inside_hold: boolean }[]>`
+      select id, quantity, status, expires_at > now() as inside_hold from allocations
+       where product_id = ${productId} and status in ('held', 'paid') and (${page.after}::uuid is null or id > ${page.after}::uuid)
+       order by id limit ${page.limit + 1}`;
+    const shown = rows.slice(0, page.limit);
+    const strategy = await this.strategies.ofProduct(productId);
+    const ids = shown.map((row) => row.id);
+    const uncounted = strategy?.terms === undefined || ids.length === 0 ? null : await strategy.terms.uncounted(productId, ids);
+    return {
+      allocations: shown.map((row) => ({ id: row.id, quantity: row.quantity, status: row.status, insideHold: row.inside_hold })),
+      uncounted: uncounted ?? [],
+      nextAfter: rows.length > page.limit ? shown.at(-1)?.id ?? null : null,
+    };
+  }
+
+  async auditAllocationStates(productId: string, ids: readonly string[]): Promise<AuditAllocationState[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.sql<{ id: string; status: AuditAllocationState['status'] }[]>`
+      select id, status from allocations where id = any(${this.sql.array([...ids])}::uuid[]) and product_id = ${productId}`;
+    return rows.map((row) => ({ id: row.id, status: row.status }));
   }
 }

@@ -4,7 +4,7 @@
  * refusal comes back as data (`CheckoutOutcome`), a fault is thrown.
  */
 import type { PlacedOrder } from '../pipeline/order-events.js';
-import type { AuditOrder } from '../audit/audit.types.js';
+import type { AuditOrdersPage, AuditPage } from '../audit/audit.types.js';
 import type { Refusal } from '../infra/errors.js';
 import type { AllocationStatus } from '../inventory/inventory.types.js';
 
@@ -36,11 +36,11 @@ export type CheckoutOutcome =
   | { readonly ok: true; readonly order: Order; readonly replayed?: true }
   | { readonly ok: false; readonly refusal: Refusal; readonly replayed?: true };
 
-/** One page of a product's orders, newest first; `nextOffset` is `null` on the last page. */
+/** One page of a product's orders, newest first; `nextAfter` is `null` on the last page. */
 export interface OrdersPage {
   readonly orders: readonly Order[];
-  readonly total: number;
-  readonly nextOffset: number | null;
+  /** The next page's `after` (the id of this page's last order). */
+  readonly nextAfter: string | null;
 }
 
 /**
@@ -86,11 +86,16 @@ export interface OrdersClient {
   /** The buyer's own order; another buyer's is `ORDER_NOT_FOUND`. */
   getOrder(buyerId: string, orderId: string): Promise<Order>;
   listForBuyer(buyerId: string, limit?: number): Promise<Order[]>;
-  /** A product's orders for the admin, newest first. Throws `PRODUCT_NOT_FOUND`. */
-  listForProduct(productId: string, page: { limit: number; offset: number; status?: OrderStatus }): Promise<OrdersPage>;
+  /**
+   * A product's orders for the admin, newest first, the page after the order `after` (keyset
+   * paging: every page costs the same, however deep). Throws `PRODUCT_NOT_FOUND`, and
+   * `VALIDATION_FAILED` when `after` is not an order of the product.
+   */
+  listForProduct(productId: string, page: { limit: number; after?: string; status?: OrderStatus }): Promise<OrdersPage>;
   /** Which of `ids` have no order (bench checks every 2xx has its order). */
   missing(ids: readonly string[]): Promise<string[]>;
-  auditOrders(productId: string): Promise<readonly AuditOrder[]>;
+  /** A page of the product's orders after the order `page.after`, oldest first (for the audit). */
+  auditOrders(productId: string, page: AuditPage): Promise<AuditOrdersPage>;
   /**
    * The order events numbered above `after`, oldest first, at most `limit`: only events below
    * which no other can still appear, so a consumer that pages on with `nextAfter` misses none.

@@ -40,7 +40,7 @@ const productOrdersQuery = {
   additionalProperties: false,
   properties: {
     limit: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' },
-    offset: { type: 'string', pattern: '^(0|[1-9][0-9]{0,8})$' },
+    after: { ...uuidInput, description: "The previous page's `nextAfter`: the orders older than this one" },
     status: { type: 'string', enum: ['held', 'paid', 'expired', 'cancelled'] },
   },
 } as const;
@@ -182,13 +182,13 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
       async (request) => ({ order: await orders.getOrder(request.buyerId, request.params.id) }),
     );
 
-    app.get<{ Params: { id: string }; Querystring: { limit?: string; offset?: string; status?: OrderStatus } }>(
+    app.get<{ Params: { id: string }; Querystring: { limit?: string; after?: string; status?: OrderStatus } }>(
       '/v1/admin/products/:id/orders',
       {
         onRequest: admin,
         schema: {
           tags: ['admin'],
-          summary: "A product's orders, newest first (limit 1–500, default 100; offset; status)",
+          summary: "A product's orders, newest first (limit 1–500, default 100; after: the previous page's nextAfter; status)",
           params: idParams,
           querystring: productOrdersQuery,
           security: bearerSecurity,
@@ -207,7 +207,7 @@ export function ordersRoutes(orders: OrdersClient, guards: OrdersRouteGuards) {
         }
         const page = await orders.listForProduct(request.params.id, {
           limit,
-          offset: Number(request.query.offset ?? '0'),
+          ...(request.query.after === undefined ? {} : { after: request.query.after }),
           ...(request.query.status === undefined ? {} : { status: request.query.status }),
         });
         return page satisfies { orders: readonly Order[] };

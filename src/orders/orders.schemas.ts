@@ -20,8 +20,7 @@ export const orderAnswerSchema = objectSchema<{ order: Order }>('OrderAnswer', '
 
 export const ordersPageSchema = objectSchema<OrdersPage>('OrdersPage', "A page of a product's orders, newest first", {
   orders: { type: 'array', items: ref('Order') },
-  total: { type: 'integer', minimum: 0, description: 'Orders matching the filter, on all pages' },
-  nextOffset: { type: ['integer', 'null'], minimum: 0, description: 'The next page\'s `offset`; `null` on the last page' },
+  nextAfter: { type: ['string', 'null'], pattern: uuid.pattern, description: 'The next page\'s `after` (this page\'s last order); `null` on the last page' },
 });
 
 export const orderEventSchema = objectSchema<OrderEvent>('OrderEvent', 'One change of an order, as the outbox keeps it and RabbitMQ carries it', {

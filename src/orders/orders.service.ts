@@ -4,7 +4,7 @@
  * outbox of order changes (`outbox.ts`, relayed by `outbox-relay.ts`). It is also the in-process
  * `OrdersClient`.
  */
-import type { AuditOrder } from '../audit/audit.types.js';
+import type { AuditOrdersPage, AuditPage } from '../audit/audit.types.js';
 import { canonicalId } from '../infra/canonical-id.js';
 import type { Sql } from '../infra/database.js';
 import { DomainError, isDefinitive } from '../infra/errors.js';
@@ -16,6 +16,7 @@ import { IdempotencyKeys, keyedOrderId, type HeldKey } from './idempotency.js';
 import { toOrder, type OrderRow } from './order-rows.js';
 import type { CheckoutOutcome, Order, OrderEventsPage, OrdersClient, OrdersPage, OrderStatus, PurchaseRequest } from './orders.client.js';
 import { Outbox } from './outbox.js';
+import { EndedDebits, type EndedDebitsSweep } from './ended-debits.js';
 import { OwedRefunds, type RefundRetry } from './owed-refunds.js';
 import { Payments, type ExpirySweep } from './payments.js';
 import { PlacedOrders } from './placed-orders.js';
@@ -46,6 +47,8 @@ export class OrdersService implements OrdersClient {
   readonly outbox: Outbox;
   /** Refunds an expiry could not make (users unreachable), made by later sweeps. */
   readonly owedRefunds: OwedRefunds;
+  /** Debits of ended orders that were never refunded (a payment that debited late and never came back). */
+  readonly endedDebits: EndedDebits;
   private readonly sql: Sql;
   private readonly payments: Payments;
   private readonly checkout: Checkout;
@@ -57,6 +60,9 @@ export class OrdersService implements OrdersClient {
     const events = this.outbox.counts;
     this.placed = new PlacedOrders(options.sql, options.inventory, this.keys, events);
     this.owedRefunds = new OwedRefunds(options.sql, options.users);
+    // A payment that read an order held debits within its own run, which the store deadline
+    // bounds (its answer) and the pools' timeouts end: twice the deadline is long past it.
+    this.endedDebits = new EndedDebits(options.sql, options.users, this.owedRefunds, 2 * options.storeDeadlineMs);
     // With the pipeline on, a payment waits up to a confirm timeout's worth for an order another
     // process placed, once the gate says it holds it for the buyer; without the pipeline, an order
     // that is not there is not coming.
@@ -184,6 +190,11 @@ export class OrdersService implements OrdersClient {
     return this.payments.sweepExpired(batchSize);
   }
 
+  /** Refunds the debits of recently ended orders that were never refunded (see `EndedDebits`). */
+  refundEndedDebits(): Promise<EndedDebitsSweep> {
+    return this.endedDebits.sweep();
+  }
+
   /** Makes the refunds owed (see `OwedRefunds.retry`). */
   retryOwedRefunds(batchSize?: number): Promise<RefundRetry> {
     return this.owedRefunds.retry(batchSize);
@@ -201,21 +212,31 @@ export class OrdersService implements OrdersClient {
     return rows.map(toOrder);
   }
 
-  async listForProduct(productId: string, page: { limit: number; offset: number; status?: OrderStatus }): Promise<OrdersPage> {
+  async listForProduct(productId: string, page: { limit: number; after?: string; status?: OrderStatus }): Promise<OrdersPage> {
     await this.options.inventory.getProduct(productId);
     const status = page.status ?? null;
-    const [rows, [count]] = await Promise.all([
-      this.sql<OrderRow[]>`
-        select * from orders
-         where product_id = ${productId} and (${status}::text is null or status = ${status}::text)
-         order by created_at desc, id desc limit ${page.limit} offset ${page.offset}`,
-      this.sql<{ total: number }[]>`
-        select count(*)::int8 as total from orders
-         where product_id = ${productId} and (${status}::text is null or status = ${status}::text)`,
-    ]);
-    const total = count?.total ?? 0;
-    const next = page.offset + rows.length;
-    return { orders: rows.map(toOrder), total, nextOffset: next < total && rows.length > 0 ? next : null };
+    const after = page.after ?? null;
+    if (after !== null) {
+      const [found] = await this.sql`select 1 from orders where id = ${after} and product_id = ${productId}`;
+      if (!found) {
+        throw new DomainError('VALIDATION_FAILED', 'after must be the id of an order of this product', {
+          errors: [{ field: 'querystring.after', message: 'is not an order of this product' }],
+        });
+      }
+    }
+    // Keyset paging down the product's index: a page reads its rows and one more (is there a
+    // next page?), never the rows before it nor a count of all of them. The cursor's instant is
+    // read in the statement, at PostgreSQL's microseconds (a Date would round it to milliseconds).
+    // `created_at <=` is what starts the index scan at the cursor, however deep it is.
+    const rows = await this.sql<OrderRow[]>`
+      select * from orders
+       where product_id = ${productId} and (${status}::text is null or status = ${status}::text)
+         ${after === null ? this.sql`` : this.sql`
+         and created_at <= (select c.created_at from orders c where c.id = ${after})
+         and (created_at, id) < (select c.created_at, c.id from orders c where c.id = ${after})`}
+       order by created_at desc, id desc limit ${page.limit + 1}`;
+    const shown = rows.slice(0, page.limit);
+    return { orders: shown.map(toOrder), nextAfter: rows.length > page.limit ? shown.at(-1)?.id ?? null : null };
   }
 
   recordPlaced(orders: readonly PlacedOrder[]): Promise<void> {
@@ -237,15 +258,25 @@ export class OrdersService implements OrdersClient {
     return onStore('orders', () => this.outbox.page(page.after, page.limit), undefined, false);
   }
 
-  async auditOrders(productId: string): Promise<readonly AuditOrder[]> {
+  async auditOrders(productId: string, page: AuditPage): Promise<AuditOrdersPage> {
+    // Keyset paging along the product's index (product_id, created_at), as the admin's list does.
     const rows = await this.sql<{ id: string; buyer_id: string; quantity: number; status: OrderStatus; changed_at: Date }[]>`
-      select id, buyer_id, quantity, status, greatest(created_at, updated_at) as changed_at from orders where product_id = ${productId}`;
-    return rows.map((row) => ({
-      id: row.id,
-      buyerId: row.buyer_id,
-      quantity: row.quantity,
-      status: row.status,
-      changedAt: row.changed_at.toISOString(),
-    }));
+      select id, buyer_id, quantity, status, greatest(created_at, updated_at) as changed_at from orders
+       where product_id = ${productId}
+         ${page.after === null ? this.sql`` : this.sql`
+         and created_at >= (select c.created_at from orders c where c.id = ${page.after})
+         and (created_at, id) > (select c.created_at, c.id from orders c where c.id = ${page.after})`}
+       order by created_at, id limit ${page.limit + 1}`;
+    const shown = rows.slice(0, page.limit);
+    return {
+      orders: shown.map((row) => ({
+        id: row.id,
+        buyerId: row.buyer_id,
+        quantity: row.quantity,
+        status: row.status,
+        changedAt: row.changed_at.toISOString(),
+      })),
+      nextAfter: rows.length > page.limit ? shown.at(-1)?.id ?? null : null,
+    };
   }
 }

@@ -1,9 +1,10 @@
 /**
- * The outbox's figures at `/metrics`, read at scrape time: events this process wrote (by kind)
- * and relayed, publishes that went unconfirmed, and the backlog every relay has yet to publish
- * (how many, and how old the oldest is).
+ * The outbox's figures at `/metrics`: events this process wrote (by kind) and relayed, publishes
+ * that went unconfirmed (all kept in memory as they change), and the backlog every relay has yet
+ * to publish (how many, and how old the oldest is: one query, read at most once per `cacheMs`).
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { cachedReading } from '../infra/cached-reading.js';
 import type { OutboxRelay } from './outbox-relay.js';
 import type { Outbox } from './outbox.js';
 
@@ -11,6 +12,8 @@ export interface OutboxMetricsSources {
   readonly outbox: Pick<Outbox, 'backlog' | 'counts'>;
   /** This process's relay; absent when it relays nothing (no `AMQP_URL`, or `OUTBOX_RELAY=false`). */
   readonly relay: OutboxRelay | undefined;
+  /** How long the backlog's reading is kept (`METRICS_CACHE_MS`). */
+  readonly cacheMs: number;
 }
 
 export function registerOutboxMetrics(registry: Registry, sources: OutboxMetricsSources): void {
@@ -47,19 +50,12 @@ export function registerOutboxMetrics(registry: Registry, sources: OutboxMetrics
       follow(this, 'unconfirmed', {}, sources.relay?.stats.failed ?? 0);
     },
   });
-  // Both gauges come from one query per scrape (the registry collects every metric at once); a
-  // database that is down leaves them as they were.
-  let reading: Promise<Awaited<ReturnType<Outbox['backlog']>> | undefined> | undefined;
-  const backlog = () =>
-    (reading ??= sources.outbox
-      .backlog()
-      .catch(() => undefined)
-      .finally(() => {
-        reading = undefined;
-      }));
+  // Both gauges come from one query, read at most once per period however many scrape (the
+  // registry collects every metric at once); a database that is down leaves them as they were.
+  const backlog = cachedReading(() => sources.outbox.backlog(), sources.cacheMs);
   new Gauge({
     name: 'flashsale_order_events_unrelayed',
-    help: 'Order events in the outbox not yet relayed to RabbitMQ (counted up to 1,000,000)',
+    help: 'Order events in the outbox not yet relayed to RabbitMQ (counted up to 1,000,000; read at most once per METRICS_CACHE_MS)',
     registers: [registry],
     async collect() {
       const found = await backlog();

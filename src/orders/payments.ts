@@ -7,6 +7,13 @@
  * allocation is the truth of a hold's state; orders reconciles with it (`reconcile`) whenever the
  * two may have drifted (a crash between steps, a race with the sweeper or a cancel).
  *
+ * A refund made before the debit it should undo refunds nothing: the sweeper may expire an order
+ * (and refund it) between a payment's read and its debit. So every payment that meets an ended
+ * order refunds it, at whatever step it meets it: at its read (a retry), at its confirm, and
+ * when its confirm failed and orders says the order ended meanwhile (the hold is gone, so the
+ * confirm cannot have sold it). A payment that never comes back is covered by the sweeper's
+ * `EndedDebits`, which refunds the debits of orders that ended recently.
+ *
  * Expiry (`sweepExpired`) never waits for users: the units go back and the order is marked
  * `expired` even when its refund cannot be made, and that refund is then recorded owed
  * (`owed-refunds.ts`) in the statement that marks the order, for later sweeps to make.
@@ -19,6 +26,7 @@ import type { Sql } from '../infra/database.js';
 import { DomainError } from '../infra/errors.js';
 import { isStoreFailure, outcomeUnknown, storeFault } from '../infra/store-errors.js';
 import type { InventoryClient } from '../inventory/inventory.client.js';
+import type { ConfirmOutcome } from '../inventory/stock-strategy.js';
 import type { OutsideHold } from '../inventory/inventory.types.js';
 import type { UsersClient } from '../users/users.client.js';
 import { toOrder, type OrderRow } from './order-rows.js';
@@ -109,8 +117,12 @@ export class Payments {
         if (current !== row) return toOrder(current);
         throw new DomainError('ORDER_ALREADY_PAID', undefined, { orderId, orderStatus: 'paid' });
       case 'cancelled':
+        // A payment of this order may have debited after the cancel refunded it (a retry of one
+        // whose confirm failed, say): nothing is kept for it.
+        await this.refundOrOwe(current);
         throw new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled', { orderId, orderStatus: 'cancelled' });
       case 'expired':
+        await this.refundOrOwe(current);
         throw holdExpired(orderId);
     }
   }
@@ -184,21 +196,59 @@ export class Payments {
     // From here the debit is made: a store failure leaves the payment half done, never "not done".
     // A retry finishes it (the debit is not taken twice); if none comes, the hold expires and the
     // sweeper refunds the debit.
-    const confirmed = await afterDebit(row.id, () => this.options.inventory.confirm(row.id));
+    let confirmed: ConfirmOutcome;
+    try {
+      confirmed = await afterDebit(row.id, () => this.options.inventory.confirm(row.id));
+    } catch (error) {
+      // The confirm's outcome is unknown. If orders has ended the order meanwhile, the hold is gone
+      // for good (orders marks an order ended only once inventory has ended its hold), so the
+      // confirm cannot have sold it: refund now rather than leave the money to a retry.
+      const ended = await this.endedMeanwhile(row.id);
+      if (ended === undefined) throw error;
+      await this.refundOrOwe(row);
+      throw ended === 'expired' ? holdExpired(row.id) : cancelledRefunded(row.id);
+    }
     if (confirmed.ok) return toOrder(await afterDebit(row.id, () => this.mark(row.id, 'paid')));
-    await this.options.users.refund(movement);
+    await this.refundOrOwe(row);
     switch (confirmed.reason) {
       case 'CANCELLED':
         await this.mark(row.id, 'cancelled');
-        throw new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled; the payment was refunded', {
-          orderId: row.id,
-          orderStatus: 'cancelled',
-        });
+        throw cancelledRefunded(row.id);
       case 'EXPIRED':
       case 'NOT_FOUND':
         await this.options.inventory.expire(row.id);
         await this.mark(row.id, 'expired');
         throw holdExpired(row.id);
+    }
+  }
+
+  /** `expired` or `cancelled` when orders has ended the order; `undefined` when it is held, paid, or orders cannot say. */
+  private async endedMeanwhile(orderId: string): Promise<'expired' | 'cancelled' | undefined> {
+    try {
+      const [current] = await this.sql<Pick<OrderRow, 'status'>[]>`select status from orders where id = ${orderId}`;
+      return current?.status === 'expired' || current?.status === 'cancelled' ? current.status : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Refunds the debit of an order whose hold is gone, if it had one. A refund users cannot take now
+   * (a store failure) is recorded in `owed_refunds` instead, for the sweeper to make, so the
+   * payment still answers what happened to the hold; only if orders cannot record it either does
+   * the failure reach the caller (and the sweeper's `EndedDebits` finds the debit later).
+   */
+  private async refundOrOwe(row: OrderRow): Promise<void> {
+    try {
+      await this.options.users.refund({ userId: row.buyer_id, orderId: row.id });
+    } catch (error) {
+      if (!isStoreFailure(error)) throw error;
+      const owed = await this.sql`
+        insert into owed_refunds (order_id, buyer_id) values (${row.id}, ${row.buyer_id})
+        on conflict (order_id) do nothing returning order_id`.catch(() => {
+        throw error;
+      });
+      this.options.owed.recorded(owed.length);
     }
   }
 
@@ -374,6 +424,10 @@ async function afterDebit<T>(orderId: string, step: () => Promise<T>): Promise<T
     if (named || storeFault(error) !== undefined) throw outcomeUnknown(named ? String(error.extras['store']) : 'orders', orderId);
     throw error;
   }
+}
+
+function cancelledRefunded(orderId: string): DomainError {
+  return new DomainError('ORDER_NOT_PAYABLE', 'the order was cancelled; the payment was refunded', { orderId, orderStatus: 'cancelled' });
 }
 
 function holdExpired(orderId: string): DomainError {

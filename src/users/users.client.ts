@@ -86,6 +86,8 @@ export interface UsersClient {
    * Returns the cents refunded now: 0 when there was no debit or it was refunded already.
    */
   refund(movement: Pick<LedgerMovement, 'userId' | 'orderId'>): Promise<number>;
+  /** Of these order ids, those debited and not refunded (the sweeper's check of ended orders). */
+  debitsNotRefunded(orderIds: readonly string[]): Promise<string[]>;
   /** Adds to a balance (admin top-up), with a ledger `credit` row. Throws `USER_NOT_FOUND`. */
   credit(userId: string, amountCents: number): Promise<User>;
 }

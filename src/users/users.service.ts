@@ -169,6 +169,18 @@ export class UsersService implements UsersClient {
     }, orderId);
   }
 
+  debitsNotRefunded(orderIds: readonly string[]): Promise<string[]> {
+    return onStore('users', async () => {
+      if (orderIds.length === 0) return [];
+      // Both lookups use the ledger's unique key (order_id, kind): one index probe per id.
+      const rows = await this.options.sql<{ order_id: string }[]>`
+        select debit.order_id from ledger_entries debit
+         where debit.order_id = any(${this.options.sql.array([...orderIds])}::uuid[]) and debit.kind = 'debit'
+           and not exists (select 1 from ledger_entries refund where refund.order_id = debit.order_id and refund.kind = 'refund')`;
+      return rows.map((row) => row.order_id);
+    }, undefined, false);
+  }
+
   credit(userId: string, amountCents: number): Promise<User> {
     return onStore('users', async () => {
       return transaction(this.options.sql, async (tx) => {

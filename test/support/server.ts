@@ -71,6 +71,8 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       buyerMaxInFlight: 0,
       // Tests sign up many users from 127.0.0.1; the tests of the limit turn it on.
       signupRateLimitPerMinute: 0,
+      // Tests read a figure right after the change it shows; the test of the cache turns it on.
+      metricsCacheMs: 0,
       ...overrides,
     },
   );
