@@ -145,8 +145,9 @@ describe('a session ended', () => {
     expect((await b.api.purchase(buyer.token, productId)).status).toBe(201);
     const second = (await refresh(b, buyer.refreshToken)).body as { token: string };
 
-    const polled = b.server.app.revokedSessions.nextPoll();
     const out = await a.api.call('POST', '/v1/me/sign-out', { token: buyer.token });
+    // A poll that begins after the sign-out committed (one begun before it may have missed it).
+    const polled = b.server.app.revokedSessions.nextPoll();
     expect(out.status).toBe(200);
     expect(out.body).toEqual({ revokedSessions: 1 });
     await refusedWithoutTrace(a, buyer.token, 'TOKEN_REVOKED');
@@ -165,8 +166,9 @@ describe('a session ended', () => {
     expect((await b.api.purchase(buyer.token, productId)).status).toBe(201);
     const [bystander] = await a.api.createBuyers(1);
 
-    const polled = b.server.app.revokedSessions.nextPoll();
     const revoked = await a.api.admin('POST', `/v1/admin/users/${buyer.id}/revoke`);
+    // A poll that begins after the revocation committed (one begun before it may have missed it).
+    const polled = b.server.app.revokedSessions.nextPoll();
     expect(revoked.status).toBe(200);
     expect(revoked.body).toEqual({ revokedSessions: 1 });
     await refusedWithoutTrace(a, buyer.token, 'TOKEN_REVOKED');
