@@ -7,15 +7,13 @@
  * update, expiry by Redis TIME and a lost script cache work on every master.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReserveRequest } from '../src/inventory/inventory.types.js';
-import { RedisGate, type GateLoad, type GateReserveOutcome } from '../src/inventory/redis/gate.js';
+import { RedisGate, SCRIPTS, scriptSource, type GateLoad, type GateReserveOutcome } from '../src/inventory/redis/gate.js';
 import { startRedisCluster, type RedisCluster } from './support/redis-cluster.js';
 
 const PREFIX = `test:cluster:${randomUUID().slice(0, 8)}:`;
-const SCRIPT_NAMES = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'claim-key', 'keep-refusal'] as const;
 
 /** A direct connection to one master: what that node itself holds, not what the cluster routes. */
 interface Master {
@@ -315,11 +313,7 @@ describe('release, confirm and update on every master', () => {
 
 describe('scripts', () => {
   it('are loaded on every master at open, and still run on each after its script cache is flushed', async () => {
-    const shas = SCRIPT_NAMES.map((name) =>
-      createHash('sha1')
-        .update(readFileSync(new URL(`../src/inventory/redis/scripts/${name}.lua`, import.meta.url), 'utf8'))
-        .digest('hex'),
-    );
+    const shas = SCRIPTS.map((name) => createHash('sha1').update(scriptSource(name)).digest('hex'));
     const everyScriptOnEveryMaster = async (): Promise<void> => {
       for (const { redis } of masters) expect(await redis.script('EXISTS', ...shas)).toEqual(shas.map(() => 1));
     };
@@ -350,6 +344,11 @@ describe('scripts', () => {
         const keyed = { ...request(id, buyers[i] as string, 2), idempotencyKey: 'flushed' };
         expect(await gate.reserve(keyed)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 1 });
         expect(await gate.reserve(keyed)).toEqual({ ok: false, reason: 'SOLD_OUT', remaining: 1, again: true });
+        // A rebuild's two steps, under its lock (load, its last step, ran above).
+        expect(await gate.lockRebuild(id, 'flushed', 10_000)).toBe(true);
+        expect(await gate.rebuildBegin(id, 'flushed')).toBe(true);
+        expect(await gate.rebuildHolds(id, 'flushed', 10_000, [])).toBe(true);
+        await gate.unlockRebuild(id, 'flushed');
       }),
     );
     await everyScriptOnEveryMaster();

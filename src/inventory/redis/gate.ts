@@ -134,7 +134,8 @@ export interface GateOptions {
 /** Where the gate's Redis is: one server's URL, or the seed nodes of a Redis Cluster. */
 export type GateTarget = string | { readonly cluster: readonly { readonly host: string; readonly port: number }[] };
 
-const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'rebuild-begin', 'rebuild-holds', 'claim-key', 'keep-refusal'] as const;
+/** Every script of the gate, by the name of its file in scripts/. */
+export const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'rebuild-begin', 'rebuild-holds', 'claim-key', 'keep-refusal'] as const;
 /**
  * How many keys a script takes: a product's script the product's six (`GateKeys.productKeyList`),
  * and the scripts of a rebuild its lock as the seventh; a script on a buyer's key binding
@@ -182,7 +183,7 @@ const RESERVE_REFUSALS = [
 const CLAIM_REFUSALS = ['SALE_NOT_OPEN', 'SALE_ENDED', 'ACCOUNT_TOO_NEW', 'LIMIT_EXCEEDED', 'SOLD_OUT', 'KEY_REUSED'] as const satisfies readonly GateRefusalReason[];
 /** Holds read per HSCAN page by {@link RedisGate.count}. */
 const HOLDS_SCAN_PAGE = 5_000;
-type ScriptName = (typeof SCRIPTS)[number];
+export type ScriptName = (typeof SCRIPTS)[number];
 /** A member of a product's hash or sorted set that marks the key as loaded (load.lua): no order, no buyer. */
 export const MARKER = '~';
 type Reply = readonly (string | number)[];
@@ -190,8 +191,16 @@ type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 
 const commandName = (script: ScriptName): string => `flashsale_${script.replaceAll('-', '_')}`;
 
-function source(script: ScriptName): string {
-  return readFileSync(new URL(`./scripts/${script}.lua`, import.meta.url), 'utf8');
+/** The scripts that call `pruneEnded`, defined once in prune-ended.lua and put in front of each. */
+const PRUNING: ReadonlySet<ScriptName> = new Set(['reserve', 'release']);
+
+function read(name: string): string {
+  return readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
+}
+
+/** The Lua the gate sends Redis for `script` (what its SHA is of). */
+export function scriptSource(script: ScriptName): string {
+  return PRUNING.has(script) ? `${read('prune-ended')}\n${read(script)}` : read(script);
 }
 
 const ms = (iso: string): number => {
@@ -201,6 +210,11 @@ const ms = (iso: string): number => {
 };
 const msOrEmpty = (iso: string | null): string => (iso === null ? '' : String(ms(iso)));
 const num = (value: string | number | undefined): number => Number(value);
+
+/** A hold as load.lua and rebuild-holds.lua take it: its order id, and its JSON fields. */
+function holdAsLoaded(hold: GateHold): { id: string; b: string; q: number; a: number; e: number; s: AllocationStatus; t: number } {
+  return { id: hold.orderId, b: hold.buyerId, q: hold.quantity, a: hold.amountCents, e: hold.expiresAt, s: hold.status, t: hold.madeAt };
+}
 const str = (value: string | number | undefined): string => String(value);
 
 export class RedisGate {
@@ -251,7 +265,7 @@ export class RedisGate {
       // so loading them here only moves a script that does not compile to start-up.
       const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
       for (const script of SCRIPTS) {
-        const lua = source(script);
+        const lua = scriptSource(script);
         redis.defineCommand(commandName(script), { lua, numberOfKeys: SCRIPT_KEYS[script] });
         for (const server of servers) await server.script('LOAD', lua);
       }
@@ -364,15 +378,7 @@ export class RedisGate {
    * row's version the terms were read at.
    */
   async load(productId: string, terms: GateLoad, version = 0, rebuildToken = ''): Promise<GateLoadOutcome> {
-    const holds = (terms.holds ?? []).map((hold) => ({
-      id: hold.orderId,
-      b: hold.buyerId,
-      q: hold.quantity,
-      a: hold.amountCents,
-      e: hold.expiresAt,
-      s: hold.status,
-      t: hold.madeAt,
-    }));
+    const holds = (terms.holds ?? []).map(holdAsLoaded);
     const loaded = await this.run('load', productId, [
       terms.remaining,
       terms.stocked,
@@ -414,15 +420,7 @@ export class RedisGate {
    * is not `token`'s (nothing written).
    */
   async rebuildHolds(productId: string, token: string, lockTtlMs: number, holds: readonly GateHold[]): Promise<boolean> {
-    const page = holds.map((hold) => ({
-      id: hold.orderId,
-      b: hold.buyerId,
-      q: hold.quantity,
-      a: hold.amountCents,
-      e: hold.expiresAt,
-      s: hold.status,
-      t: hold.madeAt,
-    }));
+    const page = holds.map(holdAsLoaded);
     return (await this.run('rebuild-holds', productId, [token, JSON.stringify(page), lockTtlMs, this.keyRetentionSeconds * 1000])) !== LOCK_LOST;
   }
 

@@ -33,8 +33,6 @@
 ]]
 local orderId, status, onlyIfExpired = ARGV[1], ARGV[2], ARGV[3] == '1'
 local horizon, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
--- Ended holds pruned per call (see reserve.lua).
-local PRUNE_PER_CALL = 8
 if status ~= 'cancelled' and status ~= 'expired' then
   return redis.error_reply('release: status must be cancelled or expired, got ' .. tostring(status))
 end
@@ -44,21 +42,7 @@ if redis.call('HEXISTS', KEYS[1], 'remaining') == 0 or redis.call('EXISTS', KEYS
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
--- Ended holds whose time has come leave holds and ended (the marker member '~' is no hold).
-local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, PRUNE_PER_CALL + 1)
-for _, id in ipairs(due) do
-  if id ~= '~' and id ~= orderId then
-    local raw = redis.call('HGET', KEYS[3], id)
-    if raw then
-      local gone = cjson.decode(raw)
-      if gone.s == 'cancelled' or gone.s == 'expired' then
-        redis.call('HINCRBY', KEYS[1], 'pruned_' .. gone.s, gone.q)
-        redis.call('HDEL', KEYS[3], id)
-      end
-    end
-    redis.call('ZREM', KEYS[5], id)
-  end
-end
+pruneEnded(now, orderId)
 
 local raw = redis.call('HGET', KEYS[3], orderId)
 if not raw then return { -7 } end

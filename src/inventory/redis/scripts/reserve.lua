@@ -50,9 +50,6 @@
   -16  the product requires funds and ARGV[5] is '' (detail: the hold's amount, cents)
 ]]
 local orderId, buyerId, quantity, keyed, spendable = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5])
--- Ended holds pruned per call: a bounded cost on every call, enough to keep up with the holds
--- that end (each end is one release call, which prunes as many).
-local PRUNE_PER_CALL = 8
 if not quantity or quantity < 1 or quantity % 1 ~= 0 then
   return redis.error_reply('reserve: quantity must be a whole number of at least 1, got ' .. tostring(ARGV[3]))
 end
@@ -81,21 +78,7 @@ end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
--- Ended holds whose time has come leave holds and ended (the marker member '~' is no hold).
-local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, PRUNE_PER_CALL + 1)
-for _, id in ipairs(due) do
-  if id ~= '~' then
-    local raw = redis.call('HGET', KEYS[3], id)
-    if raw then
-      local gone = cjson.decode(raw)
-      if gone.s == 'cancelled' or gone.s == 'expired' then
-        redis.call('HINCRBY', KEYS[1], 'pruned_' .. gone.s, gone.q)
-        redis.call('HDEL', KEYS[3], id)
-      end
-    end
-    redis.call('ZREM', KEYS[5], id)
-  end
-end
+pruneEnded(now, nil)
 
 -- The account's creation (ms) from its UUIDv7 id; nil for an id of another version.
 local function accountCreated(id)
