@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StrategyName } from '../src/inventory/strategy-names.js';
 import type { Answer } from './support/api.js';
-import { snapshotStores } from './support/snapshot.js';
+import { settledSnapshot, snapshotStores } from './support/snapshot.js';
 import { startTestServer, TEST_REDIS_URL, withPipeline, type TestServer } from './support/server.js';
 import { expectInvariant } from './support/storm.js';
 
@@ -113,13 +113,8 @@ describe('other spellings of a UUID are refused and change nothing', () => {
     const product = await t.api.createProduct({ stock: 5 });
     const [buyer] = await t.api.createBuyers(1);
     if (!buyer) throw new Error('no buyer');
-    // The orders of the storms above may still be on their way to PostgreSQL on a loaded machine.
-    const pipeline = t.server.system.pipeline;
-    for (let waited = 0; pipeline && !(await pipeline.drained()); waited += 50) {
-      if (waited > 30_000) throw new Error('the pipeline did not drain');
-      await sleep(50);
-    }
-    const before = await snapshotStores(t.server.system.stores.databases);
+    // The storms above may still be writing orders and relaying their events on a loaded machine.
+    const before = await settledSnapshot(t.server.system.stores.databases);
     for (const [name, form] of Object.entries(forms(product.id))) {
       const bought = await t.api.purchase(buyer.token, form);
       expect(bought.status, name).toBe(400);

@@ -24,3 +24,20 @@ export async function snapshotStores(databases: ModuleDatabases): Promise<Record
     orders: await tables(databases.orders),
   };
 }
+
+/**
+ * A fingerprint taken once the stores have stopped changing by themselves (two in a row, 200 ms
+ * apart, agree): background work a test did not cause (the order pipeline writing, the outbox
+ * relay marking events relayed) must not be read as a change a refused request made.
+ */
+export async function settledSnapshot(databases: ModuleDatabases, withinMs = 30_000): Promise<Record<string, unknown>> {
+  const until = Date.now() + withinMs;
+  let last = await snapshotStores(databases);
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const next = await snapshotStores(databases);
+    if (JSON.stringify(next) === JSON.stringify(last)) return next;
+    if (Date.now() > until) throw new Error(`the stores were still changing after ${withinMs} ms`);
+    last = next;
+  }
+}
