@@ -162,7 +162,7 @@ describe('key placement', () => {
     for (const id of ids) {
       expect(await gate.reserve({ ...request(id, buyer), idempotencyKey: 'one-key' })).toEqual({ ok: false, reason: 'KEY_REUSED' });
     }
-    expect(await gate.reserve(first)).toEqual({ ...bought, again: true });
+    expect(await gate.reserve(first)).toEqual({ ...bought, keyBoundSince: undefined, again: true });
     const counts = await Promise.all(ids.map((id) => gate.count(id)));
     expect(counts.map((count) => count?.held)).toEqual([1, 0, 0]);
   });

@@ -358,12 +358,13 @@ describe('Idempotency-Key', () => {
     const buyer = randomUUID();
     const first = keyed(a, buyer, 'k');
     const bought = await gate.reserve(first);
-    expect(bought).toMatchObject({ ok: true, remaining: 2 });
+    // A first grant under the key says since when the gate holds every binding (a retry does not).
+    expect(bought).toMatchObject({ ok: true, remaining: 2, keyBoundSince: await gate.bindingsSince() });
     // Another request (another order id) under the key: on the other product, and on the same.
     expect(await gate.reserve(keyed(b, buyer, 'k'))).toEqual({ ok: false, reason: 'KEY_REUSED' });
     expect(await gate.reserve(keyed(a, buyer, 'k', 2))).toEqual({ ok: false, reason: 'KEY_REUSED' });
     // The same request finds its hold; another buyer's key of the same name is another key.
-    expect(await gate.reserve(first)).toEqual({ ...bought, again: true });
+    expect(await gate.reserve(first)).toEqual({ ...bought, keyBoundSince: undefined, again: true });
     expect(await gate.reserve(keyed(b, randomUUID(), 'k'))).toMatchObject({ ok: true, remaining: 2 });
     expect(await gate.count(a)).toMatchObject({ remaining: 2, held: 1 });
     expect(await gate.count(b)).toMatchObject({ remaining: 2, held: 1 });
@@ -418,7 +419,7 @@ describe('Idempotency-Key', () => {
     const winner = keyed(id, buyer, 'won');
     const won = await gate.reserve(winner);
     expect(won).toMatchObject({ ok: true, remaining: 0 });
-    expect(await gate.reserve(winner, soldOut)).toEqual({ ...won, again: true });
+    expect(await gate.reserve(winner, soldOut)).toEqual({ ...won, keyBoundSince: undefined, again: true });
     expect(await gate.reserve(keyed(id, buyer, 'won', 2), soldOut)).toEqual({ ok: false, reason: 'KEY_REUSED' });
     expect(await gate.count(id)).toMatchObject({ remaining: 0, held: 1 });
   });

@@ -162,5 +162,11 @@ export type ReserveOutcome =
        * pipeline (`recordHolds`) before it may tell the buyer "yes" (redis-lua).
        */
       readonly pending?: boolean;
+      /**
+       * A first grant under the request's `Idempotency-Key`, bound to it by a gate that holds its bindings
+       * only since this instant (ms; see `RedisGate.bindingsSince`): an earlier use of the key may
+       * have lost its binding, and only the key's row in PostgreSQL still knows (redis-lua).
+       */
+      readonly keyBoundSince?: number;
     }
   | ReserveRefusal;

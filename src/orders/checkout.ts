@@ -61,6 +61,9 @@ function storeRefusal(error: unknown): KeptOutcome | undefined {
   return undefined;
 }
 
+/** How long a reading of whether key rows from before a gate's `bindingsSince` remain is used. */
+const KEYS_BEFORE_READ_MS = 10_000;
+
 /** Products remembered as requiring funds; the set is emptied when it reaches this size. */
 const FUNDS_PRODUCTS_REMEMBERED = 10_000;
 
@@ -73,6 +76,8 @@ export class Checkout {
    * only asked with a figure it ignores.
    */
   private readonly fundsProducts = new Set<string>();
+  /** Whether key rows from before the gate's `bindingsSince` are within the retention, as last read. */
+  private keysBefore: { readonly since: number; readonly at: number; readonly found: Promise<boolean> } | undefined;
 
   constructor(private readonly options: CheckoutOptions) {
     this.sql = options.sql;
@@ -98,12 +103,24 @@ export class Checkout {
       // A key bound to another request in the gate is not this request's to answer: its own
       // request's order may still be on its way to the key's row. Funds that fall short are not
       // the request's answer for good either: a buyer who tops up retries with the same key.
-      const keepIt = held !== undefined && isDefinitive(reason) && reserved.reason !== 'KEY_REUSED' && reserved.reason !== 'INSUFFICIENT_FUNDS';
+      if (reserved.reason === 'KEY_REUSED' && held !== undefined) {
+        // A gate that lost the key's binding may have bound it to another request since: the
+        // key's row still answers this one, if it is this request's.
+        return (await this.options.keys.keptForThisRequest(held)) ?? refused(reason);
+      }
+      const keepIt = held !== undefined && isDefinitive(reason) && reserved.reason !== 'INSUFFICIENT_FUNDS';
       return keepIt ? this.keep(held, refused(reason)) : refused(reason);
     }
     const { allocation } = reserved;
     if (allocation.status === 'expired' || allocation.status === 'cancelled') return this.lapsed(orderId, buyerId, held);
-    if (reserved.pending === true) return this.placeThroughPipeline(allocation, held, request.pay === true, reserved.again === true);
+    if (reserved.pending === true) {
+      if (held !== undefined && reserved.keyBoundSince !== undefined && (await this.keyIsAnotherRequests(allocation, held, reserved.keyBoundSince))) {
+        // Nothing published: given up as the consumer gives up an order it cannot write.
+        await this.options.inventory.abandonHolds([{ ...allocation, madeAt: new Date().toISOString() }]);
+        return this.options.keys.outcomeOf(held);
+      }
+      return this.placeThroughPipeline(allocation, held, request.pay === true, reserved.again === true);
+    }
     let recorded: Recorded;
     try {
       recorded = await this.record(orderId, buyerId, allocation, held, request.pay === true);
@@ -130,6 +147,26 @@ export class Checkout {
         if (request.pay !== true) return { ok: true, order: toOrder(recorded.row) };
         return this.payAtOnce(recorded.row, held, 'complete');
     }
+  }
+
+  /**
+   * Whether the key, bound by this request in a gate that holds its bindings only since `since`,
+   * is another request's in PostgreSQL (an earlier use whose binding a Redis restarted empty lost).
+   * Asked per purchase only while key rows from before `since` are within the retention; whether
+   * there are is read once per {@link KEYS_BEFORE_READ_MS}.
+   */
+  private async keyIsAnotherRequests(allocation: Allocation, held: HeldKey, since: number): Promise<boolean> {
+    let before = this.keysBefore;
+    if (before === undefined || before.since !== since || Date.now() - before.at >= KEYS_BEFORE_READ_MS) {
+      const found = this.options.keys.keptFromBefore(since);
+      this.keysBefore = before = { since, at: Date.now(), found };
+      found.catch(() => {
+        if (this.keysBefore?.found === found) this.keysBefore = undefined;
+      });
+    }
+    if (!(await before.found)) return false;
+    const taken = await this.options.keys.heldByAnotherRequest([{ id: allocation.id, buyerId: held.buyerId, key: held.key, hash: held.hash }]);
+    return taken.size > 0;
   }
 
   /**
@@ -232,6 +269,11 @@ export class Checkout {
       return refused(outcomeUnknown('orders', placed.orderId).toRefusal());
     }
     const [row] = await this.sql<OrderRow[]>`select * from orders where id = ${placed.orderId}`;
+    if (!row && held !== undefined) {
+      // Not written because another request holds the key (PlacedOrders gave it up): reused.
+      const kept = await this.options.keys.outcomeOf(held);
+      if (!kept.ok && kept.refusal.code === 'IDEMPOTENCY_KEY_REUSED') return kept;
+    }
     if (!row) return refused(refusal('HOLD_EXPIRED', 'the hold was given up before it was recorded; buy again with a new key', { orderId: placed.orderId, orderStatus: 'expired' }));
     if (held !== undefined) {
       const other = await this.keyOfAnotherRequest(row, held);

@@ -241,6 +241,43 @@ export class IdempotencyKeys {
     return result.count;
   }
 
+  /**
+   * Of these keyed orders, the ids whose key another request holds in PostgreSQL (a row with
+   * another request's hash that may not be written over). The gate binds a key before it grants,
+   * but a Redis that lost the binding (restarted empty, evicted it) binds the key again for
+   * whatever request comes: this row is what still knows.
+   */
+  async heldByAnotherRequest(orders: readonly { readonly id: string; readonly buyerId: string; readonly key: string; readonly hash: string }[]): Promise<Set<string>> {
+    if (orders.length === 0) return new Set();
+    const rows = orders.map((order) => ({ id: order.id, buyer_id: order.buyerId, key: order.key, request_hash: order.hash }));
+    const found = await this.sql<{ id: string }[]>`
+      select t.id from jsonb_to_recordset(${this.sql.json(rows)}::jsonb)
+          as t(id uuid, buyer_id uuid, key text, request_hash text)
+        join idempotency_keys k on k.buyer_id = t.buyer_id and k.key = t.key
+       where k.request_hash <> t.request_hash and not (${this.takeable()})`;
+    return new Set(found.map((row) => row.id));
+  }
+
+  /**
+   * Whether a key row made at or before `instant` (ms) is still within the retention: a key a
+   * Redis that lost its bindings at that instant may have forgotten, and only this table knows.
+   */
+  async keptFromBefore(instant: number): Promise<boolean> {
+    const [row] = await this.sql<{ found: boolean }[]>`
+      select exists (select 1 from idempotency_keys
+                      where created_at <= to_timestamp(${instant / 1000}) and created_at >= now() - ${this.retention}::interval) as found`;
+    return row?.found === true;
+  }
+
+  /**
+   * What the key's row keeps for this very request (its hash), if it has one: a gate that lost
+   * the key's binding may have bound the key to another request since, and refuse this one.
+   */
+  async keptForThisRequest(held: HeldKey): Promise<CheckoutOutcome | undefined> {
+    const found = await this.existing(held);
+    return found === undefined || (!found.ok && found.refusal.code === 'IDEMPOTENCY_KEY_REUSED') ? undefined : found;
+  }
+
   /** A row (as `k`) that may be written over: past its retention, an ended claim, or a stale claim that recorded no order. */
   takeable(): postgres.PendingQuery<postgres.Row[]> {
     return this.sql`k.created_at < now() - ${this.retention}::interval

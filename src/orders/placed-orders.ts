@@ -68,13 +68,21 @@ export class PlacedOrders {
     return true;
   }
 
-  async record(orders: readonly PlacedOrder[]): Promise<void> {
+  async record(placed: readonly PlacedOrder[]): Promise<void> {
+    let orders = placed;
     if (orders.length === 0) return;
     for (const order of orders) {
       canonicalId(order.orderId, 'orderId');
       canonicalId(order.productId, 'productId');
       canonicalId(order.buyerId, 'buyerId');
       assertKeyOfItsBuyer(order);
+    }
+    const reused = await this.keys.heldByAnotherRequest(orders.flatMap(keyOf));
+    if (reused.size > 0) {
+      // Granted under a key another request holds: never recorded (no second order for one key),
+      // given up as the consumer gives up an order it cannot write (voided, units back).
+      await this.abandon(orders.filter((order) => reused.has(order.orderId)));
+      orders = orders.filter((order) => !reused.has(order.orderId));
     }
     const holds = await this.inventory.recordHolds(orders.map(pendingHold));
     const statusOf = new Map(holds.map((hold) => [hold.id, hold]));
@@ -194,6 +202,11 @@ function assertKeyOfItsBuyer(order: PlacedOrder): void {
   throw new DomainError('VALIDATION_FAILED', `order ${order.orderId} carries an Idempotency-Key that is not its buyer's purchase key`, {
     errors: [{ field: 'key', message: "is not the buyer's key of this purchase" }],
   });
+}
+
+/** A keyed order's key, as `IdempotencyKeys.heldByAnotherRequest` takes it. */
+function keyOf(order: PlacedOrder): { id: string; buyerId: string; key: string; hash: string }[] {
+  return order.key === undefined ? [] : [{ id: order.orderId, buyerId: order.buyerId, key: order.key.key, hash: order.key.hash }];
 }
 
 /** A placed order as inventory records its hold. */

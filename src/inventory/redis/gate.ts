@@ -217,9 +217,14 @@ function holdAsLoaded(hold: GateHold): { id: string; b: string; q: number; a: nu
 }
 const str = (value: string | number | undefined): string => String(value);
 
+/** How long a process trusts its reading of `bindings-since`. */
+const BINDINGS_SINCE_READ_MS = 1_000;
+
 export class RedisGate {
   private readonly endedHoldsKeptMs: number;
   private readonly keyRetentionSeconds: number;
+  /** The last reading of `bindings-since`, and when it was taken (ms, this process's clock). */
+  private bindingsRead: { readonly since: Promise<number>; readonly at: number } | undefined;
 
   private constructor(
     private readonly redis: Redis | Cluster,
@@ -273,7 +278,37 @@ export class RedisGate {
       redis.disconnect();
       throw error;
     }
-    return new RedisGate(redis, new GateKeys(options.keyPrefix), options);
+    const gate = new RedisGate(redis, new GateKeys(options.keyPrefix), options);
+    // Stamped at once: a new install's mark then comes before every binding it makes.
+    await gate.bindingsSince().catch(() => undefined);
+    return gate;
+  }
+
+  /**
+   * Since when (ms) this Redis has held every `Idempotency-Key` binding the gate made: the instant
+   * it was first found without its `bindings-since` mark (a Redis restarted empty or flushed loses
+   * the mark with the bindings). A key used before it may have lost its binding. Read at most once
+   * a second per process, or now with `fresh` (a rebuild reads it before it loads a product, so the
+   * rebuilding process knows of a lost Redis before the product sells again).
+   */
+  bindingsSince(fresh = false): Promise<number> {
+    const read = this.bindingsRead;
+    if (!fresh && read !== undefined && Date.now() - read.at < BINDINGS_SINCE_READ_MS) return read.since;
+    const since = this.readBindingsSince();
+    this.bindingsRead = { since, at: Date.now() };
+    // A failed reading is not kept: the next call reads again.
+    since.catch(() => {
+      if (this.bindingsRead?.since === since) this.bindingsRead = undefined;
+    });
+    return since;
+  }
+
+  private async readBindingsSince(): Promise<number> {
+    const key = this.keys.bindingsSince();
+    const found = await this.redis.get(key);
+    if (found !== null) return Number(found);
+    await this.redis.set(key, String(await this.now()), 'NX');
+    return Number(await this.redis.get(key));
   }
 
   /** Whether the connection is up now: a call made while it is not would wait or fail, so 503 at once. */
@@ -483,7 +518,11 @@ export class RedisGate {
     if (KEPT_REFUSALS.has(code)) {
       await this.runOn('keep-refusal', [binding], [request.allocationId, code, num(reply[1]), this.keyRetentionSeconds]);
     }
-    return this.reserveOutcome(request, reply);
+    const outcome = this.reserveOutcome(request, reply);
+    // A first grant under the key (bound by this request now, or by an attempt of it refused
+    // 503 before): whether an earlier use of the key lost its binding is for the caller to ask
+    // PostgreSQL, which it need only do for a while after `bindingsSince`.
+    return outcome.ok && outcome.again !== true ? { ...outcome, keyBoundSince: await this.bindingsSince() } : outcome;
   }
 
   private async reserveReply(request: ReserveRequest, keyed: boolean): Promise<Reply> {

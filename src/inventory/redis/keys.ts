@@ -19,6 +19,7 @@
  * | `<prefix>{p:<id>}:rebuild`  | string     | the token of the process rebuilding the product's keys (a lock, with a TTL) |
  * | `<prefix>{p:<id>}:lock`     | string     | the `redis-lock` strategy's stock lock: its holder's token, with a TTL |
  * | `<prefix>{b:<id>}:key:<sha256 of the key>` | string | JSON `{o: order id}`, or `{o, c: code, d: detail}` with the kept refusal; expires with the key retention |
+ * | `<prefix>bindings-since`   | string     | since when (ms) Redis has held every key binding: set when the gate finds it missing (a Redis restarted empty), no expiry |
  *
  * While the product is loaded, `buyers`, `holds`, `expiries`, `ended` and `unchecked` each hold
  * the marker member `~` (load.lua), not an order or a buyer: every script and count skips it, and a
@@ -81,6 +82,14 @@ export class GateKeys {
    */
   keyBinding(buyerId: string, idempotencyKey: string): string {
     return `${this.prefix}{b:${canonicalId(buyerId, 'buyerId')}}:key:${hash('sha256', idempotencyKey, 'hex')}`;
+  }
+
+  /**
+   * Since when (ms, by Redis `TIME`) this Redis has held every binding it was given: written when
+   * the gate first finds it missing, so a Redis that restarted empty (or was flushed) says so.
+   */
+  bindingsSince(): string {
+    return `${this.prefix}bindings-since`;
   }
 
   /** The `redis-lock` strategy's lock of the product's stock. */

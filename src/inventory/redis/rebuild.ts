@@ -114,6 +114,9 @@ export class GateRebuilds {
     const token = randomUUID();
     if (!(await gate.lockRebuild(productId, token, LOCK_TTL_MS))) return false;
     try {
+      // A Redis that lost this product's keys may have lost the key bindings too: stamped (and
+      // known here) before the product sells again, so purchases check PostgreSQL's key rows.
+      await gate.bindingsSince(true);
       const outcome = await transaction(sql, async (tx) => {
         await tx`set transaction isolation level repeatable read`;
         const [product] = await tx<ProductRow[]>`
