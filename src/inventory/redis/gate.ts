@@ -135,11 +135,11 @@ export interface GateOptions {
 export type GateTarget = string | { readonly cluster: readonly { readonly host: string; readonly port: number }[] };
 
 /** Every script of the gate, by the name of its file in scripts/. */
-export const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'rebuild-begin', 'rebuild-holds', 'claim-key', 'keep-refusal'] as const;
+export const SCRIPTS = ['reserve', 'release', 'confirm', 'load', 'mark-absent', 'update', 'rebuild-begin', 'rebuild-holds', 'claim-key', 'keep-refusal', 'keyed-reserve'] as const;
 /**
  * How many keys a script takes: a product's script the product's six (`GateKeys.productKeyList`),
  * and the scripts of a rebuild its lock as the seventh; a script on a buyer's key binding
- * (`GateKeys.keyBinding`) that one key.
+ * (`GateKeys.keyBinding`) that one key; keyed-reserve the product's six and the binding.
  */
 const SCRIPT_KEYS: Readonly<Record<(typeof SCRIPTS)[number], 1 | 6 | 7>> = {
   reserve: 6,
@@ -152,6 +152,7 @@ const SCRIPT_KEYS: Readonly<Record<(typeof SCRIPTS)[number], 1 | 6 | 7>> = {
   'rebuild-holds': 7,
   'claim-key': 1,
   'keep-refusal': 1,
+  'keyed-reserve': 7,
 };
 /** The reply of a rebuild step whose lock is no longer its own (the scripts' -17). */
 const LOCK_LOST = -17;
@@ -169,6 +170,8 @@ const KEPT_REFUSALS: ReadonlySet<number> = new Set([
   SCRIPT_CODES.SOLD_OUT,
   SCRIPT_CODES.ACCOUNT_TOO_NEW,
 ]);
+/** {@link KEPT_REFUSALS} as keyed-reserve.lua takes them. */
+const KEPT_REFUSALS_ARG = `,${[...KEPT_REFUSALS].join(',')},`;
 /** What reserve.lua may refuse with; claim-key.lua answers the kept ones too. */
 const RESERVE_REFUSALS = [
   'NOT_LOADED',
@@ -191,8 +194,19 @@ type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 
 const commandName = (script: ScriptName): string => `flashsale_${script.replaceAll('-', '_')}`;
 
+/** Scripts only a single Redis runs (a cluster keeps a product's keys and a binding on two shards). */
+export const SINGLE_REDIS_ONLY: ReadonlySet<ScriptName> = new Set(['keyed-reserve']);
+
 /** The scripts that call `pruneEnded`, defined once in prune-ended.lua and put in front of each. */
-const PRUNING: ReadonlySet<ScriptName> = new Set(['reserve', 'release']);
+const PRUNING: ReadonlySet<ScriptName> = new Set(['reserve', 'release', 'keyed-reserve']);
+/**
+ * Scripts that run others: each one named here is put in front of the script as a local function
+ * `script_<name>` taking its own KEYS and ARGV (the parameters shadow the globals), so its body
+ * runs unchanged inside the other.
+ */
+const COMPOSED: Readonly<Partial<Record<ScriptName, readonly ScriptName[]>>> = {
+  'keyed-reserve': ['claim-key', 'reserve', 'keep-refusal'],
+};
 
 function read(name: string): string {
   return readFileSync(new URL(`./scripts/${name}.lua`, import.meta.url), 'utf8');
@@ -200,7 +214,10 @@ function read(name: string): string {
 
 /** The Lua the gate sends Redis for `script` (what its SHA is of). */
 export function scriptSource(script: ScriptName): string {
-  return PRUNING.has(script) ? `${read('prune-ended')}\n${read(script)}` : read(script);
+  const parts = PRUNING.has(script) ? [read('prune-ended')] : [];
+  for (const inner of COMPOSED[script] ?? []) parts.push(`local function script_${inner.replaceAll('-', '_')}(KEYS, ARGV)\n${read(inner)}\nend`);
+  parts.push(read(script));
+  return parts.join('\n');
 }
 
 const ms = (iso: string): number => {
@@ -270,6 +287,7 @@ export class RedisGate {
       // so loading them here only moves a script that does not compile to start-up.
       const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
       for (const script of SCRIPTS) {
+        if (redis instanceof Cluster && SINGLE_REDIS_ONLY.has(script)) continue;
         const lua = scriptSource(script);
         redis.defineCommand(commandName(script), { lua, numberOfKeys: SCRIPT_KEYS[script] });
         for (const server of servers) await server.script('LOAD', lua);
@@ -488,35 +506,48 @@ export class RedisGate {
    * granted before (then its hold is the answer).
    *
    * @remarks The binding lives under the buyer's hash tag and the product's keys under the
-   * product's, so in Redis Cluster they are two calls to two shards: bind first, then reserve,
-   * then keep a refusal. A crash after the binding leaves a key bound to a request that took
-   * nothing: its retry reserves under the same order id, and any other request is refused, so
-   * nothing is sold twice and no unit is lost. A crash after the reserve leaves the grant under
-   * the bound order id (the retry finds it; the reconciler returns it if it never reaches
-   * PostgreSQL). Reserving first would let a crash leave a hold whose key another request could
-   * then bind and buy with. A crash before a refusal is kept left no one told it: the retry
-   * decides again.
+   * product's. On a single Redis the three steps (bind, reserve, keep a refusal) are one script,
+   * keyed-reserve.lua: one round trip, and atomic. In Redis Cluster they are on two shards, so
+   * three calls in that order: bind first, then reserve, then keep a refusal. A crash after the
+   * binding leaves a key bound to a request that took nothing: its retry reserves under the same
+   * order id, and any other request is refused, so nothing is sold twice and no unit is lost. A
+   * crash after the reserve leaves the grant under the bound order id (the retry finds it; the
+   * reconciler returns it if it never reaches PostgreSQL). Reserving first would let a crash leave
+   * a hold whose key another request could then bind and buy with. A crash before a refusal is
+   * kept left no one told it: the retry decides again.
    */
   async reserve(request: ReserveRequest, soldOut?: SoldOutRefusal): Promise<GateReserveOutcome> {
     const key = request.idempotencyKey;
     if (key === undefined) return soldOut ?? this.reserveOutcome(request, await this.reserveReply(request, false));
     const binding = this.keys.keyBinding(request.buyerId, key);
-    const claimed = (await this.runOn('claim-key', [binding], [
-      request.allocationId,
-      this.keyRetentionSeconds,
-      soldOut === undefined ? '' : SCRIPT_CODES.SOLD_OUT,
-      soldOut?.remaining ?? 0,
-    ])) as Reply;
-    const claim = num(claimed[0]);
-    if (claim < 0) {
-      const refused = expectRefusal(refusalOf(claim, num(claimed[1])), 'claim-key', CLAIM_REFUSALS);
+    const keep = soldOut === undefined ? '' : SCRIPT_CODES.SOLD_OUT;
+    const keepDetail = soldOut?.remaining ?? 0;
+    let claimed: Reply;
+    let reply: Reply | undefined;
+    if (this.redis instanceof Cluster) {
+      claimed = (await this.runOn('claim-key', [binding], [request.allocationId, this.keyRetentionSeconds, keep, keepDetail])) as Reply;
+      if (num(claimed[0]) >= 0) {
+        reply = await this.reserveReply(request, true);
+        const code = num(reply[0]);
+        if (KEPT_REFUSALS.has(code)) {
+          await this.runOn('keep-refusal', [binding], [request.allocationId, code, num(reply[1]), this.keyRetentionSeconds]);
+        }
+      }
+    } else {
+      const both = (await this.runOn('keyed-reserve', [...this.keys.productKeyList(request.productId), binding], [
+        ...this.reserveArgs(request, true),
+        this.keyRetentionSeconds,
+        keep,
+        keepDetail,
+        KEPT_REFUSALS_ARG,
+      ])) as Reply;
+      claimed = both;
+      if (num(both[0]) >= 0) reply = both.slice(1);
+    }
+    if (reply === undefined) {
+      const refused = expectRefusal(refusalOf(num(claimed[0]), num(claimed[1])), 'claim-key', CLAIM_REFUSALS);
       // Kept earlier: not the product's word now, so no sold-out hint may be learnt from it.
       return refused.reason === 'SOLD_OUT' && claimed[2] !== undefined ? { ...refused, again: true } : refused;
-    }
-    const reply = await this.reserveReply(request, true);
-    const code = num(reply[0]);
-    if (KEPT_REFUSALS.has(code)) {
-      await this.runOn('keep-refusal', [binding], [request.allocationId, code, num(reply[1]), this.keyRetentionSeconds]);
     }
     const outcome = this.reserveOutcome(request, reply);
     // A first grant under the key (bound by this request now, or by an attempt of it refused
@@ -525,15 +556,14 @@ export class RedisGate {
     return outcome.ok && outcome.again !== true ? { ...outcome, keyBoundSince: await this.bindingsSince() } : outcome;
   }
 
-  private async reserveReply(request: ReserveRequest, keyed: boolean): Promise<Reply> {
-    return (await this.run('reserve', request.productId, [
-      request.allocationId,
-      request.buyerId,
-      request.quantity,
-      keyed ? '1' : '',
-      request.spendableCents ?? '',
-    ])) as Reply;
+  private reserveArgs(request: ReserveRequest, keyed: boolean): (string | number)[] {
+    return [request.allocationId, request.buyerId, request.quantity, keyed ? '1' : '', request.spendableCents ?? ''];
   }
+
+  private async reserveReply(request: ReserveRequest, keyed: boolean): Promise<Reply> {
+    return (await this.run('reserve', request.productId, this.reserveArgs(request, keyed))) as Reply;
+  }
+
 
   /** reserve.lua's reply as the outcome. */
   private reserveOutcome(request: ReserveRequest, reply: Reply): GateReserveOutcome {
