@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { auditProduct as auditByPages, type AuditSources } from '../src/audit/audit.js';
-import type { AuditOrder, AuditUnits } from '../src/audit/audit.types.js';
+import type { AuditLedger, AuditOrder, AuditUnits } from '../src/audit/audit.types.js';
 import type { AllocationStatus } from '../src/inventory/inventory.types.js';
 
 interface Allocation {
@@ -20,10 +20,18 @@ const allocation = (id: string, buyerId: string, quantity: number, status: Alloc
 });
 /** Orders are recorded before the figures are read unless a test says otherwise. */
 const TAKEN_AT = '2026-01-01T00:00:10.000Z';
-const order = (id: string, buyerId: string, quantity: number, status: AuditOrder['status'], changedAt = '2026-01-01T00:00:00.000Z'): AuditOrder => ({
+const order = (
+  id: string,
+  buyerId: string,
+  quantity: number,
+  status: AuditOrder['status'],
+  changedAt = '2026-01-01T00:00:00.000Z',
+  amountCents = 0,
+): AuditOrder => ({
   id,
   buyerId,
   quantity,
+  amountCents,
   status,
   changedAt,
 });
@@ -52,7 +60,7 @@ function page<T extends { id: string }>(rows: readonly T[], after: string | null
 }
 
 /** The audit's sources over rows in memory, answering as the stores' audit calls do (one row a page: every step pages). */
-function sourcesOf(product: Snapshot, orders: readonly AuditOrder[]): AuditSources {
+function sourcesOf(product: Snapshot, orders: readonly AuditOrder[], ledger: readonly AuditLedger[] = []): AuditSources {
   return {
     figures: async (productId) => {
       const units: Record<keyof AuditUnits, number> = { held: 0, paid: 0, expired: 0, cancelled: 0 };
@@ -86,10 +94,53 @@ function sourcesOf(product: Snapshot, orders: readonly AuditOrder[]): AuditSourc
       return { orders: rows, nextAfter };
     },
     missingOrders: async (ids) => ids.filter((id) => !orders.some((o) => o.id === id)),
+    ledger: async (ids) => ledger.filter((entry) => ids.includes(entry.orderId)),
   };
 }
 
-const auditProduct = (product: Snapshot, orders: readonly AuditOrder[]) => auditByPages(sourcesOf(product, orders), 'p', 1);
+const auditProduct = (product: Snapshot, orders: readonly AuditOrder[], ledger: readonly AuditLedger[] = []) =>
+  auditByPages(sourcesOf(product, orders, ledger), 'p', 1);
+
+describe("the audit's money check", () => {
+  const PRICE = 500;
+  const money = (orderId: string, debitedCents: number, refundedCents: number): AuditLedger => ({ orderId, debitedCents, refundedCents });
+  const stock = snapshot(5, 2, [allocation('a', 'x', 1, 'paid'), allocation('b', 'y', 1, 'expired'), allocation('c', 'z', 1, 'held'), allocation('d', 'w', 1, 'cancelled'), allocation('e', 'v', 1, 'paid')]);
+  const orders = [
+    order('a', 'x', 1, 'paid', undefined, PRICE),
+    order('b', 'y', 1, 'expired', undefined, PRICE),
+    order('c', 'z', 1, 'held', undefined, PRICE),
+    order('d', 'w', 1, 'cancelled', undefined, PRICE),
+    order('e', 'v', 1, 'paid', undefined, 0),
+  ];
+
+  it('passes paid orders debited once, ended ones refunded or never debited, a held one mid-payment, and a free order', async () => {
+    const result = await auditProduct(stock, orders, [money('a', PRICE, 0), money('b', PRICE, PRICE), money('c', PRICE, 0)]);
+    expect(result.violations).toEqual([]);
+  });
+
+  it('names a paid order not debited, or debited and refunded', async () => {
+    const result = await auditProduct(stock, orders, [money('b', 0, 0)]);
+    expect(result.violations.map((v) => [v.kind, v.facts['orderId']])).toEqual([['PAID_NOT_DEBITED', 'a']]);
+    const refunded = await auditProduct(stock, orders, [money('a', PRICE, PRICE)]);
+    expect(refunded.violations.map((v) => [v.kind, v.facts['orderId']])).toEqual([['PAID_NOT_DEBITED', 'a']]);
+  });
+
+  it('names an expired or cancelled order whose debit was kept', async () => {
+    const result = await auditProduct(stock, orders, [money('a', PRICE, 0), money('b', PRICE, 0), money('d', PRICE, 0)]);
+    expect(result.violations.map((v) => [v.kind, v.facts['orderId']])).toEqual([
+      ['DEBITED_NOT_PAID', 'b'],
+      ['DEBITED_NOT_PAID', 'd'],
+    ]);
+  });
+
+  it('names a refund that does not give back exactly the debit', async () => {
+    const result = await auditProduct(stock, orders, [money('a', PRICE, 0), money('b', 0, PRICE), money('d', PRICE, 2 * PRICE)]);
+    expect(result.violations.map((v) => [v.kind, v.facts['orderId']])).toEqual([
+      ['REFUND_UNMATCHED', 'b'],
+      ['REFUND_UNMATCHED', 'd'],
+    ]);
+  });
+});
 
 describe('the audit', () => {
   it('passes a consistent product', async () => {

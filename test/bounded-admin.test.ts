@@ -71,6 +71,7 @@ describe('the audit', () => {
         return found;
       },
       missingOrders: async (orderIds) => noted(await orders.missing(noted(orderIds))),
+      ledger: async (orderIds) => noted(await t.server.system.users.ledgerOf(noted(orderIds))),
     };
     const paged = await auditProducts(sources, [product.id], 2);
     expect(longest).toBe(2);

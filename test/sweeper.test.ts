@@ -131,6 +131,8 @@ describe('the sweeper while users is unreachable', () => {
     expect(ledger).toEqual([
       { kind: 'debit', order_id: debited, amount_cents: PRICE },
       { kind: 'refund', order_id: debited, amount_cents: PRICE },
+      // The order never paid: its refund found no debit and left a void in its place.
+      { kind: 'void', order_id: neverPaid, amount_cents: 0 },
     ]);
     expect((await t.api.audit(product.id)).violations).toEqual([]);
   });

@@ -14,6 +14,9 @@ const VIOLATION_KINDS = enumOf<ViolationKind>({
   PAID_WITHOUT_SALE: true,
   GATE_MISMATCH: true,
   GATE_DRIFT: true,
+  PAID_NOT_DEBITED: true,
+  DEBITED_NOT_PAID: true,
+  REFUND_UNMATCHED: true,
 });
 
 export const productAuditSchema = objectSchema<ProductAudit>('ProductAudit', "One product's units by state, from the stores' truth", {

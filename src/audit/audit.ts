@@ -10,7 +10,11 @@
  *   whose order is being recorded right now), and every held or paid order has its allocation;
  * - a product sold through the Redis gate: the gate's counts equal PostgreSQL's (the audit route
  *   waits for the order pipeline to drain first), and the gate counts every hold PostgreSQL has
- *   held or paid (`GATE_DRIFT` names each one it does not).
+ *   held or paid (`GATE_DRIFT` names each one it does not);
+ * - money, from the users ledger: a paid order was debited its amount and not refunded
+ *   (`PAID_NOT_DEBITED`); an expired or cancelled order keeps no debit (`DEBITED_NOT_PAID`: a
+ *   refund owed while users was down is one until it is made); a refund gives back exactly the
+ *   order's debit (`REFUND_UNMATCHED`). A held order is left alone: its payment may be under way.
  *
  * @remarks However large the product, each step holds one page: the figures (stock, units by
  * state, buyers over the limit) are counted by PostgreSQL in one statement, so at one instant;
@@ -24,6 +28,7 @@ import type {
   AuditAllocationState,
   AuditAllocationsPage,
   AuditFigures,
+  AuditLedger,
   AuditOrder,
   AuditOrdersPage,
   AuditPage,
@@ -43,6 +48,8 @@ export interface AuditSources {
   orders(productId: string, page: AuditPage): Promise<AuditOrdersPage>;
   /** Which of `ids` have no order. */
   missingOrders(ids: readonly string[]): Promise<readonly string[]>;
+  /** The ledger of each of these orders that has a debit or a refund (users). */
+  ledger(orderIds: readonly string[]): Promise<readonly AuditLedger[]>;
 }
 
 export async function auditProducts(sources: AuditSources, productIds: readonly string[], pageSize = AUDIT_PAGE): Promise<AuditReport> {
@@ -92,6 +99,9 @@ export async function auditProduct(
     const live = page.orders.filter((order) => (order.status === 'held' || order.status === 'paid') && Date.parse(order.changedAt) < takenAt);
     const states = await sources.allocationStates(productId, live.map((order) => order.id));
     found.orders(live, new Map(states.map((state) => [state.id, state.status])));
+    const settled = page.orders.filter((order) => order.status !== 'held');
+    const ledger = await sources.ledger(settled.map((order) => order.id));
+    found.money(settled, new Map(ledger.map((entry) => [entry.orderId, entry])));
     if (page.nextAfter === null) break;
     after = page.nextAfter;
   }
@@ -147,6 +157,23 @@ class Findings {
       }
       if (order.status === 'paid' && allocation !== undefined && allocation !== 'paid') {
         this.add('PAID_WITHOUT_SALE', `order ${order.id} is paid but its allocation is ${allocation}`, { orderId: order.id });
+      }
+    }
+  }
+
+  /** Paid, expired and cancelled orders against what the ledger took and gave back for them. */
+  money(orders: readonly AuditOrder[], ledger: ReadonlyMap<string, AuditLedger>): void {
+    for (const order of orders) {
+      const { debitedCents = 0, refundedCents = 0 } = ledger.get(order.id) ?? {};
+      const facts = { orderId: order.id, amountCents: order.amountCents, debitedCents, refundedCents };
+      if (order.status === 'paid' && order.amountCents > 0 && (debitedCents !== order.amountCents || refundedCents > 0)) {
+        this.add('PAID_NOT_DEBITED', `order ${order.id} is paid (${order.amountCents} cents) but the ledger debited ${debitedCents} and refunded ${refundedCents}`, facts);
+      }
+      if (order.status !== 'paid' && debitedCents > refundedCents) {
+        this.add('DEBITED_NOT_PAID', `order ${order.id} is ${order.status} but ${debitedCents - refundedCents} cents of its debit were not refunded`, facts);
+      }
+      if (refundedCents > 0 && refundedCents !== debitedCents) {
+        this.add('REFUND_UNMATCHED', `order ${order.id} was refunded ${refundedCents} cents against a debit of ${debitedCents}`, facts);
       }
     }
   }

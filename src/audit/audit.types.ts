@@ -62,6 +62,8 @@ export interface AuditOrder {
   readonly buyerId: string;
   readonly quantity: number;
   readonly status: AllocationStatus;
+  /** What the buyer pays for it (the audit's money check). */
+  readonly amountCents: number;
   /** When the order was recorded or last changed (ISO 8601): after the inventory figures, its units may be newer than them. */
   readonly changedAt: string;
 }
@@ -88,7 +90,17 @@ export type ViolationKind =
   | 'ORDER_WITHOUT_ALLOCATION'
   | 'PAID_WITHOUT_SALE'
   | 'GATE_MISMATCH'
-  | 'GATE_DRIFT';
+  | 'GATE_DRIFT'
+  | 'PAID_NOT_DEBITED'
+  | 'DEBITED_NOT_PAID'
+  | 'REFUND_UNMATCHED';
+
+/** What the users ledger holds for one order (`UsersClient.ledgerOf`). */
+export interface AuditLedger {
+  readonly orderId: string;
+  readonly debitedCents: number;
+  readonly refundedCents: number;
+}
 
 export interface Violation {
   readonly productId: string;

@@ -274,6 +274,7 @@ export function buildApp(deps: AppDeps): App {
             allocationStates: (id, orderIds) => deps.inventory.auditAllocationStates(id, orderIds),
             orders: (id, page) => deps.orders.auditOrders(id, page),
             missingOrders: (orderIds) => deps.orders.missing(orderIds),
+            ledger: (orderIds) => deps.users.ledgerOf(orderIds),
           },
           ids,
         );

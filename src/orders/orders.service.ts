@@ -260,8 +260,8 @@ export class OrdersService implements OrdersClient {
 
   async auditOrders(productId: string, page: AuditPage): Promise<AuditOrdersPage> {
     // Keyset paging along the product's index (product_id, created_at), as the admin's list does.
-    const rows = await this.sql<{ id: string; buyer_id: string; quantity: number; status: OrderStatus; changed_at: Date }[]>`
-      select id, buyer_id, quantity, status, greatest(created_at, updated_at) as changed_at from orders
+    const rows = await this.sql<{ id: string; buyer_id: string; quantity: number; amount_cents: number; status: OrderStatus; changed_at: Date }[]>`
+      select id, buyer_id, quantity, amount_cents, status, greatest(created_at, updated_at) as changed_at from orders
        where product_id = ${productId}
          ${page.after === null ? this.sql`` : this.sql`
          and created_at >= (select c.created_at from orders c where c.id = ${page.after})
@@ -273,6 +273,7 @@ export class OrdersService implements OrdersClient {
         id: row.id,
         buyerId: row.buyer_id,
         quantity: row.quantity,
+        amountCents: Number(row.amount_cents),
         status: row.status,
         changedAt: row.changed_at.toISOString(),
       })),

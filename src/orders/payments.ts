@@ -7,12 +7,14 @@
  * allocation is the truth of a hold's state; orders reconciles with it (`reconcile`) whenever the
  * two may have drifted (a crash between steps, a race with the sweeper or a cancel).
  *
- * A refund made before the debit it should undo refunds nothing: the sweeper may expire an order
- * (and refund it) between a payment's read and its debit. So every payment that meets an ended
- * order refunds it, at whatever step it meets it: at its read (a retry), at its confirm, and
- * when its confirm failed and orders says the order ended meanwhile (the hold is gone, so the
- * confirm cannot have sold it). A payment that never comes back is covered by the sweeper's
- * `EndedDebits`, which refunds the debits of orders that ended recently.
+ * A refund made before the debit it should undo takes the order's debit slot (a `void` in the
+ * ledger): the sweeper may expire an order (and refund it) between a payment's read and its
+ * debit, and that debit is then refused (`REFUNDED`, the buyer hears `410 HOLD_EXPIRED`) rather
+ * than kept. Every payment that meets an ended order also refunds it, at whatever step it meets
+ * it: at its read (a retry), at its confirm, and when its confirm failed and orders says the order
+ * ended meanwhile (the hold is gone, so the confirm cannot have sold it). A payment that never
+ * comes back is covered by the sweeper's `EndedDebits`, which refunds the debits of orders that
+ * ended recently.
  *
  * Expiry (`sweepExpired`) never waits for users: the units go back and the order is marked
  * `expired` even when its refund cannot be made, and that refund is then recorded owed
@@ -186,6 +188,11 @@ export class Payments {
     if (delay > 0) await sleep(delay);
     const movement = { userId: row.buyer_id, orderId: row.id, amountCents: row.amount_cents };
     const debit = await this.options.users.debit(movement);
+    if (!debit.ok && debit.reason === 'REFUNDED') {
+      // The hold ended and was refunded while this payment was on its way (the sweeper expired
+      // it, a cancel, or an earlier attempt's compensation): nothing was taken, nothing will be.
+      throw (await this.endedMeanwhile(row.id)) === 'cancelled' ? cancelledRefunded(row.id) : holdExpired(row.id);
+    }
     if (!debit.ok) {
       throw new DomainError(
         'INSUFFICIENT_FUNDS',

@@ -37,10 +37,27 @@ export interface RevocationPage {
   readonly next: string;
 }
 
-/** A debit either happened (now or by an earlier attempt for the same order) or was refused. */
+/**
+ * A debit either happened (now or by an earlier attempt for the same order) or was refused: the
+ * balance does not cover it, or the order was refunded first (`REFUNDED`: its hold ended and a
+ * refund took the order's debit slot, or refunded the debit an earlier attempt made), so nothing
+ * is taken for it, ever.
+ */
 export type DebitOutcome =
   | { readonly ok: true; readonly balanceCents: number }
-  | { readonly ok: false; readonly reason: 'INSUFFICIENT_FUNDS'; readonly balanceCents: number };
+  | { readonly ok: false; readonly reason: 'INSUFFICIENT_FUNDS'; readonly balanceCents: number }
+  | { readonly ok: false; readonly reason: 'REFUNDED' };
+
+/** What the ledger holds for one order (the audit's money check). */
+export interface OrderLedger {
+  readonly orderId: string;
+  /** Cents debited for it; 0 when it never was (or its slot is void). */
+  readonly debitedCents: number;
+  /** Cents refunded for it; 0 when none. */
+  readonly refundedCents: number;
+  /** A refund came before any debit: none may land (a `void` row). */
+  readonly voided: boolean;
+}
 
 export interface LedgerMovement {
   readonly userId: string;
@@ -78,16 +95,20 @@ export interface UsersClient {
   getUser(id: string): Promise<User>;
   /**
    * Takes the order's amount from the balance, with a ledger row keyed by the order id: a retried
-   * debit of the same order takes nothing more. Throws `USER_NOT_FOUND`.
+   * debit of the same order takes nothing more; a debit of an order refunded first takes nothing
+   * (`REFUNDED`). Throws `USER_NOT_FOUND`.
    */
   debit(movement: LedgerMovement): Promise<DebitOutcome>;
   /**
-   * Gives back the debit of an order (a ledger `refund` row keyed by the order id, at most once).
-   * Returns the cents refunded now: 0 when there was no debit or it was refunded already.
+   * Gives back the debit of an order (a ledger `refund` row keyed by the order id, at most once);
+   * with no debit yet, records that none may come (a `void` row), so a debit still on its way is
+   * refused. Returns the cents refunded now: 0 when there was no debit or it was refunded already.
    */
   refund(movement: Pick<LedgerMovement, 'userId' | 'orderId'>): Promise<number>;
   /** Of these order ids, those debited and not refunded (the sweeper's check of ended orders). */
   debitsNotRefunded(orderIds: readonly string[]): Promise<string[]>;
+  /** The ledger of each of these orders that has any debit, refund or void (for the audit). */
+  ledgerOf(orderIds: readonly string[]): Promise<OrderLedger[]>;
   /** Adds to a balance (admin top-up), with a ledger `credit` row. Throws `USER_NOT_FOUND`. */
   credit(userId: string, amountCents: number): Promise<User>;
 }

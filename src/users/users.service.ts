@@ -15,6 +15,7 @@ import type {
   DebitOutcome,
   IssuedUser,
   LedgerMovement,
+  OrderLedger,
   RevocationPage,
   RevokedSession,
   User,
@@ -122,18 +123,24 @@ export class UsersService implements UsersClient {
       if (amountCents === 0) return { ok: true, balanceCents: (await this.getUser(userId)).balanceCents };
       try {
         return await transaction(this.options.sql, async (tx) => {
-          // The ledger row first: a concurrent debit of the same order waits here on the unique key,
-          // then finds it taken and takes nothing more.
+          // The ledger row first, in the order's debit slot (shared with a refund's void): a
+          // concurrent debit or refund of the same order waits here on the slot's unique index.
           const [entry] = await tx<{ id: number }[]>`
             insert into ledger_entries (user_id, kind, order_id, amount_cents)
             select ${userId}, 'debit', ${orderId}, ${amountCents} where exists (select 1 from users where id = ${userId})
-            on conflict (order_id, kind) do nothing
+            on conflict (order_id) where kind in ('debit', 'void') do nothing
             returning id`;
           if (!entry) {
-            // Either no such user, or this order was debited already (a retry): nothing more to take.
-            const [user] = await tx<{ balance_cents: number }[]>`select balance_cents from users where id = ${userId}`;
-            if (!user) throw new DomainError('USER_NOT_FOUND', undefined, { userId });
-            return { ok: true, balanceCents: user.balance_cents };
+            // No such user; or the slot is taken: by this order's debit (a retry: nothing more to
+            // take, unless it was refunded since) or by a refund that came first (a void).
+            const [found] = await tx<{ balance_cents: number; slot: string | null; refunded: boolean }[]>`
+              select u.balance_cents,
+                     (select kind from ledger_entries where order_id = ${orderId} and kind in ('debit', 'void')) as slot,
+                     exists (select 1 from ledger_entries where order_id = ${orderId} and kind = 'refund') as refunded
+                from users u where u.id = ${userId}`;
+            if (!found) throw new DomainError('USER_NOT_FOUND', undefined, { userId });
+            if (found.slot === 'void' || found.refunded) return { ok: false, reason: 'REFUNDED' };
+            return { ok: true, balanceCents: found.balance_cents };
           }
           const [user] = await tx<{ balance_cents: number }[]>`
             update users set balance_cents = balance_cents - ${amountCents}
@@ -153,12 +160,18 @@ export class UsersService implements UsersClient {
   refund({ userId, orderId }: Pick<LedgerMovement, 'userId' | 'orderId'>): Promise<number> {
     return onStore('users', async () => {
       // One statement, so one round trip and its own transaction: the sweeper calls this for every
-      // expired hold, and most were never paid (nothing to insert, nothing to credit).
+      // expired hold, and most were never paid. The void takes the order's debit slot, or meets
+      // the debit there (waiting for one being written, then seeing it as the conflict, committed,
+      // whatever this statement's snapshot), and that debit is refunded.
       const [row] = await this.options.sql<{ refunded: number }[]>`
-        with entry as (
+        with slot as (
+          insert into ledger_entries as l (user_id, kind, order_id, amount_cents)
+          select ${userId}, 'void', ${orderId}, 0 where exists (select 1 from users where id = ${userId})
+          on conflict (order_id) where kind in ('debit', 'void') do update set order_id = excluded.order_id
+          returning l.user_id, l.kind, l.amount_cents
+        ), entry as (
           insert into ledger_entries (user_id, kind, order_id, amount_cents)
-          select user_id, 'refund', order_id, amount_cents from ledger_entries
-           where order_id = ${orderId} and kind = 'debit' and user_id = ${userId}
+          select user_id, 'refund', ${orderId}, amount_cents from slot where kind = 'debit' and user_id = ${userId}
           on conflict (order_id, kind) do nothing
           returning amount_cents
         ), credited as (
@@ -178,6 +191,21 @@ export class UsersService implements UsersClient {
          where debit.order_id = any(${this.options.sql.array([...orderIds])}::uuid[]) and debit.kind = 'debit'
            and not exists (select 1 from ledger_entries refund where refund.order_id = debit.order_id and refund.kind = 'refund')`;
       return rows.map((row) => row.order_id);
+    }, undefined, false);
+  }
+
+  ledgerOf(orderIds: readonly string[]): Promise<OrderLedger[]> {
+    return onStore('users', async () => {
+      if (orderIds.length === 0) return [];
+      const rows = await this.options.sql<{ order_id: string; debited: number; refunded: number; voided: boolean }[]>`
+        select order_id,
+               coalesce(sum(amount_cents) filter (where kind = 'debit'), 0)::int8 as debited,
+               coalesce(sum(amount_cents) filter (where kind = 'refund'), 0)::int8 as refunded,
+               bool_or(kind = 'void') as voided
+          from ledger_entries
+         where order_id = any(${this.options.sql.array([...orderIds])}::uuid[]) and kind in ('debit', 'refund', 'void')
+         group by order_id`;
+      return rows.map((row) => ({ orderId: row.order_id, debitedCents: Number(row.debited), refundedCents: Number(row.refunded), voided: row.voided }));
     }, undefined, false);
   }
 
