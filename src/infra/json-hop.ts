@@ -16,7 +16,8 @@ function overJsonValue(value: unknown, where: string): unknown {
   return value === undefined ? undefined : JSON.parse(JSON.stringify(value));
 }
 
-function assertPlain(value: unknown, path: string): void {
+/** Throws when `value` holds what JSON would drop or flatten (a function, a `Date`, a `Map`, `NaN`, …). */
+export function assertPlain(value: unknown, path: string): void {
   if (value === null) return;
   switch (typeof value) {
     case 'string':

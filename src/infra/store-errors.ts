@@ -4,6 +4,10 @@
  * into `STORE_UNAVAILABLE` or `OUTCOME_UNKNOWN` before they cross its client, so the code survives
  * a process boundary and no buyer is told `500` for a database restart.
  *
+ * The same taxonomy names a call to another flashsale service over HTTP (`service-client.ts`):
+ * not reached is `STORE_UNAVAILABLE`; a read that timed out or was cut is `STORE_UNAVAILABLE`; a
+ * write that timed out or was cut after it was sent is `OUTCOME_UNKNOWN` with its order id.
+ *
  * @remarks Unknown is the default for a connection lost mid-statement: the statement may have
  * committed before the reply was lost. Only a failure to connect, or PostgreSQL's refusal to take
  * a connection (`57P03` starting up or shutting down, `53300` too many connections, `28000` the role
@@ -13,10 +17,39 @@ import { DomainError } from './errors.js';
 
 export type StoreFault = 'unavailable' | 'unknown';
 
-/** Node's and postgres.js's codes for a store that was never reached. */
-const NOT_REACHED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'CONNECT_TIMEOUT', 'CONNECTION_ENDED']);
-/** Codes of a connection lost while a statement may have been under way. */
-const LOST = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'ERR_STREAM_DESTROYED']);
+/**
+ * Node's, postgres.js's and undici's codes for a store (or a service) that was never reached: no
+ * connection, so nothing was sent.
+ */
+const NOT_REACHED = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_ENDED',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+/**
+ * Codes of a connection lost, or an answer not come in time, while a statement (or a service call)
+ * may have been under way: undici's socket error, its timeouts waiting for the headers or the
+ * body, and a request its client closed, destroyed or aborted (which may have been sent).
+ */
+const LOST = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'CONNECTION_CLOSED',
+  'CONNECTION_DESTROYED',
+  'ERR_STREAM_DESTROYED',
+  'UND_ERR_SOCKET',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_ABORTED',
+]);
 /**
  * SQLSTATEs: cannot connect now (starting up, shutting down), too many connections, connection
  * rejected, and the role refused at log-in (`28000`: `NOLOGIN` or no `pg_hba.conf` entry; `28P01`:
