@@ -8,7 +8,8 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { isStrategyName } from './inventory/strategy-names.js';
 import { EmbeddedPostgresError } from './infra/embedded-postgres.js';
 import { SecretError } from './infra/secrets.js';
-import { createSystem, migrateAll, openStores, type System } from './system.js';
+import { createSystem, migrateAll, modulesHere, openStores, type System } from './system.js';
+import { startServiceServer } from './service-server.js';
 import { startServer, startWorker } from './server.js';
 import { orderEventsExchange } from './orders/outbox-relay.js';
 import { benchCommand } from './bench/bench.command.js';
@@ -18,7 +19,10 @@ const USAGE = `usage: flashsale <command> [options]
 commands:
   serve     start the API (embedded PostgreSQL unless DATABASE_URL is set); with
             REDIS_URL and AMQP_URL it also runs the order pipeline's worker, and
-            with AMQP_URL the relay of order events to RabbitMQ
+            with AMQP_URL the relay of order events to RabbitMQ; with USERS_URL it
+            reaches users over HTTP instead of opening its database
+            --service users: only the users module, as a service of its own (its
+            database, its internal routes on INTERNAL_PORT behind SERVICE_TOKEN)
   worker    run only the workers: with REDIS_URL and AMQP_URL the order pipeline's
             consumer and reconciler, and with AMQP_URL the order events relay
   reconcile return stranded units once, print each redis-lua product's drift, exit
@@ -30,6 +34,7 @@ options:
   --host H          listen address (HOST, default 127.0.0.1)
   --strategy NAME   default stock strategy (STRATEGY, default atomic)
   --no-worker       serve without the pipeline's worker (WORKER=false)
+  --service NAME    serve one module as its own process: users (SERVICE)
   -h, --help        this text`;
 
 function overridesFrom(values: { port?: string; host?: string; strategy?: string }): Partial<Config> {
@@ -60,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
       host: { type: 'string' },
       strategy: { type: 'string' },
       'no-worker': { type: 'boolean' },
+      service: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -68,7 +74,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return command === undefined && !values.help ? 2 : 0;
   }
-  const config = loadConfig(process.env, { ...overridesFrom(values), ...(values['no-worker'] === true ? { worker: false } : {}) });
+  const env = values.service === undefined ? process.env : { ...process.env, SERVICE: values.service };
+  const config = loadConfig(env, { ...overridesFrom(values), ...(values['no-worker'] === true ? { worker: false } : {}) });
   switch (command) {
     case 'serve':
       return serve(config);
@@ -85,6 +92,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(config: Config): Promise<number> {
+  if (config.service !== 'all') return serveService(config);
   const server = await startServer(config);
   const { system } = server;
   console.log(`flashsale listening on ${server.url} (default strategy: ${config.strategy})`);
@@ -93,18 +101,30 @@ async function serve(config: Config): Promise<number> {
   } else if (config.adminToken === undefined) {
     console.log(`admin token: in ${config.dataDir}/admin-token`);
   }
+  await untilSignalled(() => server.close());
+  return 0;
+}
+
+async function serveService(config: Config): Promise<number> {
+  const server = await startServiceServer(config);
+  console.log(`flashsale ${config.service} service: health and metrics on ${server.url}, internal routes on ${server.internalUrl}`);
+  await untilSignalled(() => server.close());
+  return 0;
+}
+
+/** Waits for SIGTERM or SIGINT, then runs `stop`. */
+async function untilSignalled(stop: () => Promise<void>): Promise<void> {
   await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
+    const onSignal = (signal: string): void => {
       console.log(`${signal}: finishing in-flight requests, then stopping`);
-      server.close().then(resolve, (error: unknown) => {
+      stop().then(resolve, (error: unknown) => {
         console.error('shutdown failed', error);
         resolve();
       });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
   });
-  return 0;
 }
 
 /**
@@ -123,13 +143,14 @@ async function withSystem(config: Config, needs: 'pipeline' | 'broker', work: (s
   const stores = await openStores(config, console);
   let system: System | undefined;
   try {
-    await migrateAll(stores.databases);
+    await migrateAll(stores.databases, modulesHere(config));
     system = await createSystem(config, stores, console);
     return await work(system);
   } finally {
     await system?.outboxRelay?.close();
     await system?.pipeline?.close();
     await system?.stockLocks?.close().catch(() => undefined);
+    await Promise.all((system?.services ?? []).map((service) => service.close().catch(() => undefined)));
     await stores.close();
   }
 }
@@ -173,9 +194,10 @@ function reconcileOnce(config: Config): Promise<number> {
 }
 
 async function migrateOnly(config: Config): Promise<number> {
-  const stores = await openStores(config, console);
+  const modules = config.service === 'all' ? modulesHere(config) : [config.service];
+  const stores = await openStores(config, console, modules);
   try {
-    const applied = await migrateAll(stores.databases);
+    const applied = await migrateAll(stores.databases, modules);
     console.log(applied.length === 0 ? 'migrations: up to date' : `migrations applied:\n  ${applied.join('\n  ')}`);
     return 0;
   } finally {

@@ -5,6 +5,7 @@
 import { ADMIN_TOKEN, PIPELINE_SECRET, TOKEN_SECRET } from './infra/secrets.js';
 import { STRATEGY_NAMES, type StrategyName } from './inventory/strategy-names.js';
 import { KEY_RETENTION_SECONDS } from './infra/key-retention.js';
+import { SERVICE_TOKEN_MIN_LENGTH } from './infra/service-methods.js';
 
 export interface Config {
   readonly port: number;
@@ -102,6 +103,20 @@ export interface Config {
   readonly metricsToken: string | undefined;
   /** How long `/metrics` keeps the figures it reads from a store (the products' stock, the outbox's backlog); 0: read at every scrape. */
   readonly metricsCacheMs: number;
+  /**
+   * What `serve` runs: every module in one process (`all`), or one module as a service of its
+   * own (`users`: its database, its internal routes on `internalPort`, its health and metrics).
+   */
+  readonly service: 'all' | 'users';
+  /** The token every process of an install shows the others' internal routes (`SERVICE_TOKEN`, ≥ 32 characters). */
+  readonly serviceToken: string | undefined;
+  /** Where a service's internal routes listen (`INTERNAL_PORT`, `INTERNAL_HOST`: 127.0.0.1 unless told otherwise). */
+  readonly internalPort: number;
+  readonly internalHost: string;
+  /** The users service's internal routes (`USERS_URL`); set: this process reaches users over HTTP and opens no users database. */
+  readonly usersUrl: string | undefined;
+  /** How long one call to another service may take: above `QUEUE_WAIT_MS`, below `STORE_DEADLINE_MS`. */
+  readonly serviceCallTimeoutMs: number;
 }
 
 export type ModuleHop = 'direct' | 'json';
@@ -162,6 +177,15 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (adminToken !== undefined && adminToken.length < ADMIN_TOKEN.minLength) {
     problems.push(`ADMIN_TOKEN must be at least ${ADMIN_TOKEN.minLength} characters`);
   }
+  const serviceToken = text('SERVICE_TOKEN');
+  if (serviceToken !== undefined && serviceToken.length < SERVICE_TOKEN_MIN_LENGTH) {
+    problems.push(`SERVICE_TOKEN must be at least ${SERVICE_TOKEN_MIN_LENGTH} characters`);
+  }
+  const service = text('SERVICE') ?? 'all';
+  if (service !== 'all' && service !== 'users') {
+    problems.push(`SERVICE (serve --service) must be users, or all (every module in one process), got "${service}"`);
+  }
+  const usersUrl = url('USERS_URL', ['http:', 'https:']);
   const metricsToken = text('METRICS_TOKEN');
   if (metricsToken !== undefined && metricsToken.length < ADMIN_TOKEN.minLength) {
     problems.push(`METRICS_TOKEN must be at least ${ADMIN_TOKEN.minLength} characters`);
@@ -282,11 +306,27 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     metricsToken,
     // A scraper every second or two, or many of them, costs the stores one read per figure per period.
     metricsCacheMs: integer('METRICS_CACHE_MS', 5_000, 0, 300_000),
+    service: service as Config['service'],
+    serviceToken,
+    internalPort: integer('INTERNAL_PORT', 3_100, 0, 65_535),
+    internalHost: text('INTERNAL_HOST') ?? '127.0.0.1',
+    usersUrl,
+    serviceCallTimeoutMs: integer('SERVICE_CALL_TIMEOUT_MS', 8_000, 100, 120_000),
     ...overrides,
   };
   const pipeline = config.redisUrl !== undefined && config.amqpUrl !== undefined;
   if (pipeline && config.confirmTimeoutMs >= config.storeDeadlineMs) {
     problems.push(`CONFIRM_TIMEOUT_MS (${config.confirmTimeoutMs}) must be below STORE_DEADLINE_MS (${config.storeDeadlineMs}): a purchase waits for its confirm within its deadline`);
+  }
+  const split = config.service !== 'all' || config.usersUrl !== undefined;
+  if (split && config.serviceToken === undefined) {
+    problems.push('a service of its own (serve --service) or one reached over HTTP (USERS_URL) needs SERVICE_TOKEN, which every process of the install shares');
+  }
+  if (split && config.databaseUrl === undefined) {
+    problems.push('a service of its own (serve --service) or one reached over HTTP (USERS_URL) needs DATABASE_URL: each process opens its own database on one server, never an embedded server per process');
+  }
+  if (config.usersUrl !== undefined && (config.serviceCallTimeoutMs <= config.queueWaitMs || config.serviceCallTimeoutMs >= config.storeDeadlineMs)) {
+    problems.push(`SERVICE_CALL_TIMEOUT_MS (${config.serviceCallTimeoutMs}) must be above QUEUE_WAIT_MS (${config.queueWaitMs}) and below STORE_DEADLINE_MS (${config.storeDeadlineMs}): a call waits out a queue's line and answers within the buyer's deadline`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

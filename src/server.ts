@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from './config.js';
-import { appFor, createSystem, migrateAll, openStores, type Log, type System } from './system.js';
+import { appFor, createSystem, migrateAll, modulesHere, openStores, type Log, type System } from './system.js';
 import type { App } from './http/app.js';
 import { isStoreFailure } from './infra/store-errors.js';
 
@@ -43,7 +43,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const stores = await openStores(config, bootLog);
   let app: App | undefined;
   try {
-    await migrateAll(stores.databases);
+    await migrateAll(stores.databases, modulesHere(config));
     const system = await createSystem(config, stores, bootLog);
     app = appFor(system);
     if (config.seedDemo) await seedDemoProduct(system);
@@ -74,6 +74,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       await system.outboxRelay?.close();
       await system.pipeline?.close();
       await system.stockLocks?.close().catch(() => undefined);
+      await Promise.all(system.services.map((service) => service.close().catch(() => undefined)));
       await stores.close();
     });
     const url = await app.listen({ port: config.port, host: config.host, backlog: listenBacklog() });

@@ -1,9 +1,12 @@
 /**
  * The composition root: opens the stores, migrates them, and wires the three modules together
- * in one process (a client is a direct call). The split mode replaces a client with its HTTP
- * implementation here, and nowhere else.
+ * in one process (a client is a direct call). With `USERS_URL`, users is a service of its own
+ * (`service-server.ts`): its client here is the HTTP one, and its database is not opened here.
+ * A client is replaced with its HTTP implementation here, and nowhere else.
  */
-import { MODULE_NAMES, type Config } from './config.js';
+import { MODULE_NAMES, type Config, type ModuleName } from './config.js';
+import { ServiceClient } from './infra/service-client.js';
+import { USERS_METHODS } from './users/users.methods.js';
 import { openModuleDatabases, type ModuleDatabases } from './infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-postgres.js';
 import { timeOrderedIds } from './infra/ids.js';
@@ -42,7 +45,10 @@ export interface Stores {
 export interface System {
   readonly config: Config;
   readonly stores: Stores;
-  readonly users: UsersService;
+  /** In this process, or the users service over HTTP (`USERS_URL`). */
+  readonly users: UsersClient;
+  /** The clients of services in other processes, closed with the system. */
+  readonly services: readonly ServiceClient[];
   readonly inventory: InventoryService;
   readonly orders: OrdersService;
   readonly strategies: StrategyRegistry;
@@ -70,8 +76,13 @@ export interface Log {
   error(objectOrMessage: unknown, message?: string): void;
 }
 
+/** The modules whose databases this process opens: all three, but a module served by a process of its own. */
+export function modulesHere(config: Config): readonly ModuleName[] {
+  return MODULE_NAMES.filter((module) => !(module === 'users' && config.usersUrl !== undefined));
+}
+
 /** Starts the embedded server when no `DATABASE_URL` is set, then opens the module databases. */
-export async function openStores(config: Config, log: Log): Promise<Stores> {
+export async function openStores(config: Config, log: Log, modules: readonly ModuleName[] = modulesHere(config)): Promise<Stores> {
   let embedded: EmbeddedDatabase | undefined;
   let baseUrl = config.databaseUrl;
   if (baseUrl === undefined) {
@@ -84,6 +95,7 @@ export async function openStores(config: Config, log: Log): Promise<Stores> {
       prefix: config.databasePrefix,
       overrides: config.moduleDatabaseUrls,
       poolSize: config.dbPoolSize,
+      modules,
     });
     return {
       databases,
@@ -99,9 +111,9 @@ export async function openStores(config: Config, log: Log): Promise<Stores> {
   }
 }
 
-export async function migrateAll(databases: ModuleDatabases): Promise<string[]> {
+export async function migrateAll(databases: ModuleDatabases, modules: readonly ModuleName[] = MODULE_NAMES): Promise<string[]> {
   const applied: string[] = [];
-  for (const module of MODULE_NAMES) {
+  for (const module of modules) {
     for (const migration of await migrate(databases[module], module)) applied.push(`${module}/${migration.name}`);
   }
   return applied;
@@ -150,7 +162,12 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     redisUrl: config.redisUrl,
     amqpUrl: config.amqpUrl,
   });
-  const users = new UsersService({ sql: databases.users, tokens, tokenTtlSeconds: config.tokenTtlSeconds, newId });
+  const remoteUsers =
+    config.usersUrl === undefined || config.serviceToken === undefined
+      ? undefined
+      : new ServiceClient('users', { url: config.usersUrl, token: config.serviceToken, timeoutMs: config.serviceCallTimeoutMs });
+  const users: UsersClient =
+    remoteUsers?.client(USERS_METHODS) ?? new UsersService({ sql: databases.users, tokens, tokenTtlSeconds: config.tokenTtlSeconds, newId });
   const inventory = new InventoryService({
     sql: databases.inventory,
     strategies,
@@ -164,7 +181,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
   const orders = new OrdersService({
     sql: databases.orders,
     inventory: hop(config, inventory, 'inventory'),
-    users: hop(config, users, 'users'),
+    users: remoteUsers === undefined ? hop(config, users, 'users') : users,
     newId,
     paymentDelayMs: config.paymentDelayMs,
     storeDeadlineMs: config.storeDeadlineMs,
@@ -202,6 +219,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     config,
     stores,
     users,
+    services: remoteUsers === undefined ? [] : [remoteUsers],
     inventory,
     orders,
     strategies,
@@ -247,7 +265,8 @@ function hop<T extends object>(config: Config, client: T, name: string): T {
 export function appFor(system: System): App {
   const { databases } = system.stores;
   const { config } = system;
-  const users = hop(config, system.users as UsersClient, 'users');
+  const users = system.services.some((service) => service.service === 'users') ? system.users : hop(config, system.users, 'users');
+  const here = modulesHere(config);
   return buildApp({
     users,
     inventory: hop(config, system.inventory as InventoryClient, 'inventory'),
@@ -259,7 +278,7 @@ export function appFor(system: System): App {
     availableStrategies: () => system.strategies.available(),
     checkStores: async () => {
       const results = await Promise.all(
-        MODULE_NAMES.map(async (module) => {
+        here.map(async (module) => {
           // Bounded: a server that is restarting may take a connection attempt's whole timeout.
           const answered = await Promise.race([
             databases[module]`select 1`.then(
@@ -272,6 +291,7 @@ export function appFor(system: System): App {
         }),
       );
       const down = results.filter((store): store is string => store !== null);
+      for (const service of system.services) if (!(await service.ready())) down.push(`service:${service.service}`);
       const { pipeline } = system;
       if (pipeline) {
         const redisUp = await Promise.race([pipeline.gate.ping().then(() => true, () => false), sleep(system.config.storeDeadlineMs).then(() => false)]);

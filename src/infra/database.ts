@@ -24,6 +24,8 @@ export interface OpenOptions {
   readonly poolSize: number;
   /** Name shown in `pg_stat_activity`, so operators and bench can tell our sessions apart. */
   readonly applicationName?: string;
+  /** The modules whose databases this process opens (default: all three). */
+  readonly modules?: readonly ModuleName[];
 }
 
 /** int8 (counts, cents) arrive as JS numbers: every value we store fits in 2^53. */
@@ -93,30 +95,41 @@ export function connect(url: string, poolSize: number, applicationName = 'flashs
 
 /** Creates the module databases that are missing on `baseUrl` and opens a pool on each. */
 export async function openModuleDatabases(options: OpenOptions): Promise<ModuleDatabases> {
+  const here = options.modules ?? MODULE_NAMES;
   const urls = {} as Record<ModuleName, string>;
   for (const module of MODULE_NAMES) {
     const override = options.overrides?.[module];
     urls[module] = override ?? databaseUrl(options.baseUrl, `${options.prefix}${module}`);
   }
-  const toCreate = MODULE_NAMES.filter((module) => options.overrides?.[module] === undefined);
+  const toCreate = here.filter((module) => options.overrides?.[module] === undefined);
   if (toCreate.length > 0) {
     await ensureDatabases(options.baseUrl, toCreate.map((module) => `${options.prefix}${module}`));
   }
   const app = options.applicationName ?? 'flashsale';
   const sizes = modulePoolSizes(options.poolSize);
-  const pools = {
-    users: connect(urls.users, sizes.users, `${app}:users`),
-    inventory: connect(urls.inventory, sizes.inventory, `${app}:inventory`),
-    orders: connect(urls.orders, sizes.orders, `${app}:orders`),
-  };
-  await Promise.all(Object.values(pools).map((sql) => warm(sql, sql.options.max)));
+  const opened = here.map((module) => [module, connect(urls[module], sizes[module], `${app}:${module}`)] as const);
+  await Promise.all(opened.map(([, sql]) => warm(sql, sql.options.max)));
+  const pools = Object.fromEntries(opened) as Partial<Record<ModuleName, Sql>>;
   return {
-    ...pools,
+    users: pools.users ?? elsewhere('users'),
+    inventory: pools.inventory ?? elsewhere('inventory'),
+    orders: pools.orders ?? elsewhere('orders'),
     urls,
     close: async () => {
-      await Promise.all(Object.values(pools).map((sql) => sql.end({ timeout: 5 })));
+      await Promise.all(opened.map(([, sql]) => sql.end({ timeout: 5 })));
     },
   };
+}
+
+/**
+ * The database of a module another process serves: any use of it throws, so a path that goes
+ * around that module's client (a foreign table read) fails loudly instead of opening a pool.
+ */
+function elsewhere(module: ModuleName): Sql {
+  const refuse = (): never => {
+    throw new Error(`the ${module} database is not opened in this process: ${module} is a service of its own, reached through its client`);
+  };
+  return new Proxy(refuse, { apply: refuse, get: refuse }) as unknown as Sql;
 }
 
 /**

@@ -105,6 +105,21 @@ export class ServiceClient {
     return client as T;
   }
 
+  /** Whether the service answers, within the call timeout (for `/readyz`). */
+  async ready(): Promise<boolean> {
+    try {
+      const response = await this.pool.request({
+        method: 'GET',
+        path: methodPath(this.service, '').slice(0, -1),
+        headers: { authorization: this.authorization },
+      });
+      await response.body.text();
+      return response.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.close();
   }

@@ -11,7 +11,7 @@
  * throws something other than a `DomainError` is a `500` the caller reads as unknown.
  */
 import { timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, refusal } from './errors.js';
 import { DEADLINE_HEADER, assertServiceToken, methodPath, type ServiceMethods } from './service-methods.js';
 import { storeUnavailable } from './store-errors.js';
@@ -29,15 +29,18 @@ export function serveModule<T extends object>(app: FastifyInstance, served: Serv
   const expected = Buffer.from(`Bearer ${token}`);
   const implementation = served.implementation as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   const names = new Set(Object.keys(served.methods));
+  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const given = Buffer.from(request.headers.authorization ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      await send(reply, 401, { ok: false, error: refusal('UNAUTHORIZED', 'the internal routes take the service token') });
+    }
+  };
+  // Whether the service is up and can serve (its callers' readiness checks ask this).
+  app.get(methodPath(served.service, '').slice(0, -1), { onRequest: guard }, async (_request, reply) => send(reply, 200, { ok: true }));
   app.post<{ Params: { method: string }; Body: { args: unknown[] } }>(
     `${methodPath(served.service, '')}:method`,
     {
-      onRequest: async (request, reply) => {
-        const given = Buffer.from(request.headers.authorization ?? '');
-        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-          await send(reply, 401, { ok: false, error: refusal('UNAUTHORIZED', 'the internal routes take the service token') });
-        }
-      },
+      onRequest: guard,
       schema: {
         body: { type: 'object', required: ['args'], additionalProperties: false, properties: { args: { type: 'array', maxItems: 10 } } },
       },
