@@ -11,9 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisGate } from '../src/inventory/redis/gate.js';
 import type { Answer } from './support/api.js';
 import { startTestServer, TEST_REDIS_URL, withPipeline, type TestServer } from './support/server.js';
+import { waitFor } from './support/drill.js';
 import { expectInvariant } from './support/storm.js';
-
-const GIVE_UP_MS = 15_000;
 
 let t: TestServer;
 let redis: Redis;
@@ -33,17 +32,9 @@ function gate(): RedisGate {
   return found;
 }
 
-async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > GIVE_UP_MS) throw new Error(`${what}: not within ${GIVE_UP_MS} ms`);
-    await sleep(25);
-  }
-}
-
 /** Waits until the consumer has written every order placed so far. */
 async function settled(productId: string): Promise<void> {
-  await until(async () => (await t.api.audit(productId)).ok, 'the audit clean');
+  await waitFor('the audit clean', async () => (await t.api.audit(productId)).ok, 15_000, 25);
 }
 
 /**
@@ -85,21 +76,31 @@ const balanceOf = async (buyer: Buyer): Promise<number> =>
   (await t.api.call<{ balanceCents: number }>('GET', '/v1/me', { token: buyer.token })).body.balanceCents;
 const orderIdOf = (answer: Answer): string => (answer.body['order'] as { id: string }).id;
 
-async function twoProducts(): Promise<[string, string]> {
-  const a = await t.api.createProduct({ stock: 5, priceCents: 1_000, strategy: 'redis-lua' });
-  const b = await t.api.createProduct({ stock: 5, priceCents: 1_000, strategy: 'redis-lua' });
-  return [a.id, b.id];
+interface Bought {
+  readonly a: string;
+  readonly b: string;
+  readonly me: Buyer;
+  readonly key: string;
+  /** The key's first request: a unit of product a (paid at once with `pay`), its order written. */
+  readonly first: Answer;
+}
+
+/** Two redis-lua products and a buyer whose key bought one unit of the first. */
+async function boughtUnderAKey(pay = false): Promise<Bought> {
+  const a = (await t.api.createProduct({ stock: 5, priceCents: 1_000, strategy: 'redis-lua' })).id;
+  const b = (await t.api.createProduct({ stock: 5, priceCents: 1_000, strategy: 'redis-lua' })).id;
+  const [me] = await t.api.createBuyers(1, 10_000);
+  if (!me) throw new Error('no buyer');
+  const key = randomUUID();
+  const first = await buy(me, a, key, pay);
+  expect(first.status).toBe(201);
+  await settled(a);
+  return { a, b, me, key, first };
 }
 
 describe('a key whose binding the gate lost', () => {
   it('after Redis restarted empty, a hold on a second product under the key is refused 422 and changes nothing', async () => {
-    const [a, b] = await twoProducts();
-    const [me] = await t.api.createBuyers(1, 10_000);
-    if (!me) throw new Error('no buyer');
-    const key = randomUUID();
-    const first = await buy(me, a, key);
-    expect(first.status).toBe(201);
-    await settled(a);
+    const { a, b, me, key, first } = await boughtUnderAKey();
 
     await restartedEmpty();
     const other = await buy(me, b, key);
@@ -119,13 +120,7 @@ describe('a key whose binding the gate lost', () => {
   });
 
   it('after one binding was evicted alone, the second product grant is never recorded, its unit comes back, and the key still answers its own request', async () => {
-    const [a, b] = await twoProducts();
-    const [me] = await t.api.createBuyers(1, 10_000);
-    if (!me) throw new Error('no buyer');
-    const key = randomUUID();
-    const first = await buy(me, a, key);
-    expect(first.status).toBe(201);
-    await settled(a);
+    const { a, b, me, key, first } = await boughtUnderAKey();
 
     await neverRestarted();
     await redis.del(gate().keys.keyBinding(me.id, key));
@@ -147,13 +142,7 @@ describe('a key whose binding the gate lost', () => {
   });
 
   it('after one binding was evicted alone, an instant purchase on a second product is refused 422 and charges nothing', async () => {
-    const [a, b] = await twoProducts();
-    const [me] = await t.api.createBuyers(1, 10_000);
-    if (!me) throw new Error('no buyer');
-    const key = randomUUID();
-    const first = await buy(me, a, key, true);
-    expect(first.status).toBe(201);
-    await settled(a);
+    const { a, b, me, key, first } = await boughtUnderAKey(true);
 
     await neverRestarted();
     await redis.del(gate().keys.keyBinding(me.id, key));
