@@ -150,7 +150,7 @@ async function withSystem(config: Config, needs: 'pipeline' | 'broker', work: (s
     await system?.outboxRelay?.close();
     await system?.pipeline?.close();
     await system?.stockLocks?.close().catch(() => undefined);
-    await Promise.all((system?.services ?? []).map((service) => service.close().catch(() => undefined)));
+    await system?.closeHops().catch(() => undefined);
     await stores.close();
   }
 }

@@ -119,7 +119,7 @@ export interface Config {
   readonly serviceCallTimeoutMs: number;
 }
 
-export type ModuleHop = 'direct' | 'json';
+export type ModuleHop = 'direct' | 'json' | 'http';
 
 export type ModuleName = 'users' | 'inventory' | 'orders';
 export const MODULE_NAMES: readonly ModuleName[] = ['users', 'inventory', 'orders'];
@@ -216,7 +216,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   const seed = text('SEED_DEMO') ?? 'true';
   if (!['true', 'false', '1', '0'].includes(seed)) problems.push(`SEED_DEMO must be true or false, got "${seed}"`);
   const moduleHop = text('MODULE_HOP') ?? 'direct';
-  if (moduleHop !== 'direct' && moduleHop !== 'json') problems.push(`MODULE_HOP must be direct or json, got "${moduleHop}"`);
+  if (moduleHop !== 'direct' && moduleHop !== 'json' && moduleHop !== 'http') problems.push(`MODULE_HOP must be direct, json or http, got "${moduleHop}"`);
   const worker = text('WORKER') ?? 'true';
   if (!['true', 'false', '1', '0'].includes(worker)) problems.push(`WORKER must be true or false, got "${worker}"`);
   const outboxRelay = text('OUTBOX_RELAY') ?? 'true';

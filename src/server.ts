@@ -74,7 +74,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       await system.outboxRelay?.close();
       await system.pipeline?.close();
       await system.stockLocks?.close().catch(() => undefined);
-      await Promise.all(system.services.map((service) => service.close().catch(() => undefined)));
+      await system.closeHops().catch(() => undefined);
       await stores.close();
     });
     const url = await app.listen({ port: config.port, host: config.host, backlog: listenBacklog() });

@@ -7,6 +7,7 @@
 import { MODULE_NAMES, type Config, type ModuleName } from './config.js';
 import { ServiceClient } from './infra/service-client.js';
 import { USERS_METHODS } from './users/users.methods.js';
+import { openLoopbackHop } from './loopback-hop.js';
 import { openModuleDatabases, type ModuleDatabases } from './infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-postgres.js';
 import { timeOrderedIds } from './infra/ids.js';
@@ -47,8 +48,12 @@ export interface System {
   readonly stores: Stores;
   /** In this process, or the users service over HTTP (`USERS_URL`). */
   readonly users: UsersClient;
-  /** The clients of services in other processes, closed with the system. */
+  /** The clients of services reached over HTTP (another process's, or the loopback hop's), for `/readyz`. */
   readonly services: readonly ServiceClient[];
+  /** How the HTTP app reaches each module (see `Config.moduleHop`). */
+  readonly clients: { readonly users: UsersClient; readonly inventory: InventoryClient; readonly orders: OrdersClient };
+  /** Closes the HTTP clients (and the loopback hop's routes) this system opened. */
+  closeHops(): Promise<void>;
   readonly inventory: InventoryService;
   readonly orders: OrdersService;
   readonly strategies: StrategyRegistry;
@@ -178,10 +183,32 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     newId,
     warn: (message) => log.warn(message),
   });
-  const orders = new OrdersService({
+  // Declared before the modules it finds, which are built below: its routes must exist before it listens.
+  let orders: OrdersService | undefined;
+  const loopback =
+    config.moduleHop === 'http'
+      ? await openLoopbackHop(
+          {
+            users: () => users,
+            inventory: () => inventory,
+            orders: () => {
+              if (orders === undefined) throw new Error('the orders module is not built yet');
+              return orders;
+            },
+          },
+          config.serviceCallTimeoutMs,
+        )
+      : undefined;
+  const usersHere = remoteUsers === undefined;
+  const clients = {
+    // A users service of its own is reached over its own hop already, never through the loopback too.
+    users: usersHere ? (loopback?.users ?? hop(config, users, 'users')) : users,
+    inventory: loopback?.inventory ?? hop(config, inventory as InventoryClient, 'inventory'),
+  };
+  orders = new OrdersService({
     sql: databases.orders,
-    inventory: hop(config, inventory, 'inventory'),
-    users: remoteUsers === undefined ? hop(config, users, 'users') : users,
+    inventory: clients.inventory,
+    users: clients.users,
     newId,
     paymentDelayMs: config.paymentDelayMs,
     storeDeadlineMs: config.storeDeadlineMs,
@@ -219,7 +246,12 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     config,
     stores,
     users,
-    services: remoteUsers === undefined ? [] : [remoteUsers],
+    services: [...(remoteUsers === undefined ? [] : [remoteUsers]), ...(loopback?.services ?? [])],
+    clients: { ...clients, orders: loopback?.orders ?? hop(config, orders as OrdersClient, 'orders') },
+    closeHops: async () => {
+      await remoteUsers?.close();
+      await loopback?.close();
+    },
     inventory,
     orders,
     strategies,
@@ -265,12 +297,9 @@ function hop<T extends object>(config: Config, client: T, name: string): T {
 export function appFor(system: System): App {
   const { databases } = system.stores;
   const { config } = system;
-  const users = system.services.some((service) => service.service === 'users') ? system.users : hop(config, system.users, 'users');
   const here = modulesHere(config);
   return buildApp({
-    users,
-    inventory: hop(config, system.inventory as InventoryClient, 'inventory'),
-    orders: hop(config, system.orders as OrdersClient, 'orders'),
+    ...system.clients,
     tokens: system.tokens,
     revocationRefreshMs: config.revocationRefreshMs,
     adminToken: system.adminToken,

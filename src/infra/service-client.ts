@@ -59,6 +59,11 @@ export class ServiceClient {
   /** Calls `method` with `args`; see the file's summary for what it throws. */
   async call(method: string, args: readonly unknown[], spec: MethodSpec): Promise<unknown> {
     assertPlain(args, `${this.service}.${method}'s arguments`);
+    // JSON has no `undefined` in an array (it would arrive as `null`): an optional argument left
+    // out at the end is left out of the call, and one in the middle cannot be sent.
+    let sent = args.length;
+    while (sent > 0 && args[sent - 1] === undefined) sent -= 1;
+    if (args.slice(0, sent).includes(undefined)) throw new TypeError(`${this.service}.${method}: an argument before the last is undefined, which JSON cannot carry`);
     const orderId = spec.orderId?.(args);
     let status: number;
     let text: string;
@@ -71,7 +76,7 @@ export class ServiceClient {
           'content-type': 'application/json',
           [DEADLINE_HEADER]: String(Date.now() + this.options.timeoutMs),
         },
-        body: JSON.stringify({ args }),
+        body: JSON.stringify({ args: args.slice(0, sent) }),
       });
       status = response.statusCode;
       text = await response.body.text();

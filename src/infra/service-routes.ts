@@ -19,7 +19,8 @@ import { storeUnavailable } from './store-errors.js';
 export interface ServedModule<T extends object> {
   /** The service's name (the path's first segment). */
   readonly service: string;
-  readonly implementation: T;
+  /** The module, or how to find it when a call comes (a module built after its routes, which must come before listening). */
+  readonly implementation: T | (() => T);
   readonly methods: ServiceMethods<T>;
 }
 
@@ -27,7 +28,11 @@ export interface ServedModule<T extends object> {
 export function serveModule<T extends object>(app: FastifyInstance, served: ServedModule<T>, token: string): void {
   assertServiceToken(token);
   const expected = Buffer.from(`Bearer ${token}`);
-  const implementation = served.implementation as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const find = (): Record<string, (...args: unknown[]) => Promise<unknown>> =>
+    (typeof served.implementation === 'function' ? served.implementation() : served.implementation) as unknown as Record<
+      string,
+      (...args: unknown[]) => Promise<unknown>
+    >;
   const names = new Set(Object.keys(served.methods));
   const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const given = Buffer.from(request.headers.authorization ?? '');
@@ -47,6 +52,7 @@ export function serveModule<T extends object>(app: FastifyInstance, served: Serv
     },
     async (request, reply) => {
       const { method } = request.params;
+      const implementation = find();
       const call = implementation[method];
       if (!names.has(method) || typeof call !== 'function') {
         return send(reply, 404, { ok: false, error: refusal('NOT_FOUND', `${served.service} has no method ${method}`) });
@@ -56,7 +62,7 @@ export function serveModule<T extends object>(app: FastifyInstance, served: Serv
         return send(reply, 504, { ok: false, error: storeUnavailable(served.service).toRefusal() });
       }
       try {
-        const value = await call.apply(served.implementation, request.body.args);
+        const value = await call.apply(implementation, request.body.args);
         return await send(reply, 200, { ok: true, value });
       } catch (error) {
         if (error instanceof DomainError) return send(reply, 200, { ok: false, error: error.toRefusal() });

@@ -64,8 +64,9 @@ export async function startTestServer(overrides: Partial<Config> = {}, env: Reco
       tokenSecret: 'test-token-secret-0123456789-0123456789',
       seedDemo: false,
       port: 0,
-      // Every module call crosses JSON, as it would between processes: the contracts carry plain data.
-      moduleHop: 'json',
+      // Every module call crosses JSON, as it would between processes: the contracts carry plain
+      // data. TEST_MODULE_HOP=http sends each over a real HTTP hop instead (the split-mode subset).
+      moduleHop: process.env['TEST_MODULE_HOP'] === 'http' ? 'http' : 'json',
       // Storms send many requests per buyer, many at once: the limits are on only in the tests about them.
       rateLimitPerSecond: 0,
       buyerMaxInFlight: 0,
