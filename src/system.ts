@@ -183,18 +183,15 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     newId,
     warn: (message) => log.warn(message),
   });
-  // Declared before the modules it finds, which are built below: its routes must exist before it listens.
-  let orders: OrdersService | undefined;
+  // Its routes must exist before it listens, so it finds orders (built below, with its clients)
+  // only when a call comes.
   const loopback =
     config.moduleHop === 'http'
       ? await openLoopbackHop(
           {
             users: () => users,
             inventory: () => inventory,
-            orders: () => {
-              if (orders === undefined) throw new Error('the orders module is not built yet');
-              return orders;
-            },
+            orders: () => orders,
           },
           config.serviceCallTimeoutMs,
         )
@@ -205,7 +202,7 @@ export async function createSystem(config: Config, stores: Stores, log: Log): Pr
     users: usersHere ? (loopback?.users ?? hop(config, users, 'users')) : users,
     inventory: loopback?.inventory ?? hop(config, inventory as InventoryClient, 'inventory'),
   };
-  orders = new OrdersService({
+  const orders: OrdersService = new OrdersService({
     sql: databases.orders,
     inventory: clients.inventory,
     users: clients.users,
