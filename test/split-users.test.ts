@@ -14,7 +14,9 @@ import { loadConfig } from '../src/config.js';
 import { dropDatabases } from '../src/infra/database.js';
 import { startServiceServer, type RunningService } from '../src/service-server.js';
 import type { Answer } from './support/api.js';
-import { startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
+import { ADMIN_TOKEN, startTestServer, TEST_DATABASE_URL, type TestServer } from './support/server.js';
+import { runBench } from '../src/bench/bench.js';
+import { scenarioFor } from '../src/bench/scenarios.js';
 import { expectInvariant, storm } from './support/storm.js';
 
 const SERVICE_TOKEN = randomBytes(32).toString('hex');
@@ -90,6 +92,17 @@ describe('users as a service of its own', () => {
     expect(await health.json()).toEqual({ status: 'ok', service: 'users' });
     expect((await fetch(`${users.url}/readyz`)).status).toBe(200);
     expect(await (await fetch(`${users.url}/metrics`)).text()).toContain('flashsale_process_cpu_seconds_total');
+  });
+
+  it("is measured whole by bench: the CPU per answer sums every process's own /metrics", async () => {
+    if (!users) throw new Error('no users service');
+    const target = { url: t.server.url, adminToken: ADMIN_TOKEN, db: undefined };
+    const scenario = scenarioFor('herd', { buyers: 20 });
+    const whole = await runBench({ target: { ...target, cpuFrom: [`${t.server.url}/metrics`, `${users.url}/metrics`] }, scenario, strategies: ['atomic'] });
+    expect(whole.summary[0]?.serverCpuUsPerAnswer).toBeGreaterThan(0);
+    // A process that does not answer leaves no figure rather than part of one.
+    const part = await runBench({ target: { ...target, cpuFrom: [`${t.server.url}/metrics`, `${users.url}/nowhere`] }, scenario, strategies: ['atomic'] });
+    expect(part.summary[0]?.serverCpuUsPerAnswer).toBeNull();
   });
 
   it('once the users service is gone, is named in /readyz and a payment is 503, never 500', async () => {

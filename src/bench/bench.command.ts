@@ -27,6 +27,9 @@ options:
   --admin-token T     admin token of --target (default: ADMIN_TOKEN, or <data dir>/admin-token)
   --db-url URL        with --target: the PostgreSQL server of its module databases, for DB work
   --db-prefix P       with --target: their prefix (default: DATABASE_PREFIX or flashsale_)
+  --cpu-from URLS     with --target: the /metrics of the target's other processes (a split
+                      install's services), comma-separated; the CPU per answer sums them with
+                      the target's own /metrics
   --runs N            rounds (floor + every strategy); the median run by p99 is reported
   --buyers N          override the scenario's buyers (small CI sizes)
   --stock N           override its stock
@@ -70,6 +73,7 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
       target: { type: 'string' },
       'admin-token': { type: 'string' },
       'db-url': { type: 'string' },
+      'cpu-from': { type: 'string' },
       'db-prefix': { type: 'string' },
       runs: { type: 'string' },
       buyers: { type: 'string' },
@@ -118,8 +122,11 @@ export async function benchCommand(argv: readonly string[], env: Env): Promise<n
     const adminToken = values['admin-token'] ?? config.adminToken ?? readKeptToken(config.dataDir);
     if (adminToken === undefined) throw new ConfigError(['--target needs the admin token: --admin-token, ADMIN_TOKEN, or <data dir>/admin-token']);
     const dbUrl = values['db-url'] ?? config.databaseUrl;
+    const url = values.target.replace(/\/$/, '');
+    const others = (values['cpu-from'] ?? '').split(',').map((item) => item.trim()).filter(Boolean);
     target = {
-      url: values.target.replace(/\/$/, ''),
+      url,
+      cpuFrom: [`${url}/metrics`, ...others],
       adminToken,
       db: dbUrl === undefined ? undefined : { baseUrl: dbUrl, prefix: values['db-prefix'] ?? config.databasePrefix },
     };

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { AdminApi, type Buyer } from './client.js';
 import { auditRun, settle, type RunAudit } from './audit.js';
 import { watchDatabases, type DbWork } from './db-stats.js';
-import { cpuMicrosPerAnswer, processCpuMs } from './process-cpu.js';
+import { cpuMicrosPerAnswer, processCpuMs, scrapedCpuMs } from './process-cpu.js';
 import type { ChildEndpoint } from './floor.js';
 import { intervalEnds, seriesOf, type RunSeries } from './intervals.js';
 import { drainNotes, markPipeline, measureDrain, type PipelineDrain } from './pipeline-drain.js';
@@ -35,6 +35,11 @@ export interface TargetInfo {
   readonly db: { readonly baseUrl: string; readonly prefix: string } | undefined;
   /** PID of the server under test when it runs on this machine (its CPU is then reported). */
   readonly pid?: number | undefined;
+  /**
+   * Without a PID: the `/metrics` of every process of the target (the API's, and each service's
+   * of a split install), whose process CPU is summed for the CPU per answer.
+   */
+  readonly cpuFrom?: readonly string[];
 }
 
 export interface BenchHooks {
@@ -383,7 +388,7 @@ async function runStrategy(
   await db?.begin();
   const pipelineMark = await markPipeline(admin);
   const progress = newProgress();
-  const cpuBefore = processCpuMs(options.target.pid);
+  const cpuBefore = await targetCpuMs(options.target);
   const storm = (): Promise<FireResult> =>
     withProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, scenario.buyers, progress, () =>
       fire({ target: new URL(options.target.url), scenario, productId: product.id, buyers, progress }),
@@ -394,7 +399,7 @@ async function runStrategy(
     intervalSeconds === undefined
       ? { result: await storm(), samples: undefined }
       : await sampleWhile(admin, intervalEnds(scenario.durationSeconds, intervalSeconds), storm);
-  const cpuAfter = processCpuMs(options.target.pid);
+  const cpuAfter = await targetCpuMs(options.target);
   // Before the DB reading and the audit: the consumer's writes after the storm are this run's work.
   const pipeline = pipelineMark ? await drainWithProgress(options, `[${scenario.name}] ${strategy} run ${run}/${runs}`, () => measureDrain(admin, pipelineMark)) : null;
   await settle(admin);
@@ -463,4 +468,11 @@ async function runStrategy(
 
 function round(value: number): number {
   return Math.round(value * 100) / 100;
+}
+
+/** The target's CPU so far (ms): its process's, or the sum over every process whose `/metrics` it names. */
+async function targetCpuMs(target: TargetInfo): Promise<number | undefined> {
+  if (target.pid !== undefined) return processCpuMs(target.pid);
+  if (target.cpuFrom === undefined || target.cpuFrom.length === 0) return undefined;
+  return scrapedCpuMs(target.cpuFrom, target.adminToken);
 }
