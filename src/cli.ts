@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * The `flashsale` command: `serve` (the API), `worker` and `reconcile` (the order pipeline),
- * `migrate` (apply migrations and exit), `bench`.
+ * The `flashsale` command: `serve` (the API, or one module as a service of its own), `up` (the
+ * split topology for a demo), `worker` and `reconcile` (the order pipeline), `migrate` (apply
+ * migrations and exit), `bench`.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -10,6 +11,7 @@ import { EmbeddedPostgresError } from './infra/embedded-postgres.js';
 import { SecretError } from './infra/secrets.js';
 import { createSystem, migrateAll, modulesHere, openStores, type System } from './system.js';
 import { startServiceServer } from './service-server.js';
+import { up } from './up.js';
 import { startServer, startWorker } from './server.js';
 import { orderEventsExchange } from './orders/outbox-relay.js';
 import { benchCommand } from './bench/bench.command.js';
@@ -23,6 +25,9 @@ commands:
             reaches users over HTTP instead of opening its database
             --service users: only the users module, as a service of its own (its
             database, its internal routes on INTERNAL_PORT behind SERVICE_TOKEN)
+  up        the split topology here, for a demo: one PostgreSQL (embedded unless
+            DATABASE_URL is set), the users service on PORT+1 (internal routes on
+            INTERNAL_PORT) and the API on PORT reaching it over HTTP; Ctrl-C stops all
   worker    run only the workers: with REDIS_URL and AMQP_URL the order pipeline's
             consumer and reconciler, and with AMQP_URL the order events relay
   reconcile return stranded units once, print each redis-lua product's drift, exit
@@ -79,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'serve':
       return serve(config);
+    case 'up':
+      return up(config);
     case 'worker':
       return workerOnly(config);
     case 'reconcile':
