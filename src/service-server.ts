@@ -13,10 +13,10 @@ import { timeOrderedIds } from './infra/ids.js';
 import { keptSecret, TOKEN_SECRET } from './infra/secrets.js';
 import { serveModule } from './infra/service-routes.js';
 import { Tokens } from './infra/tokens.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { UsersService } from './users/users.service.js';
 import { USERS_METHODS } from './users/users.methods.js';
 import { migrateAll, openStores } from './system.js';
+import { answersWithin } from './infra/database.js';
 
 export interface RunningService {
   /** Health, readiness and metrics. */
@@ -51,14 +51,7 @@ export async function startServiceServer(config: Config): Promise<RunningService
     apps.push(operations);
     operations.get('/healthz', async () => ({ status: 'ok', service: config.service }));
     operations.get('/readyz', async (_request, reply) => {
-      const answered = await Promise.race([
-        sql`select 1`.then(
-          () => true,
-          () => false,
-        ),
-        sleep(config.storeDeadlineMs).then(() => false),
-      ]);
-      if (answered) return { status: 'ready' };
+      if (await answersWithin(sql, config.storeDeadlineMs)) return { status: 'ready' };
       return sendProblem(reply, problem('NOT_READY', 'not reachable: postgres:users', { down: ['postgres:users'] }), 1);
     });
     operations.get('/metrics', async (_request, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));

@@ -8,7 +8,7 @@ import { MODULE_NAMES, type Config, type ModuleName } from './config.js';
 import { ServiceClient } from './infra/service-client.js';
 import { USERS_METHODS } from './users/users.methods.js';
 import { openLoopbackHop } from './loopback-hop.js';
-import { openModuleDatabases, type ModuleDatabases } from './infra/database.js';
+import { answersWithin, openModuleDatabases, type ModuleDatabases } from './infra/database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './infra/embedded-postgres.js';
 import { timeOrderedIds } from './infra/ids.js';
 import { overJson } from './infra/json-hop.js';
@@ -304,17 +304,7 @@ export function appFor(system: System): App {
     availableStrategies: () => system.strategies.available(),
     checkStores: async () => {
       const results = await Promise.all(
-        here.map(async (module) => {
-          // Bounded: a server that is restarting may take a connection attempt's whole timeout.
-          const answered = await Promise.race([
-            databases[module]`select 1`.then(
-              () => true,
-              () => false,
-            ),
-            sleep(system.config.storeDeadlineMs).then(() => false),
-          ]);
-          return answered ? null : `postgres:${module}`;
-        }),
+        here.map(async (module) => ((await answersWithin(databases[module], system.config.storeDeadlineMs)) ? null : `postgres:${module}`)),
       );
       const down = results.filter((store): store is string => store !== null);
       for (const service of system.services) if (!(await service.ready())) down.push(`service:${service.service}`);

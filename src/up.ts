@@ -61,6 +61,7 @@ export async function up(config: Config, log: (line: string) => void = console.l
     await untilReady(users, `http://127.0.0.1:${usersPort}/readyz`);
     const api = start('api', ['serve'], {
       ...shared,
+      SERVICE: 'all',
       PORT: String(config.port),
       USERS_URL: `http://${config.internalHost}:${config.internalPort}`,
       FLASHSALE_DATA_DIR: config.dataDir,

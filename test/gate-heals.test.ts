@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisGate } from '../src/inventory/redis/gate.js';
 import type { Answer } from './support/api.js';
-import { startTestServer, TEST_REDIS_URL, withPipeline, type TestServer } from './support/server.js';
+import { gateOf, startTestServer, TEST_REDIS_URL, withPipeline, type TestServer } from './support/server.js';
 import { holdProductRow } from './support/row-lock.js';
 import { expectInvariant, storm } from './support/storm.js';
 
@@ -30,11 +30,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-function gate(): RedisGate {
-  const found = t.server.system.pipeline?.gate;
-  if (!found) throw new Error('no gate');
-  return found;
-}
+const gate = (): RedisGate => gateOf(t);
 
 /** Resolves with how long `check` took to hold; throws after GIVE_UP_MS. */
 async function until(check: () => Promise<boolean>, what: string): Promise<number> {

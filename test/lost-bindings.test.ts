@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisGate } from '../src/inventory/redis/gate.js';
 import type { Answer } from './support/api.js';
-import { startTestServer, TEST_REDIS_URL, withPipeline, type TestServer } from './support/server.js';
+import { gateOf, startTestServer, TEST_REDIS_URL, withPipeline, type TestServer } from './support/server.js';
 import { waitFor } from './support/drill.js';
 import { expectInvariant } from './support/storm.js';
 
@@ -26,11 +26,7 @@ afterAll(async () => {
   await t?.stop();
 });
 
-function gate(): RedisGate {
-  const found = t.server.system.pipeline?.gate;
-  if (!found) throw new Error('no gate');
-  return found;
-}
+const gate = (): RedisGate => gateOf(t);
 
 /** Waits until the consumer has written every order placed so far. */
 async function settled(productId: string): Promise<void> {

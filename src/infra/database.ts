@@ -184,3 +184,19 @@ export async function dropDatabases(baseUrl: string, names: readonly string[]): 
     await admin.end({ timeout: 5 });
   }
 }
+
+/**
+ * Whether the database answers `select 1` within `withinMs` (for `/readyz`): bounded, since a
+ * server that is restarting may take a connection attempt's whole timeout.
+ */
+export async function answersWithin(sql: Sql, withinMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), withinMs);
+  });
+  try {
+    return await Promise.race([sql`select 1`.then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

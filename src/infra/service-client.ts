@@ -19,7 +19,7 @@
 import { Pool } from 'undici';
 import { DomainError, ERROR_CODES, type Refusal } from './errors.js';
 import { assertPlain } from './json-hop.js';
-import { DEADLINE_HEADER, assertServiceToken, methodPath, type MethodSpec, type ServiceMethods } from './service-methods.js';
+import { DEADLINE_HEADER, assertServiceToken, methodPath, servicePath, type MethodSpec, type ServiceMethods } from './service-methods.js';
 import { outcomeUnknown, storeFault, storeUnavailable } from './store-errors.js';
 
 export interface ServiceClientOptions {
@@ -115,7 +115,7 @@ export class ServiceClient {
     try {
       const response = await this.pool.request({
         method: 'GET',
-        path: methodPath(this.service, '').slice(0, -1),
+        path: servicePath(this.service),
         headers: { authorization: this.authorization },
       });
       await response.body.text();

@@ -23,9 +23,14 @@ export const SERVICE_TOKEN_MIN_LENGTH = 32;
 /** The header a call's deadline travels in: ms since the epoch, past which the callee does not start. */
 export const DEADLINE_HEADER = 'x-flashsale-deadline';
 
+/** The path of a service's internal routes (a `GET` of it: whether the service can serve). */
+export function servicePath(service: string): string {
+  return `/internal/${service}`;
+}
+
 /** The path of a method of a service's internal routes. */
 export function methodPath(service: string, method: string): string {
-  return `/internal/${service}/${method}`;
+  return `${servicePath(service)}/${method}`;
 }
 
 export function assertServiceToken(token: string): void {

@@ -13,7 +13,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DomainError, refusal } from './errors.js';
-import { DEADLINE_HEADER, assertServiceToken, methodPath, type ServiceMethods } from './service-methods.js';
+import { DEADLINE_HEADER, assertServiceToken, methodPath, servicePath, type ServiceMethods } from './service-methods.js';
 import { storeUnavailable } from './store-errors.js';
 
 export interface ServedModule<T extends object> {
@@ -34,16 +34,16 @@ export function serveModule<T extends object>(app: FastifyInstance, served: Serv
       (...args: unknown[]) => Promise<unknown>
     >;
   const names = new Set(Object.keys(served.methods));
-  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+  // Answering from the hook (and returning the reply) ends the request there: no body is parsed.
+  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     const given = Buffer.from(request.headers.authorization ?? '');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      await send(reply, 401, { ok: false, error: refusal('UNAUTHORIZED', 'the internal routes take the service token') });
-    }
+    if (given.length === expected.length && timingSafeEqual(given, expected)) return undefined;
+    return send(reply, 401, { ok: false, error: refusal('UNAUTHORIZED', 'the internal routes take the service token') });
   };
   // Whether the service is up and can serve (its callers' readiness checks ask this).
-  app.get(methodPath(served.service, '').slice(0, -1), { onRequest: guard }, async (_request, reply) => send(reply, 200, { ok: true }));
+  app.get(servicePath(served.service), { onRequest: guard }, async (_request, reply) => send(reply, 200, { ok: true }));
   app.post<{ Params: { method: string }; Body: { args: unknown[] } }>(
-    `${methodPath(served.service, '')}:method`,
+    methodPath(served.service, ':method'),
     {
       onRequest: guard,
       schema: {

@@ -115,8 +115,7 @@ export class Checkout {
     if (allocation.status === 'expired' || allocation.status === 'cancelled') return this.lapsed(orderId, buyerId, held);
     if (reserved.pending === true) {
       if (held !== undefined && reserved.keyBoundSince !== undefined && (await this.keyIsAnotherRequests(allocation, held, reserved.keyBoundSince))) {
-        // Nothing published: given up as the consumer gives up an order it cannot write.
-        await this.options.inventory.abandonHolds([{ ...allocation, madeAt: new Date().toISOString() }]);
+        await this.giveUpUnpublished(allocation);
         return this.options.keys.outcomeOf(held);
       }
       return this.placeThroughPipeline(allocation, held, request.pay === true, reserved.again === true);
@@ -296,6 +295,26 @@ export class Checkout {
       this.options.log.error({ err: cancelError, orderId: row.id }, 'could not cancel the order of a reused Idempotency-Key');
     });
     return kept;
+  }
+
+  /**
+   * A grant that will never be published: given up as the consumer gives up an order it cannot
+   * write (voided, so nothing can record it later; its units back). If that fails too, the
+   * reconciler voids it and returns the units once the confirm timeout has passed.
+   */
+  private async giveUpUnpublished(allocation: Allocation): Promise<void> {
+    const hold = {
+      id: allocation.id,
+      productId: allocation.productId,
+      buyerId: allocation.buyerId,
+      quantity: allocation.quantity,
+      amountCents: allocation.amountCents,
+      expiresAt: allocation.expiresAt,
+      madeAt: new Date().toISOString(),
+    };
+    await this.options.inventory.abandonHolds([hold]).catch((error: unknown) => {
+      this.options.log.error({ err: error, orderId: allocation.id }, 'could not give up the hold of a reused Idempotency-Key');
+    });
   }
 
   private async withdraw(allocation: Allocation): Promise<void> {

@@ -14,6 +14,7 @@ import { loadConfig, MODULE_NAMES, type Config } from '../../src/config.js';
 import { dropDatabases } from '../../src/infra/database.js';
 import { orderEventsExchange } from '../../src/orders/outbox-relay.js';
 import { queueNames } from '../../src/pipeline/broker.js';
+import type { RedisGate } from '../../src/inventory/redis/gate.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { Api } from './api.js';
 import { AnswerLog, type OpenApiDocument } from './contract.js';
@@ -137,4 +138,11 @@ async function removePipelineData(config: Config): Promise<void> {
   } finally {
     await rabbit.close();
   }
+}
+
+/** The Redis gate of a test server started with the order pipeline (`withPipeline`). */
+export function gateOf(t: TestServer): RedisGate {
+  const found = t.server.system.pipeline?.gate;
+  if (!found) throw new Error('this test server has no Redis gate (start it withPipeline())');
+  return found;
 }
